@@ -1,0 +1,61 @@
+"""The public API for declaring jobs: ``Job`` and ``Extension``."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from .context import JobContext
+    from .result import JobResult
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+class Job(ABC):
+    """A background job. Subclass it, set the class attributes, implement ``execute``.
+
+    ``schedule`` is a 6-field cron expression (seconds first) or ``None`` for a job
+    that only runs by hand or as a bootstrap job. The optional policy attributes are
+    the job's own defaults; profile.yaml overrides them.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    schedule: ClassVar[str | None] = None
+    tags: ClassVar[tuple[str, ...]] = ()
+
+    # Optional per-job defaults (None = take the profile's scheduler.defaults).
+    retry: ClassVar[dict[str, Any] | None] = None  # e.g. {"max_attempts": 5, "backoff": "30s"}
+    timeout: ClassVar[str | float | None] = None  # "30s" or seconds
+    overlap: ClassVar[str | None] = None  # "skip" | "allow" | "queue"
+    queue: ClassVar[str | None] = None
+    misfire_grace: ClassVar[str | float | None] = None
+
+    @abstractmethod
+    async def execute(self, ctx: JobContext) -> JobResult:
+        """Do the work. Raise to ask for a retry; return ``JobResult.failure`` to stop."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class Extension(ABC):
+    """A named group of jobs, found by entry point or by the profile's ``extensions:``."""
+
+    name: ClassVar[str] = ""
+
+    @abstractmethod
+    def jobs(self) -> list[Job]:
+        """The jobs this extension provides."""
+
+    def migrations(self) -> list[tuple[str, str]]:
+        """``(migration_id, sql)`` pairs this extension needs, applied in order.
+
+        ``systemprompt infra db migrate`` applies each once and records it.
+        """
+        return []
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"

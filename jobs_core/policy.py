@@ -1,0 +1,55 @@
+"""Execution policies: retry, timeout, overlap and misfire grace."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Overlap(str, Enum):
+    """What a tick does while a run of the same job is still active."""
+
+    SKIP = "skip"
+    ALLOW = "allow"
+    QUEUE = "queue"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff: attempt n waits ``backoff * 2**(n-1)``, capped.
+
+    With ``jitter`` the wait is drawn uniformly from ``[0, capped]`` ("full jitter"),
+    which spreads retries of many failing runs instead of stampeding together.
+    """
+
+    max_attempts: int = 3
+    backoff: float = 10.0
+    max_backoff: float = 600.0
+    jitter: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+        if self.backoff < 0 or self.max_backoff < 0:
+            raise ValueError("backoff and max_backoff must be >= 0")
+
+    def delay(self, failed_attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after ``failed_attempt`` (1-based) before the next one."""
+        exp = min(max(failed_attempt - 1, 0), 62)
+        capped = min(self.max_backoff, self.backoff * (2**exp))
+        if self.jitter:
+            gen: random.Random = rng if rng is not None else random.Random()
+            return gen.uniform(0, capped)
+        return capped
+
+
+@dataclass(frozen=True)
+class JobPolicy:
+    """The effective policies of one job."""
+
+    retry: RetryPolicy = RetryPolicy()
+    timeout: float = 15 * 60.0
+    overlap: Overlap = Overlap.SKIP
+    misfire_grace: float = 5 * 60.0
+    queue: str = "jobs"
