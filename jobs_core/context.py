@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from .errors import NoDatabaseConfigured, ParameterError, UnknownService
@@ -19,7 +19,7 @@ T = TypeVar("T")
 _MISSING: Any = object()
 
 
-class Trigger(str, Enum):
+class Trigger(StrEnum):
     SCHEDULE = "schedule"
     MANUAL = "manual"
     CATCH_UP = "catch-up"
@@ -88,7 +88,7 @@ class JobContext:
         """The registered service of type ``kind`` (exact type, else a subclass)."""
         if kind in self._services:
             return cast(T, self._services[kind])
-        for registered, svc in self._services.items():
+        for _registered, svc in self._services.items():
             if isinstance(svc, kind):
                 return svc
         known = ", ".join(sorted(t.__name__ for t in self._services)) or "none"
@@ -110,7 +110,7 @@ class JobContext:
                 )
             return default
         raw = self.parameters[name]
-        if kind is None or isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
+        if kind is None or (isinstance(raw, kind) and not (kind is int and isinstance(raw, bool))):
             return raw
         try:
             if kind is bool and isinstance(raw, str):

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Overlap(str, Enum):
+_RNG = random.Random()
+
+
+class Overlap(StrEnum):
     """What a tick does while a run of the same job is still active."""
 
     SKIP = "skip"
@@ -37,10 +40,9 @@ class RetryPolicy:
     def delay(self, failed_attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after ``failed_attempt`` (1-based) before the next one."""
         exp = min(max(failed_attempt - 1, 0), 62)
-        capped = min(self.max_backoff, self.backoff * (2**exp))
+        capped = min(self.max_backoff, self.backoff * float(1 << exp))
         if self.jitter:
-            gen: random.Random = rng if rng is not None else random.Random()
-            return gen.uniform(0, capped)
+            return (rng or _RNG).uniform(0, capped)
         return capped
 
 
