@@ -1,0 +1,244 @@
+"""Private redis-server and PostgreSQL processes on free loopback ports.
+
+Used by ``systemprompt infra up`` (data kept under ``.systemprompt/``) and by the test
+suite (throw-away data dirs, stopped and restarted by fault tests). PostgreSQL refuses
+to run as root, so when we are root the cluster is owned by and run as the
+``postgres`` system user (or ``nobody`` when that user does not exist).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobs_core.errors import ConfigError
+
+
+class MissingBinary(ConfigError):
+    """A server binary needed for the embedded stack is not installed."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], deadline: float, what: str) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode} while starting")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"{what} did not accept connections on 127.0.0.1:{port} in time")
+
+
+def find_redis_server() -> str:
+    path = shutil.which("redis-server")
+    if not path:
+        raise MissingBinary(
+            "redis-server is not installed: install it (Debian/Ubuntu: apt-get install "
+            "redis-server) or set REDIS_URL to an existing Redis"
+        )
+    return path
+
+
+def find_pg_bin(name: str) -> str:
+    path = shutil.which(name)
+    if path:
+        return path
+    candidates = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
+    )
+    if candidates:
+        return candidates[-1]
+    raise MissingBinary(
+        f"PostgreSQL's {name} is not installed: install the server (Debian/Ubuntu: "
+        "apt-get install postgresql) or set DATABASE_URL to an existing PostgreSQL"
+    )
+
+
+def _stop_process(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+@dataclass
+class RedisServer:
+    """A redis-server child process. ``restart()`` keeps the port (and data if persisted)."""
+
+    data_dir: Path
+    port: int = 0
+    password: str | None = None
+    persist: bool = False
+    tls: dict[str, str] | None = None  # {"cert": ..., "key": ..., "ca": ...}
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        if self.tls:
+            return f"rediss://{auth}127.0.0.1:{self.port}/0"
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 15.0) -> RedisServer:
+        binary = find_redis_server()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        args = [binary, "--bind", "127.0.0.1", "--dir", str(self.data_dir)]
+        args += ["--save", "", "--daemonize", "no", "--logfile", str(self.data_dir / "redis.log")]
+        args += ["--appendonly", "yes" if self.persist else "no"]
+        if self.password:
+            args += ["--requirepass", self.password]
+        if self.tls:
+            args += ["--port", "0", "--tls-port", str(self.port)]
+            args += ["--tls-cert-file", self.tls["cert"], "--tls-key-file", self.tls["key"]]
+            args += ["--tls-ca-cert-file", self.tls["ca"], "--tls-auth-clients", "no"]
+        else:
+            args += ["--port", str(self.port)]
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        _wait_port(self.port, self.proc, time.monotonic() + timeout, "redis-server")
+        return self
+
+    def stop(self, *, kill: bool = False) -> None:
+        _stop_process(self.proc, signal.SIGKILL if kill else signal.SIGTERM, 15)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def _pg_user() -> tuple[str, int, int] | None:
+    """The unprivileged account to run PostgreSQL as, when we are root."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            pw = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return name, pw.pw_uid, pw.pw_gid
+    raise MissingBinary("running as root and neither a 'postgres' nor a 'nobody' user exists")
+
+
+@dataclass
+class PostgresServer:
+    """A private PostgreSQL cluster (initdb on first start) on a loopback port."""
+
+    data_dir: Path
+    port: int = 0
+    user: str = "systemprompt"
+    database: str = "systemprompt"
+    durable: bool = False  # tests turn fsync off; `infra up` keeps data safe
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
+
+    def url_for(self, database: str) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    def _run_as(self) -> dict[str, int]:
+        owner = _pg_user()
+        return {} if owner is None else {"user": owner[1], "group": owner[2]}
+
+    def _initdb(self) -> None:
+        owner = _pg_user()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if owner is not None:
+            os.chown(self.data_dir, owner[1], owner[2])
+        args = [find_pg_bin("initdb"), "-D", str(self.data_dir), "-U", self.user]
+        args += ["--auth=trust", "--encoding=UTF8", "--no-instructions"]
+        if not self.durable:
+            args.append("--no-sync")
+        subprocess.run(
+            args,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            **self._run_as(),  # type: ignore[call-overload]
+        )
+
+    def start(self, timeout: float = 30.0) -> PostgresServer:
+        postgres = find_pg_bin("postgres")
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb()
+        if not self.port:
+            self.port = free_port()
+        args = [postgres, "-D", str(self.data_dir), "-p", str(self.port)]
+        args += ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="]
+        args += ["-c", "max_connections=300", "-c", "shared_buffers=64MB"]
+        if not self.durable:
+            args += ["-c", "fsync=off", "-c", "synchronous_commit=off"]
+            args += ["-c", "full_page_writes=off"]
+        log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **self._run_as(),  # type: ignore[call-overload]
+        )
+        log.close()
+        _wait_port(self.port, self.proc, time.monotonic() + timeout, "postgres")
+        self._ensure_database(time.monotonic() + timeout)
+        return self
+
+    def _ensure_database(self, deadline: float) -> None:
+        import psycopg
+
+        while True:
+            try:
+                with psycopg.connect(self.url_for("postgres"), autocommit=True) as conn:
+                    exists = conn.execute(
+                        "SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)
+                    ).fetchone()
+                    if not exists:
+                        conn.execute(f'CREATE DATABASE "{self.database}"')
+                    return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self, *, kill: bool = False) -> None:
+        # SIGINT is PostgreSQL's "fast" shutdown: no waiting for clients to leave.
+        _stop_process(self.proc, signal.SIGKILL if kill else signal.SIGINT, 30)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None

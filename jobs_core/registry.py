@@ -1,0 +1,405 @@
+"""Extension discovery and the effective job table.
+
+The effective value of every job setting comes from, in order: the built-in defaults,
+the job class's own attributes ("code"), the profile's ``scheduler.defaults`` (only for
+what the job class does not set) and the profile's per-job override ("profile").
+Where each value came from is kept, so ``jobs status`` can tell the operator.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Literal
+
+from .cron import CronSchedule
+from .durations import parse_duration
+from .errors import (
+    AmbiguousJob,
+    ConfigError,
+    InvalidSchedule,
+    RegistryError,
+    UnknownJob,
+)
+from .job import NAME_RE, Extension, Job
+from .policy import JobPolicy, Overlap, RetryPolicy
+
+if TYPE_CHECKING:
+    from .profile import JobOverride, Profile
+
+ENTRY_POINT_GROUP = "systemprompt.extensions"
+Source = Literal["built-in", "code", "profile defaults", "profile"]
+
+
+@dataclass(frozen=True)
+class JobDefinition:
+    """One job as it will actually run: code merged with the profile."""
+
+    extension: str
+    name: str
+    description: str
+    job: Job
+    schedule: str | None
+    cron: CronSchedule | None
+    enabled: bool
+    policy: JobPolicy
+    parameters: Mapping[str, Any]
+    config: Mapping[str, Any]
+    tags: tuple[str, ...]
+    sources: Mapping[str, Source] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.extension}/{self.name}"
+
+    @property
+    def schedule_source(self) -> str:
+        return "profile" if self.sources.get("schedule") == "profile" else "code"
+
+    def to_json(self) -> dict[str, Any]:
+        retry = self.policy.retry
+        return {
+            "key": self.key,
+            "extension": self.extension,
+            "name": self.name,
+            "description": self.description,
+            "schedule": self.schedule,
+            "schedule_source": self.schedule_source,
+            "timezone": str(self.cron.tz) if self.cron else None,
+            "enabled": self.enabled,
+            "queue": self.policy.queue,
+            "tags": list(self.tags),
+            "retry": {
+                "max_attempts": retry.max_attempts,
+                "backoff_s": retry.backoff,
+                "max_backoff_s": retry.max_backoff,
+                "jitter": retry.jitter,
+            },
+            "timeout_s": self.policy.timeout,
+            "overlap": self.policy.overlap.value,
+            "misfire_grace_s": self.policy.misfire_grace,
+            "parameters": dict(self.parameters),
+            "sources": dict(self.sources),
+        }
+
+
+def _closest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
+    pool = sorted(set(candidates))
+    close = difflib.get_close_matches(name, pool, n=n, cutoff=0.0)
+    return close or pool[:n]
+
+
+class JobRegistry:
+    """The effective job table, keyed ``extension/job`` in declaration order."""
+
+    def __init__(
+        self,
+        extensions: list[Extension],
+        jobs: list[JobDefinition],
+        *,
+        timezone: str = "UTC",
+        bootstrap: list[str] | None = None,
+        scheduler_enabled: bool = True,
+    ) -> None:
+        self.extensions = extensions
+        self.jobs: dict[str, JobDefinition] = {j.key: j for j in jobs}
+        self.timezone = timezone
+        self.bootstrap = list(bootstrap or [])
+        self.scheduler_enabled = scheduler_enabled
+
+    def __iter__(self) -> Iterator[JobDefinition]:
+        return iter(self.jobs.values())
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.jobs
+
+    def scheduled(self) -> list[JobDefinition]:
+        return [j for j in self.jobs.values() if j.cron is not None]
+
+    def resolve(self, name: str) -> JobDefinition:
+        """A job by key (``ext/job``) or by bare name when that name is unique."""
+        if name in self.jobs:
+            return self.jobs[name]
+        if "/" not in name:
+            matches = [j for j in self.jobs.values() if j.name == name]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                keys = ", ".join(sorted(j.key for j in matches))
+                raise AmbiguousJob(f"job name {name!r} is ambiguous: use one of {keys}")
+        known = list(self.jobs) + [j.name for j in self.jobs.values()]
+        if not self.jobs:
+            raise UnknownJob(f"unknown job {name!r}: no jobs are registered")
+        hint = ", ".join(_closest(name, known))
+        raise UnknownJob(f"unknown job {name!r}; closest known: {hint}")
+
+    def with_tag(self, tag: str) -> list[JobDefinition]:
+        found = [j for j in self.jobs.values() if tag in j.tags]
+        if not found:
+            tags = sorted({t for j in self.jobs.values() for t in j.tags})
+            raise UnknownJob(
+                f"no job is tagged {tag!r} (known tags: {', '.join(tags) or 'none'})"
+            )
+        return found
+
+
+# ---------------------------------------------------------------- discovery
+
+
+def load_object(path: str) -> Any:
+    """Import ``package.module:Attr``; the current directory is importable, as in celery -A."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"extension path {path!r} must look like package.module:Attribute")
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import extension module {module_name!r}: {exc}") from None
+    try:
+        obj: Any = module
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise ConfigError(f"module {module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def _instantiate(obj: Any, origin: str) -> Extension:
+    if isinstance(obj, type) and issubclass(obj, Extension):
+        return obj()
+    if isinstance(obj, Extension):
+        return obj
+    raise RegistryError(f"{origin} is {obj!r}, not an Extension subclass or instance")
+
+
+def discover_extensions(profile: Profile | None) -> list[Extension]:
+    """Extensions from the ``systemprompt.extensions`` entry points, then the profile's list."""
+    found: list[Extension] = []
+    seen: set[type] = set()
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            ext = _instantiate(ep.load(), f"entry point {ep.name!r} ({ep.value})")
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise RegistryError(
+                f"entry point {ep.name!r} ({ep.value}) failed to load: {exc}"
+            ) from exc
+        if type(ext) not in seen:
+            seen.add(type(ext))
+            found.append(ext)
+    for index, path in enumerate(profile.extensions if profile else []):
+        try:
+            ext = _instantiate(load_object(path), f"extension {path!r}")
+        except ConfigError as exc:
+            if profile is None:
+                raise
+            raise profile.error(str(exc), "extensions", index) from None
+        if type(ext) not in seen:
+            seen.add(type(ext))
+            found.append(ext)
+    return found
+
+
+# ---------------------------------------------------------------- effective table
+
+
+def _job_policy_from_code(
+    job: Job, where: str, defaults: JobPolicy, sources: dict[str, Source]
+) -> JobPolicy:
+    retry = defaults.retry
+    timeout, overlap = defaults.timeout, defaults.overlap
+    grace, queue = defaults.misfire_grace, defaults.queue
+    try:
+        if job.retry is not None:
+            allowed = {"max_attempts", "backoff", "max_backoff", "jitter"}
+            unknown = set(job.retry) - allowed
+            if unknown:
+                raise ValueError(
+                    f"retry has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}"
+                )
+            values: dict[str, Any] = {
+                "max_attempts": int(job.retry.get("max_attempts", retry.max_attempts)),
+                "backoff": parse_duration(job.retry.get("backoff", retry.backoff)),
+                "max_backoff": parse_duration(job.retry.get("max_backoff", retry.max_backoff)),
+                "jitter": bool(job.retry.get("jitter", retry.jitter)),
+            }
+            retry = RetryPolicy(**values)
+            sources["retry"] = "code"
+        if job.timeout is not None:
+            timeout = parse_duration(job.timeout, key="timeout")
+            sources["timeout"] = "code"
+        if job.overlap is not None:
+            overlap = Overlap(job.overlap)
+            sources["overlap"] = "code"
+        if job.misfire_grace is not None:
+            grace = parse_duration(job.misfire_grace, key="misfire_grace")
+            sources["misfire_grace"] = "code"
+        if job.queue is not None:
+            queue = job.queue
+            sources["queue"] = "code"
+    except ValueError as exc:
+        raise RegistryError(f"{where}: {exc}") from None
+    return JobPolicy(retry=retry, timeout=timeout, overlap=overlap, misfire_grace=grace, queue=queue)
+
+
+def _apply_override(
+    policy: JobPolicy, ov: JobOverride, sources: dict[str, Source]
+) -> JobPolicy:
+    retry = policy.retry
+    fields = ov.retry_fields()
+    if fields:
+        retry = RetryPolicy(**{**retry.__dict__, **fields})
+        sources["retry"] = "profile"
+    values: dict[str, Any] = {"retry": retry}
+    for name in ("timeout", "overlap", "misfire_grace", "queue"):
+        if ov.is_set(name) and getattr(ov, name) is not None:
+            values[name] = getattr(ov, name)
+            sources[name] = "profile"
+    return JobPolicy(**{**policy.__dict__, **values})
+
+
+def _defaults_policy(profile: Profile | None) -> tuple[JobPolicy, Source]:
+    if profile is None:
+        return JobPolicy(), "built-in"
+    d = profile.scheduler.defaults
+    return (
+        JobPolicy(
+            retry=d.retry_policy(),
+            timeout=d.timeout,
+            overlap=Overlap(d.overlap),
+            misfire_grace=d.misfire_grace,
+            queue=d.queue,
+        ),
+        "profile defaults",
+    )
+
+
+def build_registry(
+    profile: Profile | None = None, extensions: list[Extension] | None = None
+) -> JobRegistry:
+    """Discover (unless given) the extensions and merge their jobs with the profile."""
+    if extensions is None:
+        extensions = discover_extensions(profile)
+    tz = profile.scheduler.timezone if profile else "UTC"
+    defaults, default_source = _defaults_policy(profile)
+    overrides: dict[tuple[str, str], tuple[int, JobOverride]] = {}
+    if profile is not None:
+        for index, ov in enumerate(profile.scheduler.jobs):
+            overrides[(ov.extension, ov.job)] = (index, ov)
+
+    definitions: list[JobDefinition] = []
+    ext_names: set[str] = set()
+    for ext in extensions:
+        if not ext.name or not NAME_RE.match(ext.name):
+            raise RegistryError(
+                f"extension {type(ext).__name__} has an invalid name {ext.name!r}: use lower-case"
+                " letters, digits, '-', '_' and '.'"
+            )
+        if ext.name in ext_names:
+            raise RegistryError(f"two extensions are named {ext.name!r}")
+        ext_names.add(ext.name)
+        try:
+            jobs = list(ext.jobs())
+        except Exception as exc:
+            raise RegistryError(f"extension {ext.name!r}: jobs() failed: {exc}") from exc
+        names: set[str] = set()
+        config = dict(profile.config.get(ext.name, {})) if profile else {}
+        for job in jobs:
+            if not isinstance(job, Job):
+                raise RegistryError(f"extension {ext.name!r}: {job!r} is not a Job instance")
+            where = f"extension {ext.name!r}, job {type(job).__name__}"
+            if not job.name:
+                raise RegistryError(f"{where}: the job has no name (set the class attribute)")
+            if not NAME_RE.match(job.name):
+                raise RegistryError(
+                    f"{where}: invalid job name {job.name!r}: use lower-case letters, digits,"
+                    " '-', '_' and '.'"
+                )
+            where = f"extension {ext.name!r}, job {job.name!r}"
+            if job.name in names:
+                raise RegistryError(f"{where}: duplicate job key {ext.name}/{job.name}")
+            names.add(job.name)
+            sources: dict[str, Source] = {
+                k: default_source
+                for k in ("retry", "timeout", "overlap", "misfire_grace", "queue")
+            }
+            sources["schedule"] = "code"
+            sources["enabled"] = "built-in"
+            policy = _job_policy_from_code(job, where, defaults, sources)
+            schedule = job.schedule
+            if schedule is not None:
+                try:
+                    CronSchedule(schedule, tz)
+                except InvalidSchedule as exc:
+                    raise RegistryError(f"{where}: invalid schedule: {exc}") from None
+            enabled = True
+            parameters: dict[str, Any] = {}
+            found = overrides.pop((ext.name, job.name), None)
+            if found is not None:
+                index, ov = found
+                policy = _apply_override(policy, ov, sources)
+                if ov.is_set("schedule"):
+                    schedule = ov.schedule
+                    sources["schedule"] = "profile"
+                if ov.is_set("enabled") and ov.enabled is not None:
+                    enabled = ov.enabled
+                    sources["enabled"] = "profile"
+                parameters = dict(ov.parameters or {})
+            cron = CronSchedule(schedule, tz) if schedule else None
+            definitions.append(
+                JobDefinition(
+                    extension=ext.name,
+                    name=job.name,
+                    description=job.description,
+                    job=job,
+                    schedule=schedule,
+                    cron=cron,
+                    enabled=enabled,
+                    policy=policy,
+                    parameters=parameters,
+                    config=config,
+                    tags=tuple(job.tags),
+                    sources=sources,
+                )
+            )
+
+    known_keys = [d.key for d in definitions]
+    if profile is not None:
+        for index, ov in overrides.values():
+            key = f"{ov.extension}/{ov.job}"
+            if ov.extension not in ext_names:
+                what = f"unknown extension {ov.extension!r}; known extensions: " + (
+                    ", ".join(sorted(ext_names)) or "none"
+                )
+                raise profile.error(what, "scheduler", "jobs", index, "extension")
+            raise profile.error(
+                f"unknown job {key!r}; known jobs: {', '.join(_closest(key, known_keys, 10))}",
+                "scheduler",
+                "jobs",
+                index,
+                "job",
+            )
+    registry = JobRegistry(
+        extensions,
+        definitions,
+        timezone=tz,
+        scheduler_enabled=profile.scheduler.enabled if profile else True,
+    )
+    if profile is not None:
+        for index, name in enumerate(profile.scheduler.bootstrap_jobs):
+            try:
+                registry.bootstrap.append(registry.resolve(name).key)
+            except (UnknownJob, AmbiguousJob) as exc:
+                raise profile.error(str(exc), "scheduler", "bootstrap_jobs", index) from None
+    return registry

@@ -1,0 +1,101 @@
+"""Shared fixtures: private Redis and PostgreSQL servers started by the test session.
+
+Never the machine's shared instances: every server here runs on a free loopback port in
+a throw-away directory, so fault tests can stop, kill and restart them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cli.embedded import PostgresServer, RedisServer
+
+
+def _tmpdir(prefix: str) -> Path:
+    # Not pytest's tmp_path: PostgreSQL runs as an unprivileged user when we are root
+    # and must be able to reach its data dir; pytest's base dir is private to root.
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    base = _tmpdir("sp-test-redis-")
+    server = RedisServer(base).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """The session Redis, emptied before each test."""
+    import redis
+
+    if not redis_server.running:
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    yield redis_server.url
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis of this test alone, which the test may stop, kill and restart."""
+    base = _tmpdir("sp-test-own-redis-")
+    server = RedisServer(base).start()
+    try:
+        yield server
+    finally:
+        server.stop(kill=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    base = _tmpdir("sp-test-pg-")
+    server = PostgresServer(base / "data")
+    base.chmod(0o755)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def migrated_template(pg_server: PostgresServer) -> str:
+    """A database with every migration applied, cloned for each test."""
+    import psycopg
+
+    from jobs_core.registry import discover_extensions
+    from jobs_core.store import migrate
+
+    name = "sp_template"
+    with psycopg.connect(pg_server.url_for("postgres"), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    migrate(pg_server.url_for(name), discover_extensions(None))
+    return name
+
+
+@pytest.fixture
+def database_url(pg_server: PostgresServer, migrated_template: str) -> Iterator[str]:
+    """A fresh, migrated database for this test alone."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server.url_for("postgres"), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {migrated_template}")
+    yield pg_server.url_for(name)
+    with psycopg.connect(pg_server.url_for("postgres"), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
