@@ -1,0 +1,786 @@
+"""profile.yaml: loading, environment substitution, validation and located errors.
+
+Every mistake becomes one :class:`~jobs_core.errors.ProfileError` that names the file,
+the line, the key path (``scheduler.jobs[0].timeout``) and what is allowed, because the
+profile is edited by operators who should never have to read a pydantic dump.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+from .durations import parse_duration
+from .errors import InvalidSchedule, ProfileError
+from .policy import JobPolicy, Overlap, RetryPolicy
+from .urls import mask_url
+
+__all__ = [
+    "DEFAULT_PROFILE_FILE",
+    "PROFILE_ENV",
+    "URL_ENV",
+    "JobOverride",
+    "KeyPath",
+    "Profile",
+    "RetryDefaults",
+    "RetryOverride",
+    "SchedulerConfig",
+    "SchedulerDefaults",
+    "load_profile",
+    "parse_profile",
+]
+
+KeyPath = tuple[str | int, ...]
+
+PROFILE_ENV = "SYSTEMPROMPT_PROFILE"
+DEFAULT_PROFILE_FILE = "profile.yaml"
+#: Environment variables that win over the file, so one profile serves every deployment.
+URL_ENV: Mapping[str, str] = {"redis_url": "REDIS_URL", "database_url": "DATABASE_URL"}
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _duration(value: object, info: ValidationInfo) -> float:
+    return parse_duration(value, key=info.field_name or "duration")
+
+
+def _overlap(value: object) -> Overlap:
+    if isinstance(value, Overlap):
+        return value
+    if isinstance(value, str):
+        try:
+            return Overlap(value.strip().lower())
+        except ValueError:
+            pass
+    allowed = "|".join(o.value for o in Overlap)
+    raise ValueError(
+        f"{_shown(value)} is not an overlap mode; use one of {allowed} "
+        "(skip: drop the tick while a run is active, allow: run concurrently, "
+        "queue: run after the active one)"
+    )
+
+
+def _attempts(value: object) -> int:
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float):
+        number = int(value) if value.is_integer() else None
+    elif isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        number = int(value)
+    if number is None:
+        raise ValueError(f"{_shown(value)} is not a whole number; use an integer >= 1, e.g. 3")
+    if number < 1:
+        raise ValueError(f"must be at least 1, got {number} (1 means a single try, no retries)")
+    return number
+
+
+_QUEUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+
+
+def _queue(value: object) -> object:
+    if isinstance(value, str) and not _QUEUE.fullmatch(value):
+        raise ValueError(
+            f"{_shown(value)} is not a queue name; use letters, digits and _ . : - "
+            'such as "jobs" or "maintenance"'
+        )
+    return value
+
+
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def _name(value: object) -> object:
+    if isinstance(value, str) and not _NAME.fullmatch(value):
+        raise ValueError(
+            f"{_shown(value)} is not a name; use letters, digits and _ . - "
+            'such as "maintenance" or "cleanup"'
+        )
+    return value
+
+
+def _job_ref(value: object) -> object:
+    if isinstance(value, str):
+        parts = value.split("/")
+        if len(parts) > 2 or not all(_NAME.fullmatch(p) for p in parts):
+            raise ValueError(
+                f"{_shown(value)} is not a job; write extension/job (e.g. "
+                'maintenance/cleanup) or a bare job name such as "cleanup"'
+            )
+    return value
+
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_IMPORT_PATH = re.compile(rf"{_IDENT}(?:\.{_IDENT})*:{_IDENT}(?:\.{_IDENT})*")
+
+
+def _import_path(value: object) -> object:
+    if isinstance(value, str) and not _IMPORT_PATH.fullmatch(value):
+        raise ValueError(
+            f"{_shown(value)} is not an import path; write package.module:Attr, "
+            "e.g. extensions.maintenance:MaintenanceExtension"
+        )
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+OverlapMode = Annotated[Overlap, BeforeValidator(_overlap)]
+Attempts = Annotated[int, BeforeValidator(_attempts)]
+QueueName = Annotated[str, BeforeValidator(_queue)]
+Name = Annotated[str, BeforeValidator(_name)]
+JobRef = Annotated[str, BeforeValidator(_job_ref)]
+ImportPath = Annotated[str, BeforeValidator(_import_path)]
+
+
+# --------------------------------------------------------------------------- models
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # `jobs:` with every entry commented out is YAML null; that means "none", not an error.
+    _NULL_IS_DEFAULT: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_nulls(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and cls._NULL_IS_DEFAULT:
+            return {k: v for k, v in data.items() if not (v is None and k in cls._NULL_IS_DEFAULT)}
+        return data
+
+
+def _no_null(value: object) -> object:
+    if value is None:
+        raise ValueError("null is not allowed here; leave the key out to keep the default")
+    return value
+
+
+class RetryDefaults(_Section):
+    """``scheduler.defaults.retry``: the retry policy of every job unless overridden."""
+
+    max_attempts: Attempts = 3
+    backoff: Duration = 10.0
+    max_backoff: Duration = 600.0
+    jitter: bool = True
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            backoff=self.backoff,
+            max_backoff=self.max_backoff,
+            jitter=self.jitter,
+        )
+
+
+class RetryOverride(_Section):
+    """``scheduler.jobs[i].retry``: only the keys given replace the defaults."""
+
+    max_attempts: Attempts | None = None
+    backoff: Duration | None = None
+    max_backoff: Duration | None = None
+    jitter: bool | None = None
+
+    _reject_null = field_validator("*", mode="before")(_no_null)
+
+
+class JobOverride(_Section):
+    """One entry of ``scheduler.jobs``: what the profile changes for one job."""
+
+    extension: Name
+    job: Name
+    # Explicit null is meaningful ("manual only"), so it is kept apart from "not given".
+    schedule: str | None = None
+    enabled: bool | None = None
+    retry: RetryOverride | None = None
+    timeout: Duration | None = None
+    overlap: OverlapMode | None = None
+    misfire_grace: Duration | None = None
+    queue: QueueName | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+    _NULL_IS_DEFAULT = frozenset({"retry", "parameters"})
+    _line: int | None = PrivateAttr(default=None)
+
+    _reject_null = field_validator(
+        "enabled", "timeout", "overlap", "misfire_grace", "queue", mode="before"
+    )(_no_null)
+
+    @property
+    def key(self) -> str:
+        """The job key ``extension/job``."""
+        return f"{self.extension}/{self.job}"
+
+    @property
+    def line(self) -> int | None:
+        """The line of this entry in profile.yaml (None when not loaded from a file)."""
+        return self._line
+
+    def is_set(self, name: str) -> bool:
+        """Whether ``name`` was written in the profile (``schedule: null`` counts)."""
+        return name in self.model_fields_set
+
+    def retry_fields(self) -> dict[str, Any]:
+        """The retry keys this entry gives, durations in seconds."""
+        if self.retry is None:
+            return {}
+        return {name: getattr(self.retry, name) for name in sorted(self.retry.model_fields_set)}
+
+
+class SchedulerDefaults(_Section):
+    """``scheduler.defaults``: policies for every job that has no override."""
+
+    retry: RetryDefaults = Field(default_factory=RetryDefaults)
+    timeout: Duration = 15 * 60.0
+    overlap: OverlapMode = Overlap.SKIP
+    misfire_grace: Duration = 5 * 60.0
+    queue: QueueName = "jobs"
+
+    _NULL_IS_DEFAULT = frozenset({"retry"})
+
+    def retry_policy(self) -> RetryPolicy:
+        return self.retry.policy()
+
+    def job_policy(self, override: JobOverride | None = None) -> JobPolicy:
+        """The effective policy of a job: these defaults, then ``override``'s given keys."""
+        if override is None:
+            return JobPolicy(
+                retry=self.retry_policy(),
+                timeout=self.timeout,
+                overlap=self.overlap,
+                misfire_grace=self.misfire_grace,
+                queue=self.queue,
+            )
+        retry = self.retry.model_dump()
+        retry.update(override.retry_fields())
+        return JobPolicy(
+            retry=RetryPolicy(**retry),
+            timeout=self.timeout if override.timeout is None else override.timeout,
+            overlap=self.overlap if override.overlap is None else override.overlap,
+            misfire_grace=(
+                self.misfire_grace if override.misfire_grace is None else override.misfire_grace
+            ),
+            queue=self.queue if override.queue is None else override.queue,
+        )
+
+
+class SchedulerConfig(_Section):
+    """``scheduler``: time zone, default policies, per-job overrides, bootstrap jobs."""
+
+    enabled: bool = True
+    timezone: str = "UTC"
+    defaults: SchedulerDefaults = Field(default_factory=SchedulerDefaults)
+    jobs: list[JobOverride] = Field(default_factory=list)
+    bootstrap_jobs: list[JobRef] = Field(default_factory=list)
+
+    _NULL_IS_DEFAULT = frozenset({"defaults", "jobs", "bootstrap_jobs"})
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{_shown(value)} is not a known time zone; use an IANA name such as "
+                "UTC, Europe/London or America/New_York"
+            ) from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def override_for(self, extension: str, job: str) -> JobOverride | None:
+        """The override entry of ``extension/job``, if the profile has one."""
+        for override in self.jobs:
+            if override.extension == extension and override.job == job:
+                return override
+        return None
+
+
+_URL_SCHEMES: Mapping[str, tuple[str, ...]] = {
+    "redis_url": ("redis", "rediss", "unix"),
+    "database_url": ("postgresql", "postgres"),
+}
+
+
+class Profile(_Section):
+    """A validated profile. Build it with :func:`load_profile` or :meth:`Profile.default`."""
+
+    redis_url: str | None = None
+    database_url: str | None = None
+    extensions: list[ImportPath] = Field(default_factory=list)
+    config: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+
+    _NULL_IS_DEFAULT = frozenset({"extensions", "config", "scheduler"})
+    _path: str | None = PrivateAttr(default=None)
+    _lines: dict[KeyPath, int] = PrivateAttr(default_factory=dict)
+
+    @field_validator("redis_url", "database_url")
+    @classmethod
+    def _url_scheme(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        schemes = _URL_SCHEMES[info.field_name or ""]
+        scheme, sep, _ = value.partition("://")
+        if not sep or scheme.lower() not in schemes:
+            # The value itself may hold a password, so only the allowed forms are named.
+            allowed = ", ".join(f"{s}://" for s in schemes)
+            raise ValueError(f"must be a URL starting with {allowed}")
+        return value
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _empty_sections(cls, value: Any) -> Any:
+        # `my-extension:` with nothing under it is an empty section, not a type error.
+        if isinstance(value, Mapping):
+            return {k: ({} if v is None else v) for k, v in value.items()}
+        return value
+
+    @property
+    def path(self) -> str | None:
+        """The file this profile came from; None for built-in defaults."""
+        return self._path
+
+    @classmethod
+    def default(cls) -> Profile:
+        """Built-in defaults, as if the profile were empty (no file, no environment)."""
+        return cls()
+
+    @classmethod
+    def from_dict(cls, data: Any, *, path: str | None = None) -> Profile:
+        """Validate already-parsed data with every check of :func:`load_profile`."""
+        return _build(data, path=path, lines={}, env_sources={})
+
+    def extension_config(self, extension: str) -> dict[str, Any]:
+        """``config.<extension>``: what ``JobContext.config`` receives for that extension."""
+        return dict(self.config.get(extension, {}))
+
+    def line_of(self, *keypath: str | int) -> int | None:
+        """The line of ``keypath`` in the file, else of its nearest ancestor that has one."""
+        path: KeyPath = tuple(keypath)
+        while path:
+            line = self._lines.get(path)
+            if line is not None:
+                return line
+            path = path[:-1]
+        return None
+
+    def error(self, message: str, *keypath: str | int) -> ProfileError:
+        """A ProfileError located at ``keypath``, for mistakes found after loading."""
+        return ProfileError(
+            message, file=self._path, line=self.line_of(*keypath), key=_dotted(keypath) or None
+        )
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            if name in URL_ENV and isinstance(value, str):
+                yield name, mask_url(value)
+            else:
+                yield name, value
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _dotted(keypath: Iterable[str | int]) -> str:
+    out = ""
+    for part in keypath:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z0-9_-]+", part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{part!r}]"
+    return out
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            args = [a for a in get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp
+
+
+def _model_at(keypath: KeyPath) -> type[BaseModel] | None:
+    """The model class that validates the mapping at ``keypath`` (for allowed-key lists)."""
+    tp: Any = Profile
+    for part in keypath:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get(str(part))
+            if field is None:
+                return None
+            tp = field.annotation
+        elif get_origin(tp) is list and isinstance(part, int):
+            tp = get_args(tp)[0]
+        elif get_origin(tp) is dict:
+            tp = get_args(tp)[1]
+        else:
+            return None
+    tp = _unwrap(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _describe(err: ErrorDetails) -> tuple[KeyPath, str]:
+    loc: KeyPath = tuple(p for p in err["loc"] if p != "[key]")
+    kind = err["type"]
+    value = err.get("input")
+    ctx = err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        model = _model_at(loc[:-1])
+        allowed = list(model.model_fields) if model else []
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return loc, f"unknown key {key!r}{hint}; allowed keys: {', '.join(allowed)}"
+    if kind == "missing":
+        model = _model_at(loc[:-1])
+        required = [n for n, f in model.model_fields.items() if f.is_required()] if model else []
+        also = f" (required here: {', '.join(required)})" if len(required) > 1 else ""
+        return loc, f"required key {str(loc[-1])!r} is missing{also}"
+    if kind in ("value_error", "assertion_error"):
+        return loc, str(ctx.get("error", err["msg"]))
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return loc, f"must be a mapping of key: value, got {_shown(value)}"
+    if kind == "list_type":
+        return loc, f"must be a list, got {_shown(value)}"
+    if kind == "string_type":
+        return loc, f"must be a string, got {_shown(value)}"
+    if kind in ("bool_type", "bool_parsing"):
+        return loc, f"must be true or false, got {_shown(value)}"
+    if kind in ("int_type", "int_parsing", "int_from_float", "float_type", "float_parsing"):
+        return loc, f"must be a number, got {_shown(value)}"
+    return loc, str(err["msg"])
+
+
+def _from_validation_error(
+    exc: ValidationError,
+    path: str | None,
+    lines: Mapping[KeyPath, int],
+    env_sources: Mapping[str, str],
+) -> ProfileError:
+    located = []
+    for err in exc.errors(include_url=False):
+        keypath, message = _describe(err)
+        found = _nearest_line(lines, keypath)
+        located.append((found if found is not None else 1 << 30, keypath, message))
+    # Report the first mistake in file order; that is where a reader starts fixing.
+    located.sort(key=lambda item: item[0])
+    first_line, keypath, message = located[0]
+    if len(located) > 1:
+        message += f" (and {len(located) - 1} more)"
+    key = _dotted(keypath) or None
+    line: int | None = first_line if first_line != 1 << 30 else None
+    if keypath and len(keypath) == 1 and keypath[0] in env_sources:
+        key = f"{keypath[0]} (from ${env_sources[str(keypath[0])]})"
+        line = None
+    return ProfileError(message, file=path, line=line, key=key)
+
+
+def _nearest_line(lines: Mapping[KeyPath, int], keypath: KeyPath) -> int | None:
+    while keypath:
+        if keypath in lines:
+            return lines[keypath]
+        keypath = keypath[:-1]
+    return None
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+def _read_yaml(text: str, path: str | None) -> tuple[Any, dict[KeyPath, int], int]:
+    """Parse ``text``; return the data, the line of every key and item, the root's line."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        lines: dict[KeyPath, int] = {}
+        if node is None:
+            return None, lines, 1
+        # Lines are recorded before construction: constructing flattens `<<` merges,
+        # which would make merged keys look like duplicates.
+        _record_lines(node, (), lines, path, set())
+        return loader.construct_document(node), lines, node.start_mark.line + 1
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        # str(exc) would quote the offending line, which may carry a password.
+        detail = ", ".join(str(p) for p in (exc.context, exc.problem) if p)
+        raise ProfileError(
+            f"invalid YAML: {detail or 'syntax error'}",
+            file=path,
+            line=mark.line + 1 if mark else None,
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"invalid YAML: {type(exc).__name__}", file=path) from None
+    finally:
+        loader.dispose()
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _record_lines(
+    node: yaml.Node, keypath: KeyPath, lines: dict[KeyPath, int], path: str | None, active: set[int]
+) -> None:
+    # Aliases can make the node graph cyclic; a node already on the current path is skipped.
+    if id(node) in active:
+        return
+    active.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+                continue
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ProfileError(
+                    f"duplicate key {key!r} (first at line {seen[key]}); "
+                    "YAML would silently keep only the last one, so merge them",
+                    file=path,
+                    line=line,
+                    key=_dotted((*keypath, key)),
+                )
+            seen[key] = line
+            lines[(*keypath, key)] = line
+            _record_lines(value_node, (*keypath, key), lines, path, active)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines[(*keypath, index)] = item.start_mark.line + 1
+            _record_lines(item, (*keypath, index), lines, path, active)
+    active.discard(id(node))
+
+
+# --------------------------------------------------------------------------- ${VAR}
+
+_VAR = re.compile(r"(\$?)\$\{([^}]*)\}")
+_VAR_BODY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
+
+
+def _substitute(
+    value: Any,
+    keypath: KeyPath,
+    env: Mapping[str, str],
+    path: str | None,
+    lines: Mapping[KeyPath, int],
+) -> Any:
+    if isinstance(value, str):
+        return _substitute_str(value, keypath, env, path, lines)
+    if isinstance(value, dict):
+        return {k: _substitute(v, (*keypath, k), env, path, lines) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, (*keypath, i), env, path, lines) for i, v in enumerate(value)]
+    return value
+
+
+def _substitute_str(
+    text: str,
+    keypath: KeyPath,
+    env: Mapping[str, str],
+    path: str | None,
+    lines: Mapping[KeyPath, int],
+) -> str:
+    def fail(message: str) -> ProfileError:
+        return ProfileError(
+            message, file=path, line=_nearest_line(lines, keypath), key=_dotted(keypath) or None
+        )
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(1):
+            # `$${X}` is the escape for a literal `${X}`.
+            return match.group(0)[1:]
+        body = _VAR_BODY.fullmatch(match.group(2))
+        if body is None:
+            raise fail(
+                f"bad reference ${{{match.group(2)}}}; write ${{NAME}} or ${{NAME:-default}}"
+            )
+        name, default = body.group(1), body.group(2)
+        found = env.get(name)
+        if found:
+            return found
+        if default is not None:
+            return default
+        if found is not None:
+            return found
+        raise fail(
+            f"environment variable {name} is not set and ${{{name}}} has no default; "
+            f"set {name} or write ${{{name}:-default}}"
+        )
+
+    return _VAR.sub(replace, text)
+
+
+# --------------------------------------------------------------------------- build
+
+
+def _build(
+    data: Any,
+    *,
+    path: str | None,
+    lines: Mapping[KeyPath, int],
+    env_sources: Mapping[str, str],
+    root_line: int = 1,
+) -> Profile:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        allowed = ", ".join(Profile.model_fields)
+        raise ProfileError(
+            f"the top level must be a mapping with keys such as {allowed}; got {_shown(data)}",
+            file=path,
+            line=root_line,
+        )
+    try:
+        profile = Profile.model_validate(data)
+    except ValidationError as exc:
+        raise _from_validation_error(exc, path, lines, env_sources) from None
+    profile._path = path
+    profile._lines = dict(lines)
+    for index, override in enumerate(profile.scheduler.jobs):
+        override._line = lines.get(("scheduler", "jobs", index))
+    _check_overrides(profile)
+    return profile
+
+
+def _check_overrides(profile: Profile) -> None:
+    """Checks that span several keys: duplicate entries and schedules in the time zone."""
+    first: dict[tuple[str, str], int] = {}
+    for index, override in enumerate(profile.scheduler.jobs):
+        ident = (override.extension, override.job)
+        if ident in first:
+            earlier = first[ident]
+            where = profile.line_of("scheduler", "jobs", earlier)
+            raise profile.error(
+                f"duplicate override for {override.key} (first at scheduler.jobs[{earlier}]"
+                f"{f', line {where}' if where else ''}); merge them into one entry",
+                "scheduler",
+                "jobs",
+                index,
+            )
+        first[ident] = index
+        if override.schedule is None:
+            continue
+        if not override.schedule.strip():
+            raise profile.error(
+                'is empty; write a 6-field cron expression such as "0 */30 * * * *", '
+                "or null for manual runs only",
+                "scheduler",
+                "jobs",
+                index,
+                "schedule",
+            )
+        # Imported here so that loading a profile without schedules never needs the engine.
+        from .cron import CronSchedule
+
+        try:
+            CronSchedule(override.schedule, tz=profile.scheduler.timezone)
+        except (InvalidSchedule, ValueError) as exc:
+            raise profile.error(
+                f'{exc}; write 6 fields, seconds first (e.g. "0 */30 * * * *" for every '
+                "30 minutes), or null for manual runs only",
+                "scheduler",
+                "jobs",
+                index,
+                "schedule",
+            ) from None
+
+
+def parse_profile(
+    text: str, *, path: str | None = None, env: Mapping[str, str] | None = None
+) -> Profile:
+    """Validate profile ``text``; ``path`` only names the file in errors."""
+    environ = os.environ if env is None else env
+    data, lines, root_line = _read_yaml(text, path)
+    if data is None:
+        data = {}
+    if isinstance(data, Mapping):
+        data = _substitute(dict(data), (), environ, path, lines)
+        env_sources: dict[str, str] = {}
+        for field, var in URL_ENV.items():
+            if environ.get(var):
+                data[field] = environ[var]
+                env_sources[field] = var
+    else:
+        env_sources = {}
+    return _build(data, path=path, lines=lines, env_sources=env_sources, root_line=root_line)
+
+
+def load_profile(
+    path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None
+) -> Profile:
+    """Find, read and validate the profile.
+
+    Looked up at ``path``, else ``$SYSTEMPROMPT_PROFILE``, else ``./profile.yaml`` if it
+    exists, else built-in defaults. ``env`` (default ``os.environ``) feeds ``${VAR}``
+    references, REDIS_URL / DATABASE_URL overrides and the SYSTEMPROMPT_PROFILE look-up.
+    """
+    environ = os.environ if env is None else env
+    if path is not None:
+        chosen: str | None = os.fspath(path)
+        source = ""
+    elif environ.get(PROFILE_ENV):
+        chosen = environ[PROFILE_ENV]
+        source = f" (from ${PROFILE_ENV})"
+    elif Path(DEFAULT_PROFILE_FILE).is_file():
+        chosen = DEFAULT_PROFILE_FILE
+        source = ""
+    else:
+        chosen = None
+        source = ""
+    if chosen is None:
+        return parse_profile("", env=environ)
+    file = Path(chosen)
+    if not file.exists():
+        raise ProfileError(f"profile file not found{source}", file=chosen)
+    if file.is_dir():
+        raise ProfileError(f"is a directory, not a profile file{source}", file=chosen)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"is not UTF-8 text ({exc.reason})", file=chosen) from None
+    except OSError as exc:
+        raise ProfileError(f"cannot be read: {exc.strerror or exc}", file=chosen) from None
+    return parse_profile(text, path=chosen, env=environ)
