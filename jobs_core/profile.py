@@ -555,6 +555,8 @@ def _read_yaml(text: str, path: str | None) -> tuple[Any, dict[KeyPath, int], in
         ) from None
     except yaml.YAMLError as exc:
         raise ProfileError(f"invalid YAML: {type(exc).__name__}", file=path) from None
+    except RecursionError:
+        raise ProfileError("invalid YAML: nested too deeply", file=path) from None
     finally:
         loader.dispose()
 
@@ -563,35 +565,35 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def _record_lines(
-    node: yaml.Node, keypath: KeyPath, lines: dict[KeyPath, int], path: str | None, active: set[int]
+    node: yaml.Node, keypath: KeyPath, lines: dict[KeyPath, int], path: str | None, seen: set[int]
 ) -> None:
-    # Aliases can make the node graph cyclic; a node already on the current path is skipped.
-    if id(node) in active:
+    # An aliased node is walked once, at its anchor: aliases can make the node graph cyclic
+    # or exponentially large, and the anchor is where its lines are anyway.
+    if id(node) in seen:
         return
-    active.add(id(node))
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
+        first_line: dict[str, int] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
                 continue
             key = str(key_node.value)
             line = key_node.start_mark.line + 1
-            if key in seen:
+            if key in first_line:
                 raise ProfileError(
-                    f"duplicate key {key!r} (first at line {seen[key]}); "
+                    f"duplicate key {key!r} (first at line {first_line[key]}); "
                     "YAML would silently keep only the last one, so merge them",
                     file=path,
                     line=line,
                     key=_dotted((*keypath, key)),
                 )
-            seen[key] = line
+            first_line[key] = line
             lines[(*keypath, key)] = line
-            _record_lines(value_node, (*keypath, key), lines, path, active)
+            _record_lines(value_node, (*keypath, key), lines, path, seen)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[(*keypath, index)] = item.start_mark.line + 1
-            _record_lines(item, (*keypath, index), lines, path, active)
-    active.discard(id(node))
+            _record_lines(item, (*keypath, index), lines, path, seen)
 
 
 # --------------------------------------------------------------------------- ${VAR}
@@ -601,19 +603,41 @@ _VAR_BODY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
 
 
 def _substitute(
-    value: Any,
-    keypath: KeyPath,
-    env: Mapping[str, str],
-    path: str | None,
-    lines: Mapping[KeyPath, int],
+    data: Any, env: Mapping[str, str], path: str | None, lines: Mapping[KeyPath, int]
 ) -> Any:
-    if isinstance(value, str):
-        return _substitute_str(value, keypath, env, path, lines)
-    if isinstance(value, dict):
-        return {k: _substitute(v, (*keypath, k), env, path, lines) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_substitute(v, (*keypath, i), env, path, lines) for i, v in enumerate(value)]
-    return value
+    """Replace ``${VAR}`` in every string value of ``data`` (keys are left alone)."""
+    # YAML aliases share containers: each is rewritten once (an alias-heavy file must not
+    # blow up exponentially), and one that contains itself is rejected.
+    done: dict[int, Any] = {}
+    active: set[int] = set()
+
+    def walk(value: Any, keypath: KeyPath) -> Any:
+        if isinstance(value, str):
+            return _substitute_str(value, keypath, env, path, lines)
+        if not isinstance(value, dict | list):
+            return value
+        ident = id(value)
+        if ident in done:
+            return done[ident]
+        if ident in active:
+            raise ProfileError(
+                "a YAML alias refers to a mapping or list that contains it; "
+                "recursive data cannot be a profile",
+                file=path,
+                line=_nearest_line(lines, keypath),
+                key=_dotted(keypath) or None,
+            )
+        active.add(ident)
+        result: Any
+        if isinstance(value, dict):
+            result = {k: walk(v, (*keypath, k)) for k, v in value.items()}
+        else:
+            result = [walk(v, (*keypath, i)) for i, v in enumerate(value)]
+        active.discard(ident)
+        done[ident] = result
+        return result
+
+    return walk(data, ())
 
 
 def _substitute_str(
@@ -737,7 +761,7 @@ def parse_profile(
     if data is None:
         data = {}
     if isinstance(data, Mapping):
-        data = _substitute(dict(data), (), environ, path, lines)
+        data = _substitute(dict(data), environ, path, lines)
         env_sources: dict[str, str] = {}
         for field, var in URL_ENV.items():
             if environ.get(var):

@@ -597,3 +597,29 @@ def test_any_text_gives_a_profile_or_one_profile_error(text: str) -> None:
         parse_profile(text, path="p.yaml", env={})
     except ProfileError as exc:
         assert "\n" not in str(exc)
+
+
+def test_yaml_anchors_and_merge_keys(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        scheduler:
+          defaults: &base {timeout: 5m, queue: nightly}
+          jobs:
+            - {<<: *base, extension: maintenance, job: cleanup}
+            - {<<: *base, extension: maintenance, job: prune-history, timeout: 1m}
+        """,
+    )
+    cleanup, prune = load_profile(path, env={}).scheduler.jobs
+    assert (cleanup.timeout, cleanup.queue) == (300.0, "nightly")
+    assert (prune.timeout, prune.queue) == (60.0, "nightly")
+
+
+def test_recursive_alias_is_one_error(tmp_path: Path) -> None:
+    err = load_error(tmp_path, "config: &a {ext: *a}\n")
+    assert err.line == 1 and "recursive" in err.detail
+
+
+def test_deep_nesting_is_one_error(tmp_path: Path) -> None:
+    err = load_error(tmp_path, "config: " + "[" * 5000 + "\n")
+    assert "invalid YAML" in err.detail
