@@ -121,7 +121,7 @@ def _parse_field(expr: str, index: int, text: str) -> _Field:
     name = _FIELD_NAMES[index]
     lo, hi = _BOUNDS[index]
     field = _Field()
-    field.star = text.startswith("*") or text == "?"
+    field.star = text.startswith(("*", "?"))
     day_field = index in (_DOM, _DOW)
     for item in text.split(","):
         if not item:
@@ -313,8 +313,6 @@ class CronSchedule:
         Weekdays are cron's: 0 is Sunday.
         """
         all_days = range(1, length + 1)
-        if self._dom_star and self._dow_star:
-            return tuple(all_days)
         by_dom = {d for d in self._dom_days if d <= length}
         if self._dom_last:
             by_dom.add(length)
@@ -326,11 +324,10 @@ class CronSchedule:
             day = 1 + (weekday - first_weekday) % 7 + 7 * (nth - 1)
             if day <= length:
                 by_dow.add(day)
-        if self._dom_star:
-            return tuple(sorted(by_dow))
-        if self._dow_star:
-            return tuple(sorted(by_dom))
-        # Vixie cron: both restricted means either may match.
+        # Vixie cron: a field starting with "*" (even "*/2") counts as unrestricted and
+        # both must match; only when both are restricted may either match.
+        if self._dom_star or self._dow_star:
+            return tuple(sorted(by_dom & by_dow))
         return tuple(sorted(by_dom | by_dow))
 
     def _days(self, year: int, month: int) -> tuple[int, ...]:
@@ -423,18 +420,22 @@ class CronSchedule:
         tz = self.tz
         interval = self._interval
         local = utc.replace(tzinfo=UTC).astimezone(tz)
-        wall = local.replace(tzinfo=None)
+        cursor = local.replace(tzinfo=None)
+        in_second_occurrence = False
         if interval:
-            # The second occurrence of an earlier wall time can still lie ahead of us.
-            other = wall.replace(tzinfo=tz, fold=1 - local.fold).utcoffset()
             here = local.utcoffset()
-            assert other is not None and here is not None
-            cursor = utc + min(here, other)
-        else:
-            cursor = wall
+            other = cursor.replace(tzinfo=tz, fold=1 - local.fold).utcoffset()
+            assert here is not None and other is not None
+            if other < here:
+                # First occurrence of a repeated wall time: the second occurrences of the
+                # repeat's earlier wall times still lie ahead, so start at the repeat.
+                moment = self._transition(utc, utc + (here - other), here)
+                cursor = moment + other - _ONE_SECOND
+            elif other > here:
+                in_second_occurrence = True
         # Wall times map to instants in order, except second occurrences (interval-like
-        # only) and gap times; both are handled below, and the loop ends at the first wall
-        # time whose first occurrence is ahead of ``utc``.
+        # only) of a fall-back repeat; the loop ends at the first wall time whose first
+        # occurrence lies ahead of ``utc``, remembering any earlier second occurrence.
         best: datetime | None = None
         while True:
             candidate = self._next_wall(cursor)
@@ -448,7 +449,8 @@ class CronSchedule:
                     if best is not None and best < first:
                         return best.replace(tzinfo=UTC).astimezone(tz)
                     return aware
-                cursor = max(candidate, utc + off0)
+                # Unreachable with sane tz data; stepping one wall time is always safe.
+                cursor = candidate
             elif off0 > off1:  # fall-back repeat
                 if first > utc:
                     if best is not None and best < first:
@@ -456,13 +458,21 @@ class CronSchedule:
                     return aware
                 second = candidate - off1
                 if interval and second > utc:
+                    if in_second_occurrence:
+                        return candidate.replace(tzinfo=tz, fold=1)
                     if best is None or second < best:
                         best = second
+                    # Later wall times of the repeat may still occur first before it.
                     cursor = max(candidate, utc + off0)
                 elif interval:
+                    # Second occurrences up to utc are past; past the repeat the offset is
+                    # off1 too, so the same bound holds there.
                     cursor = max(candidate, utc + off1)
                 else:
-                    cursor = max(candidate, utc + off0)
+                    # We are past the transition: the repeat's first occurrences are all
+                    # gone and its second occurrences never fire; resume after it.
+                    moment = self._transition(first, second, off0)
+                    cursor = max(candidate, moment + off0 - _ONE_SECOND)
             else:  # spring-forward gap: off0 is the offset before it, off1 after
                 moment = self._transition(candidate - off1, first, off0)
                 if not interval and moment > utc:
