@@ -1,1 +1,64 @@
+"""The beat: the highly available scheduler process.
 
+Several beats may run at once (the usual deployment runs two). One is the leader
+(:mod:`beat.lease`); it sleeps exactly until the next due instant of the job table
+(:mod:`beat.schedule`), then claims and sends every tick due at that instant in one Lua
+call (:mod:`beat.ticks`). Each tick ``(job key, scheduled instant)`` is claimed in Redis
+before its message is pushed, so it goes out at most once however many beats run,
+restart or split; the last handled tick per job is kept in Redis, so a new leader fires
+what was missed within ``misfire_grace`` once (coalesced, trigger ``catch-up``) and
+records older ticks as skipped. The process loop lives in :mod:`beat.service`.
+
+Entry points: :func:`run_beat` (what ``systemprompt infra beat`` calls) and
+``python -m beat --profile PATH --id NAME --lease-ttl 5 --log-level INFO``.
+Runtime control for the CLI: :mod:`beat.control` (``disable``, ``enable``,
+``is_disabled``, ``disabled_jobs``, ``last_sent``, ``leader_status``).
+
+Redis keys (all prefixed ``sp:``; see :mod:`beat.keys`):
+
+==============================  ==========  ================================================
+key                             type        meaning
+==============================  ==========  ================================================
+``sp:beat:lease``               string      leader lease: random token, ``PX`` lease TTL
+``sp:beat:leader``              hash        leader heartbeat: beat_id, host, pid, since,
+                                            heartbeat, heartbeat_ms, lease_ttl_ms, jobs;
+                                            expires after three lease TTLs
+``sp:tick:<job>:<epoch_ms>``    string      claim of one tick (``SET NX``); expires
+                                            ``misfire_grace`` + 30 s after the tick
+``sp:beat:last``                hash        job key -> epoch ms of the last tick handled
+                                            (sent, recorded skipped, or not sent because
+                                            the job was disabled); catch-up starts there
+``sp:jobs:disabled``            set         job keys paused at runtime (enable/disable)
+``sp:beat:session``             string      id of the running deployment session: kept
+                                            alive by every beat process, expires three
+                                            lease TTLs after the last beat stopped
+``sp:beat:bootstrapped``        string      session id whose bootstrap jobs were enqueued
+``<queue>`` (e.g. ``jobs``)     list        Celery's queue lists, as kombu's Redis
+                                            transport stores them
+==============================  ==========  ================================================
+
+Bootstrap jobs run once per *fresh deployment start*: the first time a beat becomes
+leader while no beat process has been alive for three lease TTLs (the session key had
+expired or never existed): the first start ever, ``compose up`` after ``compose down``,
+a restart of the only beat after a pause longer than that. A failover, a rolling restart
+of one beat of two, a quick crash-restart, and a Redis restart under running beats are
+not fresh starts (a running beat re-creates the session with the id it remembers). The
+enqueueing and the "done for this session" mark are one Lua script, so a crash in between
+cannot run them twice or lose them.
+"""
+
+from __future__ import annotations
+
+from .control import disable, disabled_jobs, enable, is_disabled, last_sent, leader_status
+from .service import Beat, run_beat
+
+__all__ = [
+    "Beat",
+    "disable",
+    "disabled_jobs",
+    "enable",
+    "is_disabled",
+    "last_sent",
+    "leader_status",
+    "run_beat",
+]

@@ -1,0 +1,90 @@
+"""Leader lease: one beat of many sends ticks; the others wait to take over.
+
+``SET sp:beat:lease <token> NX PX <ttl>`` elects; renewal and release are Lua scripts
+that first check the token (fencing), so a beat that lost the lease while paused can
+neither extend nor delete the new leader's lease. The same scripts write the leader
+heartbeat hash read by :func:`beat.control.leader_status`.
+
+The lease only decides *who* sends; duplicates are prevented independently by the
+per-tick claims in :mod:`beat.ticks`, so a lapse or a split brain costs no correctness.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, cast
+
+import redis
+
+from . import keys
+
+_ACQUIRE_OR_RENEW = """
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+elseif (not cur) and ARGV[3] == '1' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+else
+  return 0
+end
+if #ARGV > 4 then
+  redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+return 1
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  if redis.call('HGET', KEYS[2], 'token_tail') == ARGV[2] then
+    redis.call('DEL', KEYS[2])
+  end
+  return 1
+end
+return 0
+"""
+
+
+class Lease:
+    """The leader lease of one beat process (one random token per process)."""
+
+    def __init__(self, client: redis.Redis, ttl: float, *, key: str = keys.LEASE) -> None:
+        if ttl <= 0:
+            raise ValueError("lease ttl must be > 0")
+        self.client = client
+        self.ttl = ttl
+        self.key = key
+        self.token = secrets.token_hex(16)
+        self._acquire = client.register_script(_ACQUIRE_OR_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    @property
+    def ttl_ms(self) -> int:
+        return max(1, int(self.ttl * 1000))
+
+    def _call(self, may_acquire: bool, heartbeat: dict[str, Any] | None) -> bool:
+        args: list[Any] = [self.token, self.ttl_ms, "1" if may_acquire else "0", self.ttl_ms * 3]
+        if heartbeat:
+            # The tail of the token tells release() whether the heartbeat hash is ours
+            # without publishing the whole fencing token.
+            fields = {**heartbeat, "token_tail": self.token[-8:]}
+            for name, value in fields.items():
+                args += [name, str(value)]
+        return bool(self._acquire(keys=[self.key, keys.LEADER], args=args))
+
+    def acquire(self, heartbeat: dict[str, Any] | None = None) -> bool:
+        """Take the lease if free (or extend it if already ours)."""
+        return self._call(True, heartbeat)
+
+    def renew(self, heartbeat: dict[str, Any] | None = None) -> bool:
+        """Extend the lease; False when another beat holds it (or it lapsed)."""
+        return self._call(False, heartbeat)
+
+    def release(self) -> bool:
+        """Give the lease up so a follower takes over at once (only if still ours)."""
+        return bool(self._release(keys=[self.key, keys.LEADER], args=[self.token, self.token[-8:]]))
+
+    def holder(self) -> str | None:
+        value = self.client.get(self.key)
+        return cast("str | None", value)
