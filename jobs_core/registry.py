@@ -145,9 +145,7 @@ class JobRegistry:
         found = [j for j in self.jobs.values() if tag in j.tags]
         if not found:
             tags = sorted({t for j in self.jobs.values() for t in j.tags})
-            raise UnknownJob(
-                f"no job is tagged {tag!r} (known tags: {', '.join(tags) or 'none'})"
-            )
+            raise UnknownJob(f"no job is tagged {tag!r} (known tags: {', '.join(tags) or 'none'})")
         return found
 
 
@@ -250,12 +248,12 @@ def _job_policy_from_code(
             sources["queue"] = "code"
     except ValueError as exc:
         raise RegistryError(f"{where}: {exc}") from None
-    return JobPolicy(retry=retry, timeout=timeout, overlap=overlap, misfire_grace=grace, queue=queue)
+    return JobPolicy(
+        retry=retry, timeout=timeout, overlap=overlap, misfire_grace=grace, queue=queue
+    )
 
 
-def _apply_override(
-    policy: JobPolicy, ov: JobOverride, sources: dict[str, Source]
-) -> JobPolicy:
+def _apply_override(policy: JobPolicy, ov: JobOverride, sources: dict[str, Source]) -> JobPolicy:
     retry = policy.retry
     fields = ov.retry_fields()
     if fields:
@@ -331,8 +329,7 @@ def build_registry(
                 raise RegistryError(f"{where}: duplicate job key {ext.name}/{job.name}")
             names.add(job.name)
             sources: dict[str, Source] = {
-                k: default_source
-                for k in ("retry", "timeout", "overlap", "misfire_grace", "queue")
+                k: default_source for k in ("retry", "timeout", "overlap", "misfire_grace", "queue")
             }
             sources["schedule"] = "code"
             sources["enabled"] = "built-in"

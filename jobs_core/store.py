@@ -196,6 +196,75 @@ def _first_line(text: str, secret_url: str | None = None) -> str:
 
 # ---------------------------------------------------------------- queries
 
+_FINISH_SQL = """
+WITH run AS (
+    UPDATE job_runs SET status = %(status)s, duration_ms = %(dur)s,
+        message = %(msg)s, error = %(err)s,
+        items_processed = %(ip)s, items_failed = %(if)s,
+        data = COALESCE(%(data)s, data),
+        finished_at = CASE WHEN %(status)s = 'retrying' THEN NULL ELSE now() END,
+        next_attempt_at = %(next)s, updated_at = now()
+    WHERE id = %(id)s AND attempt = %(attempt)s
+    RETURNING id, worker, started_at
+)
+INSERT INTO job_run_attempts (run_id, attempt, status, started_at, finished_at,
+                              duration_ms, message, error, worker)
+SELECT id, %(attempt)s, %(astatus)s, COALESCE(started_at, now()), now(), %(dur)s,
+       %(msg)s, %(err)s, worker FROM run
+ON CONFLICT (run_id, attempt) DO UPDATE SET status = EXCLUDED.status,
+    finished_at = EXCLUDED.finished_at, duration_ms = EXCLUDED.duration_ms,
+    message = EXCLUDED.message, error = EXCLUDED.error, worker = EXCLUDED.worker
+"""
+
+
+def finish_params(
+    *,
+    run_id: str,
+    attempt: int,
+    status: str,
+    duration_ms: int | None,
+    message: str | None = None,
+    error: str | None = None,
+    items_processed: int | None = None,
+    items_failed: int | None = None,
+    data: dict[str, Any] | None = None,
+    next_attempt_at: datetime | None = None,
+) -> dict[str, Any]:
+    """Parameters of the end-of-attempt update: ``status`` is the run's new status.
+
+    ``retrying`` keeps the run open (``next_attempt_at`` tells when it runs again);
+    any terminal status closes it. The attempt row records what this attempt did.
+    """
+    if status not in STATUSES:
+        raise StoreError(f"unknown run status {status!r}")
+    from psycopg.types.json import Jsonb
+
+    return {
+        "id": run_id,
+        "attempt": attempt,
+        "status": status,
+        "astatus": "failed" if status == "retrying" else status,
+        "dur": duration_ms,
+        "msg": message,
+        "err": error,
+        "ip": items_processed,
+        "if": items_failed,
+        "data": Jsonb(data) if data is not None else None,
+        "next": next_attempt_at,
+    }
+
+
+def finish_attempt_sync(database_url: str, **values: Any) -> None:
+    """:meth:`RunStore.finish_attempt` on a fresh blocking connection.
+
+    For the worker's last resort, when a job has blocked the event loop that owns the
+    async pool and the outcome must still reach history.
+    """
+    import psycopg
+
+    with psycopg.connect(database_url, connect_timeout=10, autocommit=True) as conn:
+        conn.execute(_FINISH_SQL, finish_params(**values))
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -307,66 +376,11 @@ class RunStore:
         previous = row[0]
         return Claim(run_id, True, "running", took_over=previous == "running")
 
-    async def finish_attempt(
-        self,
-        *,
-        run_id: str,
-        attempt: int,
-        status: str,
-        duration_ms: int | None,
-        message: str | None = None,
-        error: str | None = None,
-        items_processed: int | None = None,
-        items_failed: int | None = None,
-        data: dict[str, Any] | None = None,
-        next_attempt_at: datetime | None = None,
-    ) -> None:
-        """Record the end of one attempt: ``status`` is the run's new status.
-
-        ``retrying`` keeps the run open (``next_attempt_at`` tells when it runs again);
-        any terminal status closes it.
-        """
-        if status not in STATUSES:
-            raise StoreError(f"unknown run status {status!r}")
-        from psycopg.types.json import Jsonb
-
-        attempt_status = "failed" if status == "retrying" else status
-        sql = """
-        WITH run AS (
-            UPDATE job_runs SET status = %(status)s, duration_ms = %(dur)s,
-                message = %(msg)s, error = %(err)s,
-                items_processed = %(ip)s, items_failed = %(if)s,
-                data = COALESCE(%(data)s, data),
-                finished_at = CASE WHEN %(status)s = 'retrying' THEN NULL ELSE now() END,
-                next_attempt_at = %(next)s, updated_at = now()
-            WHERE id = %(id)s AND attempt = %(attempt)s
-            RETURNING id, worker, started_at
-        )
-        INSERT INTO job_run_attempts (run_id, attempt, status, started_at, finished_at,
-                                      duration_ms, message, error, worker)
-        SELECT id, %(attempt)s, %(astatus)s, COALESCE(started_at, now()), now(), %(dur)s,
-               %(msg)s, %(err)s, worker FROM run
-        ON CONFLICT (run_id, attempt) DO UPDATE SET status = EXCLUDED.status,
-            finished_at = EXCLUDED.finished_at, duration_ms = EXCLUDED.duration_ms,
-            message = EXCLUDED.message, error = EXCLUDED.error, worker = EXCLUDED.worker
-        """
+    async def finish_attempt(self, **values: Any) -> None:
+        """Record the end of one attempt (see :func:`finish_params` for the arguments)."""
+        sql, params = _FINISH_SQL, finish_params(**values)
         async with self.pool.connection() as conn:
-            await conn.execute(
-                sql,
-                {
-                    "id": run_id,
-                    "attempt": attempt,
-                    "status": status,
-                    "astatus": attempt_status,
-                    "dur": duration_ms,
-                    "msg": message,
-                    "err": error,
-                    "ip": items_processed,
-                    "if": items_failed,
-                    "data": Jsonb(data) if data is not None else None,
-                    "next": next_attempt_at,
-                },
-            )
+            await conn.execute(sql, params)
 
     async def get_run(self, run_id: str, *, with_attempts: bool = True) -> Run | None:
         async with self.pool.connection() as conn:
@@ -374,7 +388,9 @@ class RunStore:
                 uuid.UUID(run_id)
             except ValueError:
                 return None
-            cur = await conn.execute(f"SELECT {_RUN_COLUMNS} FROM job_runs WHERE id = %s", (run_id,))
+            cur = await conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM job_runs WHERE id = %s", (run_id,)
+            )
             row = await cur.fetchone()
             if row is None:
                 return None
@@ -434,4 +450,3 @@ class RunStore:
                 total += deleted
                 if deleted < batch:
                     return total
-

@@ -64,7 +64,6 @@ class HeartbeatJob(Job):
     description = "Prove that beat, broker and workers work end to end"
     schedule = None
     tags = ("diagnostics",)
-    timeout = "30s"
     retry = {"max_attempts": 1}
 
     async def execute(self, ctx: JobContext) -> JobResult:

@@ -1,0 +1,274 @@
+"""Real worker processes, real Redis and PostgreSQL: outcomes, retries, scaling, kill -9."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobs_core.store import tick_run_id
+from tests.procs import (
+    VENV_BIN,
+    Proc,
+    free_port_for_tests,
+    running,
+    service_env,
+    start_worker,
+    wait_for,
+)
+from worker.app import create_app
+from worker.messages import job_kwargs, task_message
+from worker.naming import task_name
+
+from .worker_support import History, registry_for, send, write_profile
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def setup(tmp_path: Path, redis_url: str, database_url: str) -> Iterator[dict[str, Any]]:
+    from jobs_core.profile import load_profile
+
+    profile_path = write_profile(tmp_path)
+    env = service_env(
+        REDIS_URL=redis_url, DATABASE_URL=database_url, SYSTEMPROMPT_PROFILE=str(profile_path)
+    )
+    profile = load_profile(profile_path, env=env)
+    registry = registry_for(profile_path, redis_url, database_url)
+    app, _, _ = create_app(profile, registry)
+    yield {"tmp": tmp_path, "env": env, "app": app, "history": History(database_url)}
+    app.close()
+
+
+def _finished(history: History, run_ids: list[str]) -> bool:
+    runs = [history.run(r) for r in run_ids]
+    return all(r is not None and r.finished for r in runs)
+
+
+def test_outcomes_retries_timeouts_and_history(setup: dict[str, Any]) -> None:
+    app, history = setup["app"], setup["history"]
+    worker = start_worker(setup["tmp"], setup["env"], concurrency=3)
+    with running([worker]):
+        ids = {
+            "ok": send(app, "testjobs/ok", parameters={"who": "tests"}),
+            "flaky": send(app, "testjobs/flaky"),
+            "broken": send(app, "testjobs/broken"),
+            "slow": send(app, "testjobs/slow"),
+            "refusing": send(app, "testjobs/refusing"),
+            "db": send(app, "testjobs/db"),
+            "stubborn": send(app, "testjobs/stubborn", parameters={"seconds": 11}),
+        }
+        wait_for(lambda: _finished(history, list(ids.values())), 90, 0.2, "all runs to finish")
+        runs = {name: history.run(rid) for name, rid in ids.items()}
+
+        ok = runs["ok"]
+        assert ok is not None and ok.status == "succeeded" and ok.attempt == 1
+        assert ok.message == "hello tests"
+        assert ok.worker is not None and ok.worker.startswith("w1@")
+        assert ok.started_at is not None and ok.finished_at is not None
+        assert ok.duration_ms is not None and ok.duration_ms >= 0
+        assert ok.trigger == "manual"
+
+        flaky = runs["flaky"]
+        assert flaky is not None and flaky.status == "succeeded" and flaky.attempt == 2
+        assert [a.status for a in flaky.attempts] == ["failed", "succeeded"]
+        assert "first attempt always fails" in (flaky.attempts[0].error or "")
+
+        broken = runs["broken"]
+        assert broken is not None and broken.status == "failed" and broken.attempt == 3
+        assert [a.status for a in broken.attempts] == ["failed"] * 3
+        assert broken.error is not None and "ValueError: broken on attempt 3" in broken.error
+        assert broken.message == "ValueError: broken on attempt 3"
+
+        slow = runs["slow"]
+        assert slow is not None and slow.status == "timed_out" and slow.attempt == 2
+        assert [a.status for a in slow.attempts] == ["failed", "timed_out"]
+        assert "timed out after 1s" in (slow.error or "")
+
+        refusing = runs["refusing"]
+        assert refusing is not None and refusing.status == "failed" and refusing.attempt == 1
+        assert refusing.message == "nothing to do here" and len(refusing.attempts) == 1
+
+        db = runs["db"]
+        assert db is not None and db.status == "succeeded"
+        assert db.data == {"rows": 1} and db.items_processed == 1
+        marks = history.sql("SELECT run_id FROM worker_test_marks")
+        assert marks == [(ids["db"],)]
+
+        stubborn = runs["stubborn"]
+        assert stubborn is not None and stubborn.status == "timed_out"
+        assert "ignored cancellation" in (stubborn.error or "")
+
+        # The worker survives a job that blocked its loop: a new run still succeeds.
+        after = send(app, "testjobs/ok")
+        wait_for(lambda: _finished(history, [after]), 30, 0.1, "a run after the stuck one")
+        assert history.run(after).status == "succeeded"  # type: ignore[union-attr]
+
+        # A redelivered message of a finished run does nothing.
+        duplicate_kwargs = job_kwargs(
+            run_id=ids["ok"],
+            trigger="manual",
+            scheduled_for=None,
+            enqueued_at=datetime.now(UTC),
+        )
+        app.send_task(task_name("testjobs/ok"), kwargs=duplicate_kwargs)
+        marker = send(app, "testjobs/ok")
+        wait_for(lambda: _finished(history, [marker]), 30, 0.1, "the marker run")
+        worker.wait_output(f"run {ids['ok']} testjobs/ok attempt 1 not started", 30)
+        again = history.run(ids["ok"])
+        assert again is not None and len(again.attempts) == 1 and again.attempt == 1
+
+
+def test_beat_style_messages_skips_and_overlap(setup: dict[str, Any], redis_url: str) -> None:
+    """Raw pipelined messages (as the beat sends them) run; skip records and overlap skip."""
+    import redis
+
+    history = setup["history"]
+    client = redis.Redis.from_url(redis_url)
+    worker = start_worker(setup["tmp"], setup["env"], concurrency=3)
+    with running([worker]):
+        base = datetime.now(UTC).replace(microsecond=0)
+
+        def tick(key: str, at: datetime, **extra: Any) -> str:
+            rid = tick_run_id(key, at)
+            kwargs = job_kwargs(
+                run_id=rid,
+                trigger="schedule",
+                scheduled_for=at,
+                enqueued_at=datetime.now(UTC),
+                parameters=extra.pop("parameters", None),
+            )
+            kwargs.update(extra)
+            queue, payload = task_message(task_name(key), kwargs, task_id=rid)
+            client.lpush(queue, payload)
+            return rid
+
+        ran = tick("testjobs/ok", base)
+        skipped = tick("testjobs/ok", base - timedelta(hours=1), skip_reason="missed by 1h")
+        long_first = tick("testjobs/long", base, parameters={"seconds": 4})
+        wait_for(
+            lambda: (r := history.run(long_first)) is not None and r.status == "running",
+            30,
+            0.1,
+            "the long run to start",
+        )
+        long_second = tick("testjobs/long", base + timedelta(seconds=1))
+        wait_for(
+            lambda: _finished(history, [ran, skipped, long_first, long_second]), 60, 0.2, "runs"
+        )
+        r = history.run(ran)
+        assert r is not None and r.status == "succeeded" and r.trigger == "schedule"
+        assert r.scheduled_for == base
+        s = history.run(skipped)
+        assert s is not None and s.status == "skipped" and s.message == "missed by 1h"
+        assert s.attempts == ()
+        first, second = history.run(long_first), history.run(long_second)
+        assert first is not None and first.status == "succeeded"
+        assert second is not None and second.status == "skipped"
+        assert long_first in (second.message or "")
+    client.close()
+
+
+def test_three_workers_share_a_queue(setup: dict[str, Any]) -> None:
+    app, history, tmp, env = setup["app"], setup["history"], setup["tmp"], setup["env"]
+    workers = [start_worker(tmp, env, name=f"w{i}", concurrency=2) for i in (1, 2, 3)]
+    with running(workers):
+        ids = [send(app, "testjobs/noop") for _ in range(300)]
+        wait_for(
+            lambda: (
+                history.sql("SELECT count(*) FROM job_runs WHERE status = 'succeeded'")[0][0] == 300
+            ),
+            120,
+            0.2,
+            "300 runs to succeed",
+        )
+        rows = history.sql("SELECT id::text, worker, attempt FROM job_runs")
+        assert sorted(r[0] for r in rows) == sorted(ids)
+        attempts = history.sql("SELECT run_id, count(*) FROM job_run_attempts GROUP BY run_id")
+        assert len(attempts) == 300 and all(n == 1 for _, n in attempts)
+        per_worker = Counter(r[1].split("@")[0] for r in rows)
+        assert set(per_worker) == {"w1", "w2", "w3"}, per_worker
+        assert min(per_worker.values()) >= 10, per_worker
+
+
+def test_killed_worker_run_is_redelivered(setup: dict[str, Any]) -> None:
+    app, history, tmp, env = setup["app"], setup["history"], setup["tmp"], setup["env"]
+    victim = start_worker(tmp, env, name="victim", concurrency=1)
+    with running([victim]):
+        rid = send(app, "testjobs/long", parameters={"seconds": 5})
+        wait_for(
+            lambda: (r := history.run(rid)) is not None and r.status == "running",
+            30,
+            0.1,
+            "the long run to start on the victim",
+        )
+        victim.kill()
+    assert history.run(rid).status == "running"  # type: ignore[union-attr]
+    rescuer = start_worker(tmp, env, name="rescuer", concurrency=1)
+    with running([rescuer]):
+        # Redelivery waits for the broker's visibility timeout (derived from the job
+        # timeouts of this profile, about 35 s here).
+        wait_for(lambda: _finished(history, [rid]), 120, 0.5, "the run to be redelivered")
+        run = history.run(rid)
+        assert run is not None and run.status == "succeeded"
+        assert run.worker is not None and run.worker.startswith("rescuer@")
+        assert run.message == "finished on attempt 1"
+        rescuer.wait_output("taking over from a worker that died", 5)
+        still_running = history.sql("SELECT count(*) FROM job_runs WHERE status = 'running'")
+        assert still_running == [(0,)]
+
+
+def test_flower_sees_runs(setup: dict[str, Any]) -> None:
+    pytest.importorskip("flower")
+    app, history, tmp, env = setup["app"], setup["history"], setup["tmp"], setup["env"]
+    worker = start_worker(tmp, env, name="fw", concurrency=1)
+    port = free_port_for_tests()
+    flower = Proc(
+        [
+            str(VENV_BIN / "celery"),
+            "-A",
+            "worker.app",
+            "flower",
+            f"--port={port}",
+            "--address=127.0.0.1",
+            "--basic-auth=ops:s3cret",
+        ],
+        env,
+        tmp / "flower.log",
+    )
+    with running([worker, flower]):
+        flower.wait_output("Visit me at", 60)
+        auth = {"Authorization": "Basic " + base64.b64encode(b"ops:s3cret").decode()}
+
+        def api(path: str) -> Any:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=auth)
+            try:
+                with urllib.request.urlopen(request, timeout=5) as resp:
+                    return json.load(resp)
+            except OSError:
+                return None
+
+        # Events sent before Flower subscribed are lost to it: wait until it sees the worker.
+        wait_for(
+            lambda: any(w.startswith("fw@") for w in api("/api/workers?refresh=1") or {}),
+            60,
+            0.5,
+            "Flower to see the worker",
+        )
+        rid = send(app, "testjobs/ok")
+        wait_for(lambda: _finished(history, [rid]), 30, 0.1, "the run")
+
+        def task_seen() -> dict[str, Any] | None:
+            found = (api("/api/tasks?taskname=jobs.testjobs.ok") or {}).get(rid)
+            return found if found and found.get("state") == "SUCCESS" else None
+
+        task = wait_for(task_seen, 60, 0.5, "Flower to report the task")
+        assert task["name"] == "jobs.testjobs.ok"
+        assert task["worker"].startswith("fw@")

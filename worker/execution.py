@@ -1,0 +1,285 @@
+"""One attempt of one run: overlap lock, history claim, execute with timeout, outcome.
+
+Everything here runs on the worker process's event loop; the Celery task in
+:mod:`worker.tasks` turns the :class:`Outcome` into an ack, a retry or a re-queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from jobs_core.context import JobContext, RunInfo, Trigger
+from jobs_core.policy import Overlap
+from jobs_core.registry import JobDefinition
+from jobs_core.result import JobResult
+from jobs_core.store import RunStore
+
+from .overlap import OverlapLock
+from .runtime import WorkerRuntime
+
+log = logging.getLogger("worker.runs")
+
+#: Seconds a job gets, after its timeout cancelled it, to unwind before it counts as
+#: ignoring cancellation.
+CANCEL_GRACE = 5.0
+#: The task waits this long past timeout + CANCEL_GRACE before declaring the job stuck.
+STUCK_MARGIN = 2.0
+MAX_ERROR_CHARS = 8000
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """The JSON kwargs of a job task message, parsed."""
+
+    run_id: str
+    trigger: Trigger
+    scheduled_for: datetime | None
+    enqueued_at: datetime | None
+    attempt: int
+    parameters: dict[str, Any]
+    skip_reason: str | None = None
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any]) -> TaskRequest:
+        def when(value: Any) -> datetime | None:
+            return datetime.fromisoformat(value) if value else None
+
+        return cls(
+            run_id=str(kwargs["run_id"]),
+            trigger=Trigger(kwargs.get("trigger", "manual")),
+            scheduled_for=when(kwargs.get("scheduled_for")),
+            enqueued_at=when(kwargs.get("enqueued_at")),
+            attempt=int(kwargs.get("attempt", 1)),
+            parameters=dict(kwargs.get("parameters") or {}),
+            skip_reason=kwargs.get("skip_reason"),
+        )
+
+    def next_attempt_kwargs(self) -> dict[str, Any]:
+        return {**self.to_kwargs(), "attempt": self.attempt + 1}
+
+    def to_kwargs(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "trigger": self.trigger.value,
+            "scheduled_for": self.scheduled_for.isoformat() if self.scheduled_for else None,
+            "enqueued_at": self.enqueued_at.isoformat() if self.enqueued_at else None,
+            "attempt": self.attempt,
+            "parameters": self.parameters,
+        }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened; ``status`` is a run status or ``duplicate`` / ``requeue``."""
+
+    run_id: str
+    job_key: str
+    status: str
+    attempt: int
+    message: str | None = None
+    error: str | None = None
+    retry_in: float | None = None
+    duration_ms: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def format_error(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(exc)).strip()
+    if len(text) > MAX_ERROR_CHARS:
+        text = "...\n" + text[-MAX_ERROR_CHARS:]
+    return text
+
+
+def stuck_after(timeout: float) -> float:
+    """Seconds the task waits for an attempt before treating the job as stuck."""
+    return timeout + CANCEL_GRACE + STUCK_MARGIN
+
+
+def hard_time_limit(timeout: float) -> float:
+    """Celery's hard limit: the last resort that kills a process whose job neither
+    finished nor let the worker record the timeout. It must come after
+    :func:`stuck_after` plus the time to record the outcome."""
+    return stuck_after(timeout) + min(30.0, max(5.0, timeout / 2))
+
+
+def lock_ttl(jd: JobDefinition) -> float:
+    return hard_time_limit(jd.policy.timeout) + 5
+
+
+async def run_attempt(
+    runtime: WorkerRuntime, jd: JobDefinition, req: TaskRequest, hostname: str
+) -> Outcome:
+    store = await runtime.store()
+    key = jd.key
+    retry = jd.policy.retry
+
+    if req.skip_reason is not None:
+        if store is not None:
+            await store.create_run(
+                run_id=req.run_id,
+                job_key=key,
+                trigger=req.trigger,
+                scheduled_for=req.scheduled_for,
+                max_attempts=retry.max_attempts,
+                status="skipped",
+                message=req.skip_reason,
+            )
+        log.info("run %s %s skipped: %s", req.run_id, key, req.skip_reason)
+        return Outcome(req.run_id, key, "skipped", req.attempt, message=req.skip_reason)
+
+    lock: OverlapLock | None = None
+    if jd.policy.overlap is not Overlap.ALLOW:
+        lock = OverlapLock(runtime.redis())
+        holder = await lock.acquire(key, req.run_id, lock_ttl(jd))
+        if holder is not None:
+            is_tick = req.trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP)
+            if jd.policy.overlap is Overlap.SKIP and is_tick:
+                reason = f"skipped: run {holder} of {key} was still active (overlap: skip)"
+                if store is not None:
+                    await store.create_run(
+                        run_id=req.run_id,
+                        job_key=key,
+                        trigger=req.trigger,
+                        scheduled_for=req.scheduled_for,
+                        max_attempts=retry.max_attempts,
+                        status="skipped",
+                        message=reason,
+                    )
+                log.info("run %s %s %s", req.run_id, key, reason)
+                return Outcome(req.run_id, key, "skipped", req.attempt, message=reason)
+            # overlap: queue (and manual runs, which an operator asked for explicitly):
+            # wait for the active run without holding a worker slot.
+            return Outcome(req.run_id, key, "requeue", req.attempt, retry_in=1.0)
+
+    try:
+        return await _claimed_attempt(runtime, store, jd, req, hostname)
+    finally:
+        if lock is not None:
+            await lock.release(key, req.run_id)
+
+
+async def _claimed_attempt(
+    runtime: WorkerRuntime,
+    store: RunStore | None,
+    jd: JobDefinition,
+    req: TaskRequest,
+    hostname: str,
+) -> Outcome:
+    key = jd.key
+    retry = jd.policy.retry
+    parameters = {**jd.parameters, **req.parameters}
+    if store is not None:
+        claim = await store.start_attempt(
+            run_id=req.run_id,
+            job_key=key,
+            trigger=req.trigger,
+            attempt=req.attempt,
+            max_attempts=retry.max_attempts,
+            worker=hostname,
+            scheduled_for=req.scheduled_for,
+            enqueued_at=req.enqueued_at,
+            parameters=parameters,
+        )
+        if not claim.started:
+            log.info(
+                "run %s %s attempt %d not started: already %s (redelivered message)",
+                req.run_id,
+                key,
+                req.attempt,
+                claim.status,
+            )
+            return Outcome(req.run_id, key, "duplicate", req.attempt, message=claim.status)
+        if claim.took_over:
+            log.warning("run %s %s: taking over from a worker that died", req.run_id, key)
+
+    run = RunInfo(
+        run_id=req.run_id,
+        job_key=key,
+        attempt=req.attempt,
+        max_attempts=retry.max_attempts,
+        scheduled_for=req.scheduled_for,
+        trigger=req.trigger,
+    )
+    ctx = JobContext(
+        run=run,
+        db_pool_factory=runtime.db_pool if runtime.database_url else None,
+        config=jd.config,
+        parameters=parameters,
+        services={RunStore: store} if store is not None else {},
+        logger=logging.getLogger(f"jobs.{key}"),
+    )
+    log.info("run %s %s attempt %d/%d started", req.run_id, key, req.attempt, retry.max_attempts)
+    started = time.monotonic()
+    result: JobResult | None = None
+    error: str | None = None
+    timed_out = False
+    try:
+        if runtime.database_url and store is not None:
+            await runtime.ensure_pool()
+        value = await asyncio.wait_for(jd.job.execute(ctx), jd.policy.timeout)
+        if isinstance(value, JobResult):
+            result = value
+        else:
+            result = JobResult.failure(
+                f"execute() returned {type(value).__name__}, expected a JobResult"
+            )
+    except TimeoutError:
+        timed_out = True
+        error = f"timed out after {jd.policy.timeout:g}s"
+    except Exception as exc:
+        error = format_error(exc)
+    elapsed_ms = int((time.monotonic() - started) * 1000)
+
+    if result is not None:
+        status = "succeeded" if result.success else "failed"
+        duration = result.duration_ms if result.duration_ms is not None else elapsed_ms
+        outcome = Outcome(
+            req.run_id, key, status, req.attempt, message=result.message, duration_ms=duration
+        )
+        finish: dict[str, Any] = {
+            "message": result.message,
+            "items_processed": result.items_processed,
+            "items_failed": result.items_failed,
+            "data": result.data,
+            "duration_ms": duration,
+        }
+    else:
+        final = "timed_out" if timed_out else "failed"
+        delay = None if run.is_last_attempt else retry.delay(req.attempt)
+        status = final if delay is None else "retrying"
+        first_line = (error or "").strip().splitlines()[-1] if error else None
+        outcome = Outcome(
+            req.run_id,
+            key,
+            status,
+            req.attempt,
+            message=first_line,
+            error=error,
+            retry_in=delay,
+            duration_ms=elapsed_ms,
+        )
+        finish = {"message": first_line, "error": error, "duration_ms": elapsed_ms}
+        if delay is not None:
+            finish["next_attempt_at"] = datetime.now(UTC) + timedelta(seconds=delay)
+    if store is not None:
+        await store.finish_attempt(run_id=req.run_id, attempt=req.attempt, status=status, **finish)
+    _log_outcome(outcome, retry.max_attempts)
+    return outcome
+
+
+def _log_outcome(o: Outcome, max_attempts: int) -> None:
+    where = f"run {o.run_id} {o.job_key} attempt {o.attempt}/{max_attempts}"
+    if o.status == "succeeded":
+        log.info("%s succeeded in %s ms: %s", where, o.duration_ms, o.message or "")
+    elif o.status == "retrying":
+        log.warning("%s failed, retrying in %.1fs: %s", where, o.retry_in or 0, o.message)
+    else:
+        log.error("%s %s: %s", where, o.status, o.message)

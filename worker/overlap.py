@@ -1,0 +1,52 @@
+"""Per-job Redis lock that implements the overlap policy.
+
+The lock's value is the run id that holds it and it expires a little after the job's
+hard time limit, so a worker that died never blocks its job for longer than that. A
+redelivered message of the same run (its worker was killed) finds its own run id in
+the lock and takes it over instead of waiting for the expiry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+LOCK_PREFIX = "sp:lock:"
+
+_ACQUIRE = """
+local holder = redis.call('GET', KEYS[1])
+if (not holder) or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ''
+end
+return holder
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class OverlapLock:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._acquire = client.register_script(_ACQUIRE)
+        self._release = client.register_script(_RELEASE)
+
+    async def acquire(self, job_key: str, run_id: str, ttl_s: float) -> str | None:
+        """Take the lock for ``run_id``; returns None on success, else the holder's run id."""
+        holder = await self._acquire(
+            keys=[LOCK_PREFIX + job_key], args=[run_id, max(1, int(ttl_s * 1000))]
+        )
+        if isinstance(holder, bytes):
+            holder = holder.decode()
+        return holder or None
+
+    async def release(self, job_key: str, run_id: str) -> None:
+        await self._release(keys=[LOCK_PREFIX + job_key], args=[run_id])
+
+    async def holder(self, job_key: str) -> str | None:
+        value = await self._client.get(LOCK_PREFIX + job_key)
+        return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,160 @@
+"""The per-process side of a worker: one event loop, one DB pool, one Redis client.
+
+Celery runs task functions synchronously (prefork children, threads or solo). Every job
+coroutine of a process runs on ONE long-lived event loop owned by a background thread,
+so the PostgreSQL pool and the Redis client live as long as the process, whatever pool
+type Celery uses. After a fork the child builds its own (the parent's loop thread does
+not exist in the child).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from jobs_core.errors import NoDatabaseConfigured
+from jobs_core.store import RunStore
+from jobs_core.urls import mask_url
+
+log = logging.getLogger("worker.runtime")
+T = TypeVar("T")
+
+
+class LoopThread:
+    """An asyncio loop running forever in a daemon thread."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def responsive(self, within: float = 1.0) -> bool:
+        async def _noop() -> None:
+            return None
+
+        try:
+            self.submit(_noop()).result(within)
+            return True
+        except concurrent.futures.TimeoutError:
+            return False
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout)
+
+
+class WorkerRuntime:
+    """Lazily built per-process resources; safe to share between Celery pool threads."""
+
+    def __init__(self, database_url: str | None, redis_url: str, pool_max_size: int = 10):
+        self.database_url = database_url
+        self.redis_url = redis_url
+        self.pool_max_size = pool_max_size
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._loop: LoopThread | None = None
+        self._pool: Any = None
+        self._store: RunStore | None = None
+        self._redis: Any = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @property
+    def loop(self) -> LoopThread:
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._loop = LoopThread(f"jobs-loop-{self._pid}")
+                self._pool = self._store = self._redis = None
+            return self._loop
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return self.loop.submit(coro).result(timeout)
+
+    def abandon_loop(self) -> None:
+        """Give up a loop that a job blocked (it ignored cancellation): start afresh.
+
+        The blocked thread stays behind as a daemon; its pool connections are lost with
+        it, which is cheaper than killing the process with the other tasks on it.
+        """
+        with self._lock:
+            log.error("event loop blocked by a job that ignores cancellation; starting a new one")
+            self._loop = None
+            self._pool = self._store = self._redis = None
+
+    def close(self) -> None:
+        with self._lock:
+            loop, pool, redis = self._loop, self._pool, self._redis
+            self._loop = None
+            self._pool = self._store = self._redis = None
+        if loop is None or self._pid != os.getpid():
+            return
+
+        async def _close() -> None:
+            if pool is not None:
+                await pool.close()
+            if redis is not None:
+                await redis.aclose()
+
+        try:
+            loop.submit(_close()).result(10)
+        except Exception:  # shutting down: nothing left to protect
+            log.warning("error while closing worker resources", exc_info=True)
+        loop.stop()
+
+    # -- resources (call from the loop) ---------------------------------------------
+
+    def db_pool(self) -> Any:
+        """The process's AsyncConnectionPool; created here, opened by :meth:`ensure_pool`."""
+        if self.database_url is None:
+            raise NoDatabaseConfigured(
+                "no database is configured: set database_url in profile.yaml or DATABASE_URL"
+            )
+        if self._pool is None:
+            from psycopg_pool import AsyncConnectionPool
+
+            self._pool = AsyncConnectionPool(
+                self.database_url,
+                min_size=1,
+                max_size=self.pool_max_size,
+                open=False,
+                name="jobs",
+                timeout=30,
+                reconnect_timeout=60,
+            )
+        return self._pool
+
+    async def ensure_pool(self) -> Any:
+        pool = self.db_pool()
+        if pool.closed:
+            await pool.open(wait=True, timeout=30)
+            log.info("database pool open (%s)", mask_url(self.database_url))
+        return pool
+
+    async def store(self) -> RunStore | None:
+        if self.database_url is None:
+            return None
+        if self._store is None:
+            self._store = RunStore(await self.ensure_pool())
+        return self._store
+
+    def redis(self) -> Any:
+        if self._redis is None:
+            import redis.asyncio as aioredis
+
+            self._redis = aioredis.Redis.from_url(
+                self.redis_url, health_check_interval=30, socket_keepalive=True
+            )
+        return self._redis

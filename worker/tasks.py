@@ -1,0 +1,124 @@
+"""One Celery task per job: the synchronous shell around :func:`run_attempt`."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import socket
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from celery import Celery, Task
+
+from jobs_core.registry import JobDefinition, JobRegistry
+from jobs_core.store import finish_attempt_sync
+
+from .execution import CANCEL_GRACE, Outcome, TaskRequest, hard_time_limit, run_attempt, stuck_after
+from .naming import task_name
+from .overlap import LOCK_PREFIX
+from .runtime import WorkerRuntime
+
+log = logging.getLogger("worker.tasks")
+
+#: A run whose infrastructure (PostgreSQL, Redis) fails is put back this many times
+#: at most, so an outage delays runs instead of losing them.
+MAX_INFRA_RETRIES = 100
+INFRA_RETRY_DELAY = 5.0
+
+
+def register_job_tasks(app: Celery, registry: JobRegistry, runtime: WorkerRuntime) -> None:
+    for jd in registry:
+        _register(app, jd, runtime)
+
+
+def _register(app: Celery, jd: JobDefinition, runtime: WorkerRuntime) -> None:
+    @app.task(  # type: ignore[untyped-decorator]
+        name=task_name(jd.key),
+        bind=True,
+        queue=jd.policy.queue,
+        time_limit=hard_time_limit(jd.policy.timeout),
+        acks_late=True,
+        typing=False,
+        ignore_result=True,
+    )
+    def job_task(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return execute_task(self, runtime, jd, kwargs)
+
+
+def execute_task(
+    task: Task, runtime: WorkerRuntime, jd: JobDefinition, kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    req = TaskRequest.from_kwargs(kwargs)
+    hostname = task.request.hostname or socket.gethostname()
+    future = runtime.loop.submit(run_attempt(runtime, jd, req, hostname))
+    try:
+        # The job's own timeout fires inside; this outer wait only trips when the job
+        # ignores cancellation (or blocks the loop with synchronous work).
+        outcome = future.result(stuck_after(jd.policy.timeout))
+    except concurrent.futures.TimeoutError:
+        outcome = _abandon_stuck_attempt(runtime, jd, req)
+    except Exception as exc:
+        retries = task.request.retries or 0
+        if retries >= MAX_INFRA_RETRIES:
+            log.error(
+                "run %s %s: giving up after %d infrastructure errors", req.run_id, jd.key, retries
+            )
+            raise
+        log.error(
+            "run %s %s: infrastructure error, re-queued in %.0fs: %s",
+            req.run_id,
+            jd.key,
+            INFRA_RETRY_DELAY,
+            exc,
+        )
+        raise task.retry(
+            kwargs=req.to_kwargs(), countdown=INFRA_RETRY_DELAY, max_retries=None, exc=exc
+        ) from exc
+    if outcome.status == "retrying":
+        raise task.retry(
+            kwargs=req.next_attempt_kwargs(), countdown=outcome.retry_in, max_retries=None
+        )
+    if outcome.status == "requeue":
+        raise task.retry(kwargs=req.to_kwargs(), countdown=outcome.retry_in, max_retries=None)
+    return outcome.to_json()
+
+
+def _abandon_stuck_attempt(runtime: WorkerRuntime, jd: JobDefinition, req: TaskRequest) -> Outcome:
+    """Record a timeout for a job that did not stop when cancelled, then move on."""
+    retry = jd.policy.retry
+    last = req.attempt >= retry.max_attempts
+    delay = None if last else retry.delay(req.attempt)
+    status = "timed_out" if last else "retrying"
+    error = (
+        f"timed out after {jd.policy.timeout:g}s and ignored cancellation for "
+        f"{CANCEL_GRACE:g}s; its worker thread was abandoned"
+    )
+    if runtime.database_url:
+        try:
+            finish_attempt_sync(
+                runtime.database_url,
+                run_id=req.run_id,
+                attempt=req.attempt,
+                status=status,
+                duration_ms=int((jd.policy.timeout + CANCEL_GRACE) * 1000),
+                message=error,
+                error=error,
+                next_attempt_at=(datetime.now(UTC) + timedelta(seconds=delay)) if delay else None,
+            )
+        except Exception:
+            log.exception("run %s %s: could not record the timeout", req.run_id, jd.key)
+    try:
+        import redis
+
+        client = redis.Redis.from_url(runtime.redis_url)
+        if client.get(LOCK_PREFIX + jd.key) == req.run_id.encode():
+            client.delete(LOCK_PREFIX + jd.key)
+        client.close()
+    except Exception:
+        log.exception("run %s %s: could not release the overlap lock", req.run_id, jd.key)
+    if not runtime.loop.responsive():
+        runtime.abandon_loop()
+    log.error("run %s %s attempt %d: %s", req.run_id, jd.key, req.attempt, error)
+    return Outcome(
+        req.run_id, jd.key, status, req.attempt, message=error, error=error, retry_in=delay
+    )
