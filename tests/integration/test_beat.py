@@ -1,0 +1,320 @@
+"""Beat processes (``python -m beat``) against real Redis: exactly once, failover,
+catch-up, live control, reload and Redis outages.
+
+Ticks are counted by reading the queue lists; no worker runs. Schedules fire every
+second and leases last 2 s, so each scenario takes seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from beat import control
+from cli.embedded import RedisServer
+from tests.beat_fixtures import (
+    EXT,
+    ROOT,
+    BeatProcs,
+    Msg,
+    beat_procs,
+    messages,
+    wait_for,
+    write_profile,
+)
+
+pytestmark = pytest.mark.integration
+
+JOB = f"{EXT}/every-second"
+JOB2 = f"{EXT}/also-every-second"
+TTL = 2.0
+
+
+@pytest.fixture
+def workdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="sp-beat-test-"))
+
+
+@pytest.fixture
+def procs(workdir: Path) -> Iterator[BeatProcs]:
+    with beat_procs(workdir) as p:
+        yield p
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def of(msgs: list[Msg], job: str, *, trigger: str | None = None) -> list[Msg]:
+    return [m for m in msgs if m.job == job and (trigger is None or m.trigger == trigger)]
+
+
+def assert_each_tick_once(msgs: list[Msg]) -> None:
+    counts = Counter((m.job, m.scheduled_ms) for m in msgs if m.scheduled_ms is not None)
+    doubled = {k: n for k, n in counts.items() if n > 1}
+    assert not doubled, f"ticks enqueued more than once: {doubled}"
+    assert len({m.run_id for m in msgs}) == len(msgs)
+    assert all(m.run_id == m.task_id for m in msgs)
+
+
+def assert_no_gaps(msgs: list[Msg], job: str) -> list[int]:
+    instants = sorted(m.scheduled_ms for m in of(msgs, job) if m.scheduled_ms is not None)
+    assert instants, f"no tick of {job}"
+    assert instants == list(range(instants[0], instants[-1] + 1000, 1000)), instants
+    return instants
+
+
+def count_after(client: redis.Redis, job: str, after_ms: int, n: int) -> bool:
+    return len([m for m in of(messages(client), job) if (m.scheduled_ms or 0) > after_ms]) >= n
+
+
+# ----------------------------------------------------------------- several beats
+
+
+def test_two_beats_enqueue_every_tick_exactly_once(
+    redis_url: str, workdir: Path, procs: BeatProcs
+) -> None:
+    """Two beats side by side: every per-second tick once, none missing.
+
+    20 s instead of the issue's minute: the property is per tick, and the beats do
+    not drift apart with time (instants come from the cron engine), so 40 ticks of two
+    jobs under a live second beat exercise the same code paths as 120 would. The
+    split-brain variant below (both beats "leading") is the stronger check of the claims.
+    """
+    profile = write_profile(workdir / "profile.yaml")
+    client = redis.Redis.from_url(redis_url)
+    procs.start("a", profile, redis_url, lease_ttl=TTL)
+    procs.start("b", profile, redis_url, lease_ttl=TTL)
+    start = now_ms()
+    wait_for(lambda: count_after(client, JOB, start + 19_000, 1), 30, "20 s of ticks")
+    assert procs.procs["a"].poll() is None and procs.procs["b"].poll() is None
+    msgs = messages(client)
+    assert_each_tick_once(msgs)
+    for job in (JOB, JOB2):
+        instants = assert_no_gaps(msgs, job)
+        assert len(instants) >= 19
+        assert all(m.trigger == "schedule" for m in of(msgs, job))
+    status = control.leader_status(client)
+    assert status is not None and status["alive"] and status["beat_id"] in ("a", "b")
+
+
+def test_two_beats_that_both_lead_still_send_each_tick_once(
+    redis_url: str, workdir: Path, procs: BeatProcs
+) -> None:
+    """Split brain (both skip the election): only the per-tick claims stand in the way."""
+    profile = write_profile(workdir / "profile.yaml")
+    client = redis.Redis.from_url(redis_url)
+    procs.start("a", profile, redis_url, extra=("--assume-leader",))
+    procs.start("b", profile, redis_url, extra=("--assume-leader",))
+    start = now_ms()
+    wait_for(lambda: count_after(client, JOB, start + 8_000, 1), 20, "8 s of ticks")
+    msgs = messages(client)
+    assert_each_tick_once(msgs)
+    for job in (JOB, JOB2):
+        assert len(assert_no_gaps(msgs, job)) >= 8
+    # Both really tried: the loser of some claims logged it.
+    losses = procs.log("a").count("already handled") + procs.log("b").count("already handled")
+    assert losses >= 8
+
+
+def test_kill9_of_the_leader_follower_takes_over_within_the_ttl(
+    redis_url: str, workdir: Path, procs: BeatProcs
+) -> None:
+    profile = write_profile(workdir / "profile.yaml", bootstrap=True)
+    client = redis.Redis.from_url(redis_url)
+    procs.start("a", profile, redis_url, lease_ttl=TTL)
+    wait_for(lambda: (control.leader_status(client) or {}).get("beat_id") == "a", 10, "a leads")
+    procs.start("b", profile, redis_url, lease_ttl=TTL)
+    wait_for(lambda: count_after(client, JOB, now_ms() - 10_000, 3), 10, "a few ticks")
+    time.sleep(0.3)  # let b finish starting (imports) so it is a live follower
+    killed = time.time()
+    procs.kill("a")
+    last_before = max(m.scheduled_ms or 0 for m in of(messages(client), JOB))
+    wait_for(
+        lambda: (control.leader_status(client) or {}).get("beat_id") == "b",
+        TTL + 5,
+        "b to lead",
+        interval=0.02,
+    )
+    took = time.time() - killed
+    # Lapse of a's lease (at most TTL) plus b's polling interval (TTL / 10).
+    assert took <= TTL + 0.5, f"take-over took {took:.2f}s"
+    resumed = now_ms()
+    wait_for(lambda: count_after(client, JOB, resumed, 3), 8, "ticks after take-over")
+    msgs = messages(client)
+    assert_each_tick_once(msgs)
+    for job in (JOB, JOB2):
+        catchups = of(msgs, job, trigger="catch-up")
+        assert len(catchups) == 1, catchups  # the missed ticks coalesced into one run
+        cu = catchups[0].scheduled_ms or 0
+        assert last_before < cu <= resumed
+        later = [m.scheduled_ms for m in of(msgs, job, trigger="schedule") if m.scheduled_ms]
+        after = sorted(t for t in later if t > cu)
+        assert after[:3] == [cu + 1000, cu + 2000, cu + 3000]  # then the normal rhythm
+    boots = [m for m in msgs if m.trigger == "bootstrap"]
+    assert [m.job for m in boots] == [f"{EXT}/boot"], "bootstrap once per deployment start"
+
+
+def test_beat_down_longer_than_grace_records_skips_then_catches_up(
+    redis_url: str, workdir: Path, procs: BeatProcs
+) -> None:
+    grace = 2
+    profile = write_profile(workdir / "profile.yaml", grace=f"{grace}s")
+    client = redis.Redis.from_url(redis_url)
+    procs.start("a", profile, redis_url, lease_ttl=TTL)
+    wait_for(lambda: count_after(client, JOB, 0, 2), 10, "first ticks")
+    assert procs.stop("a") == 0
+    last_before = max(m.scheduled_ms or 0 for m in of(messages(client), JOB))
+    time.sleep(6)  # down for longer than the grace, on purpose
+    restarted = now_ms()
+    procs.start("a2", profile, redis_url, lease_ttl=TTL)
+    wait_for(lambda: count_after(client, JOB, restarted + 1000, 2), 10, "ticks after restart")
+    msgs = messages(client)
+    assert_each_tick_once(msgs)
+    for job in (JOB, JOB2):
+        mine = of(msgs, job)
+        skipped = [m for m in mine if m.skip_reason]
+        assert skipped and all("misfire_grace" in (m.skip_reason or "") for m in skipped)
+        skipped_at = [m.scheduled_ms or 0 for m in skipped]
+        # The skipped ticks are the ones right after the stop, older than the grace.
+        assert skipped_at == list(range(last_before + 1000, skipped_at[-1] + 1000, 1000))
+        assert skipped_at[-1] < restarted - grace * 1000 + 1000
+        catchups = [m for m in mine if m.trigger == "catch-up" and not m.skip_reason]
+        assert len(catchups) == 1
+        cu = catchups[0].scheduled_ms or 0
+        assert restarted - grace * 1000 - 1000 <= cu <= restarted
+        after = sorted(m.scheduled_ms or 0 for m in mine if m.trigger == "schedule")
+        after = [t for t in after if t > cu]
+        assert after[:2] == [cu + 1000, cu + 2000]
+
+
+# ----------------------------------------------------------------- live control
+
+
+def test_disable_and_enable_take_effect_at_the_next_tick(
+    redis_url: str, workdir: Path, procs: BeatProcs
+) -> None:
+    profile = write_profile(workdir / "profile.yaml")
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    procs.start("a", profile, redis_url, lease_ttl=TTL)
+    wait_for(lambda: count_after(client, JOB, 0, 2), 10, "first ticks")
+    control.disable(client, JOB)
+    disabled_at = now_ms()
+    wait_for(lambda: count_after(client, JOB2, disabled_at + 2000, 1), 6, "other job ticking")
+    assert not [m for m in of(messages(client), JOB) if (m.scheduled_ms or 0) > disabled_at]
+    control.enable(client, JOB)
+    enabled_at = now_ms()
+    wait_for(lambda: count_after(client, JOB, enabled_at, 2), 6, "job back")
+    resumed = [m for m in of(messages(client), JOB) if (m.scheduled_ms or 0) > disabled_at]
+    assert resumed[0].scheduled_ms is not None
+    assert resumed[0].scheduled_ms - enabled_at <= 1000  # the very next tick
+    assert all(m.trigger == "schedule" and not m.skip_reason for m in resumed)
+    assert_each_tick_once(messages(client))
+
+
+def test_sighup_and_file_change_reload_schedules_and_refuse_bad_profiles(
+    redis_url: str, workdir: Path, procs: BeatProcs
+) -> None:
+    path = workdir / "profile.yaml"
+    write_profile(path)
+    client = redis.Redis.from_url(redis_url)
+    procs.start("a", path, redis_url, lease_ttl=TTL)
+    wait_for(lambda: count_after(client, JOB, 0, 2), 10, "first ticks")
+
+    write_profile(path, schedule="*/2 * * * * *")
+    procs.signal("a", signal.SIGHUP)
+    hup = now_ms()
+    wait_for(lambda: count_after(client, JOB, hup + 500, 2), 8, "ticks after SIGHUP")
+    after = [m.scheduled_ms or 0 for m in of(messages(client), JOB) if (m.scheduled_ms or 0) > hup]
+    assert after and all(t % 2000 == 0 for t in after), after
+    assert count_after(client, JOB2, hup + 2000, 2)  # the other job keeps its rhythm
+
+    write_profile(path, schedule="61 * * * * *")  # invalid: the old table keeps running
+    procs.signal("a", signal.SIGHUP)
+    bad = now_ms()
+    wait_for(lambda: "profile reload refused" in procs.log("a"), 5, "the refusal log line")
+    wait_for(lambda: count_after(client, JOB, bad, 1), 5, "ticks after the bad reload")
+    refused = [line for line in procs.log("a").splitlines() if "reload refused" in line]
+    assert "61" in refused[0] and "schedule" in refused[0]
+
+    write_profile(path, schedule="*/3 * * * * *")  # no signal: the file change is seen
+    changed = now_ms()
+    wait_for(lambda: count_after(client, JOB, changed + 1500, 2), 10, "ticks after the edit")
+    late = [
+        m.scheduled_ms or 0 for m in of(messages(client), JOB) if (m.scheduled_ms or 0) > changed
+    ]
+    assert all(t % 3000 == 0 for t in late if t > changed + 1500), late
+    assert procs.procs["a"].poll() is None
+    assert_each_tick_once(messages(client))
+
+
+# ----------------------------------------------------------------- Redis outages
+
+
+def _outage(server: RedisServer, procs: BeatProcs, workdir: Path, *, kill: bool) -> None:
+    profile = write_profile(workdir / "profile.yaml", grace="30s")
+    client = redis.Redis.from_url(server.url)
+    procs.start("a", profile, server.url, lease_ttl=TTL)
+    wait_for(lambda: count_after(client, JOB, 0, 2), 10, "first ticks")
+    before = max(m.scheduled_ms or 0 for m in of(messages(client), JOB))
+    client.close()
+    server.stop(kill=kill)
+    down = now_ms()
+    time.sleep(3)
+    server.start()
+    up = now_ms()
+    client = redis.Redis.from_url(server.url)
+    wait_for(lambda: count_after(client, JOB, up + 1000, 2), 12, "ticks after the outage")
+    assert "redis reconnected" in procs.log("a")
+    msgs = messages(client)
+    assert_each_tick_once(msgs)
+    for job in (JOB, JOB2):
+        catchups = of(msgs, job, trigger="catch-up")
+        assert len(catchups) == 1, catchups
+        cu = catchups[0].scheduled_ms or 0
+        assert down < cu <= now_ms() and cu > before
+        after = sorted(m.scheduled_ms or 0 for m in of(msgs, job, trigger="schedule"))
+        assert [t for t in after if t > cu][:2] == [cu + 1000, cu + 2000]
+        if not kill:  # the data survived: nothing lost or doubled across the outage
+            assert [t for t in after if t <= before][-1] == before
+    client.close()
+
+
+def test_redis_restart_under_a_running_beat_keeps_every_tick_single(
+    procs: BeatProcs, workdir: Path
+) -> None:
+    server = RedisServer(workdir / "redis", persist=True).start()
+    try:
+        _outage(server, procs, workdir, kill=False)
+    finally:
+        server.stop(kill=True)
+
+
+def test_redis_killed_and_wiped_beat_catches_up_from_memory(
+    own_redis: RedisServer, procs: BeatProcs, workdir: Path
+) -> None:
+    _outage(own_redis, procs, workdir, kill=True)
+
+
+def test_invalid_profile_at_start_exits_2_with_one_line(workdir: Path) -> None:
+    path = workdir / "profile.yaml"
+    write_profile(path, schedule="not a cron")
+    result = subprocess.run(
+        [sys.executable, "-m", "beat", "--profile", str(path), "--redis-url", "redis://x:1/0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and "schedule" in lines[0]

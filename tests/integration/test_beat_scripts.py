@@ -1,0 +1,133 @@
+"""The beat's Redis scripts (lease, claim-and-send) and control helpers, on a real Redis."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import redis
+
+from beat import control, keys
+from beat.lease import Lease
+from beat.service import Beat
+from beat.ticks import DISABLED, DUPLICATE, SENT, NotLeader, OutTick, TickSender
+from tests.beat_fixtures import EXT, messages, wait_for, write_profile
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    c = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield c
+    c.close()
+
+
+def tick(job: str, ms: int, payload: str = "p") -> OutTick:
+    return OutTick(job, ms, 60_000, "q", f"{payload}:{job}:{ms}")
+
+
+def test_lease_is_exclusive_renewable_and_fenced(client: redis.Redis) -> None:
+    a, b = Lease(client, 2.0), Lease(client, 2.0)
+    assert a.acquire({"beat_id": "a"})
+    assert not b.acquire({"beat_id": "b"})
+    assert a.renew({"beat_id": "a"}) and not b.renew()
+    assert a.acquire()  # re-acquiring one's own lease extends it
+    assert 1000 < client.pttl(keys.LEASE) <= 2000
+    assert not b.release()  # fencing: b cannot drop a's lease
+    assert client.get(keys.LEASE) == a.token
+    assert a.release()
+    assert b.acquire() and not a.renew()
+
+
+def test_leader_status_reads_the_heartbeat(client: redis.Redis) -> None:
+    assert control.leader_status(client) is None
+    lease = Lease(client, 2.0)
+    now = time.time()
+    beat = {"beat_id": "x", "host": "h", "pid": 42, "since": "s", "heartbeat": "t"}
+    assert lease.acquire({**beat, "heartbeat_ms": int(now * 1000), "lease_ttl_ms": 2000})
+    status = control.leader_status(client)
+    assert status is not None
+    assert status["beat_id"] == "x" and status["pid"] == 42 and status["alive"]
+    assert status["lease_ttl_s"] == 2.0 and "token_tail" not in status
+    lease.release()
+    assert control.leader_status(client) is None
+
+
+def test_claims_send_each_tick_once_and_respect_disable(client: redis.Redis) -> None:
+    sender = TickSender(client)
+    batch = [tick("e/a", 1000), tick("e/b", 1000)]
+    assert sender.send(batch, None) == [SENT, SENT]
+    # A second "leader" replaying the same batch sends nothing.
+    assert TickSender(client).send(batch, None) == [DUPLICATE, DUPLICATE]
+    assert client.llen("q") == 2
+    # An older tick than the last handled one is refused even without its claim key
+    # (claims may be evicted under memory pressure).
+    client.delete(keys.tick_key("e/a", 1000))
+    assert sender.send([tick("e/a", 1000), tick("e/a", 500)], None) == [DUPLICATE, DUPLICATE]
+    control.disable(client, "e/a")
+    assert control.is_disabled(client, "e/a")
+    assert sender.send([tick("e/a", 2000), tick("e/b", 2000)], None) == [DISABLED, SENT]
+    assert control.last_sent(client, "e/a") == datetime.fromtimestamp(2, tz=UTC)
+    control.enable(client, "e/a")
+    assert control.disabled_jobs(client) == set()
+    assert sender.send([tick("e/a", 3000)], None) == [SENT]
+    assert client.llen("q") == 4
+    assert client.pttl(keys.tick_key("e/a", 3000)) > 50_000
+
+
+def test_fencing_refuses_a_send_without_the_lease(client: redis.Redis) -> None:
+    sender = TickSender(client)
+    lease = Lease(client, 5.0)
+    assert lease.acquire()
+    assert sender.send([tick("e/a", 1000)], lease.token) == [SENT]
+    with pytest.raises(NotLeader):
+        sender.send([tick("e/a", 2000)], "not-the-token")
+    assert client.llen("q") == 1
+
+
+def test_large_batches_are_chunked_and_all_sent(client: redis.Redis) -> None:
+    sender = TickSender(client)
+    batch = [tick(f"e/j{i}", 1000) for i in range(1234)]
+    assert sender.send(batch, None) == [SENT] * 1234
+    assert client.llen("q") == 1234
+    client.script_flush()  # a restarted Redis forgets scripts: reloaded transparently
+    assert sender.send([tick("e/j0", 2000)], None) == [SENT]
+
+
+class _Exploding:
+    def next_after(self, dt: datetime) -> datetime:
+        raise RuntimeError("boom")
+
+
+def test_one_broken_schedule_does_not_stop_the_others(redis_url: str) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="sp-beat-"))
+    profile = write_profile(workdir / "profile.yaml")
+    beat = Beat(str(profile), redis_url=redis_url, beat_id="inproc", lease_ttl=2.0)
+    bad = f"{EXT}/also-every-second"
+    beat.registry.jobs[bad] = dataclasses.replace(
+        beat.registry.jobs[bad],
+        cron=_Exploding(),  # type: ignore[arg-type]
+    )
+    thread = threading.Thread(target=beat.run, daemon=True)
+    thread.start()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        wait_for(
+            lambda: len([m for m in messages(client) if m.job == f"{EXT}/every-second"]) >= 2,
+            6,
+            "the healthy job to fire twice",
+        )
+        assert beat.is_leader
+        assert not [m for m in messages(client) if m.job == bad]
+    finally:
+        beat.stop()
+        thread.join(10)
+        client.close()
+    assert not thread.is_alive()
