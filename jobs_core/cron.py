@@ -21,7 +21,7 @@ import calendar
 import re
 from bisect import bisect_left
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import InvalidSchedule
@@ -78,10 +78,17 @@ _FIXED_RE = re.compile(r"Etc/GMT[+-]\d{1,2}")
 
 _ITEM_RE = re.compile(r"^(?P<base>[^/]+)(?:/(?P<step>[^/]*))?$")
 _ONE_SECOND = timedelta(seconds=1)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_date_fromordinal = date.fromordinal
 _MAX_YEAR = 9999
 # A firing expression fires at least once in any 400-year Gregorian cycle; this bound only
 # guards against a bug turning the search into an endless loop.
 _MAX_YEARS_AHEAD = 401
+
+
+def _wall_seconds(dt: datetime) -> int:
+    """Whole seconds from 1970-01-01 to ``dt``'s wall time, ignoring any zone."""
+    return (dt.toordinal() - _EPOCH_ORDINAL) * 86400 + dt.hour * 3600 + dt.minute * 60 + dt.second
 
 
 def _fail(expr: str, message: str) -> InvalidSchedule:
@@ -212,13 +219,14 @@ class CronSchedule:
         "_dow_nth",
         "_dow_star",
         "_dow_values",
-        "_fixed_offset",
+        "_fixed_seconds",
         "_hours",
         "_interval",
         "_key",
         "_minutes",
         "_months",
         "_seconds",
+        "_shape_cache",
         "expr",
         "tz",
     )
@@ -264,7 +272,9 @@ class CronSchedule:
         self._dow_nth = frozenset(dow.nth_weekdays)
         self._interval = parts[_HOUR].startswith("*")
         self._days_cache: dict[tuple[int, int], tuple[int, ...]] = {}
-        self._fixed_offset = self._detect_fixed_offset()
+        self._shape_cache: dict[tuple[int, int], tuple[int, ...]] = {}
+        fixed = self._detect_fixed_offset()
+        self._fixed_seconds = None if fixed is None else fixed.days * 86400 + fixed.seconds
         self._key = (
             self._seconds,
             self._minutes,
@@ -335,8 +345,12 @@ class CronSchedule:
         days = self._days_cache.get(key)
         if days is None:
             first_weekday, length = calendar.monthrange(year, month)
-            days = self._match_days(length, (first_weekday + 1) % 7)
-            if len(self._days_cache) >= 64:
+            shape = (length, (first_weekday + 1) % 7)
+            # Only 28 month shapes exist, so this second cache never needs pruning.
+            days = self._shape_cache.get(shape)
+            if days is None:
+                days = self._shape_cache[shape] = self._match_days(*shape)
+            if len(self._days_cache) >= 512:
                 self._days_cache.clear()
             self._days_cache[key] = days
         return days
@@ -364,11 +378,10 @@ class CronSchedule:
             return hours[hi + 1], minutes[0], seconds[0]
         return None
 
-    def _next_wall(self, after: datetime) -> datetime:
-        """First matching naive wall time strictly after ``after`` (naive)."""
-        start = after.replace(microsecond=0) + _ONE_SECOND
-        year, month, day = start.year, start.month, start.day
-        hour, minute, second = start.hour, start.minute, start.second
+    def _search(
+        self, year: int, month: int, day: int, hour: int, minute: int, second: int
+    ) -> tuple[int, int, int, int, int, int]:
+        """First matching wall time at or after the given (valid) one, as fields."""
         months = self._months
         limit = min(_MAX_YEAR, year + _MAX_YEARS_AHEAD)
         while True:
@@ -399,8 +412,20 @@ class CronSchedule:
             if found is None:
                 day, hour, minute, second = day + 1, 0, 0, 0
                 continue
-            return datetime(year, month, day, *found)
+            return year, month, day, found[0], found[1], found[2]
         raise ValueError(f'"{self.expr}" has no fire time before year {limit + 1}')
+
+    def _fields_after(self, wall: int) -> tuple[int, int, int, int, int, int]:
+        """First matching wall time strictly after ``wall`` (whole seconds since 1970)."""
+        days, rest = divmod(wall + 1, 86400)
+        date = _date_fromordinal(days + _EPOCH_ORDINAL)
+        hour, rest = divmod(rest, 3600)
+        minute, second = divmod(rest, 60)
+        return self._search(date.year, date.month, date.day, hour, minute, second)
+
+    def _next_wall(self, after: datetime) -> datetime:
+        """First matching naive wall time strictly after ``after`` (naive)."""
+        return datetime(*self._fields_after(_wall_seconds(after)))
 
     def _transition(self, low: datetime, high: datetime, before: timedelta) -> datetime:
         """The instant (naive UTC) in (low, high] where the offset stops being ``before``."""
@@ -491,11 +516,38 @@ class CronSchedule:
                 f"next_after() needs an aware datetime, got naive {dt.isoformat()}; "
                 "attach a zone, e.g. dt.replace(tzinfo=ZoneInfo('UTC'))"
             )
-        utc = dt.replace(tzinfo=None) - offset
-        fixed = self._fixed_offset
+        tz = self.tz
+        # Fire instants are whole seconds, so "after dt" is "after dt's whole second" and
+        # everything below runs on integer seconds, avoiding costly datetime.replace().
+        fixed = self._fixed_seconds
         if fixed is not None:
-            return (self._next_wall(utc + fixed)).replace(tzinfo=self.tz)
-        return self._next_instant(utc)
+            wall = _wall_seconds(dt) - offset.days * 86400 - offset.seconds + fixed
+            return datetime(*self._fields_after(wall), 0, tz)
+        local = dt if dt.tzinfo is tz else dt.astimezone(tz)
+        here = tz.utcoffset(local)
+        assert here is not None
+        other = tz.utcoffset(
+            datetime(
+                local.year,
+                local.month,
+                local.day,
+                local.hour,
+                local.minute,
+                local.second,
+                0,
+                tz,
+                fold=1 - local.fold,
+            )
+        )
+        if here == other:
+            # Not inside a fall-back repeat: the first matching wall time after ours is
+            # the answer whenever it is plain and shares our offset (no transition can
+            # then put an earlier instant in between).
+            fields = self._fields_after(_wall_seconds(local))
+            candidate = datetime(*fields, 0, tz)
+            if tz.utcoffset(candidate) == here == tz.utcoffset(datetime(*fields, 0, tz, fold=1)):
+                return candidate
+        return self._next_instant(local.replace(tzinfo=None, fold=0) - here)
 
     def iter_after(self, dt: datetime) -> Iterator[datetime]:
         """Fire instants strictly after ``dt``, endlessly, in order."""

@@ -439,3 +439,26 @@ def test_unknown_zone_is_named() -> None:
 def test_naive_datetime_is_refused() -> None:
     with pytest.raises(ValueError, match="aware datetime"):
         CronSchedule("0 0 * * * *").next_after(datetime(2026, 1, 1))
+
+
+def test_start_given_as_local_time_in_the_repeat_or_the_gap() -> None:
+    ny = ZoneInfo("America/New_York")
+    second_occurrence = datetime(2026, 11, 1, 1, 20, fold=1, tzinfo=ny)
+    assert fires("0 */15 * * * *", second_occurrence, 1, "America/New_York") == [
+        utc(2026, 11, 1, 6, 30)
+    ]
+    assert fires("0 */15 1-2 * * *", second_occurrence, 1, "America/New_York") == [
+        utc(2026, 11, 1, 7)
+    ]
+    # A wall time inside the gap still names one instant (02:30 EST = 07:30Z).
+    in_gap = datetime(2026, 3, 8, 2, 30, tzinfo=ny)
+    for expr in ("0 */15 * * * *", "0 0 3-4 * * *", "@daily"):
+        schedule = CronSchedule(expr, ny)
+        assert schedule.next_after(in_gap) == schedule.next_after(in_gap.astimezone(UTC))
+
+
+def test_microseconds_do_not_break_strictness() -> None:
+    schedule = CronSchedule("* * * * * *", "Europe/London")
+    start = datetime(2026, 10, 25, 1, 30, 5, 999_999, fold=1, tzinfo=schedule.tz)
+    got = schedule.next_after(start)
+    assert got.astimezone(UTC) == utc(2026, 10, 25, 1, 30, 6)
