@@ -26,7 +26,7 @@ from croniter import croniter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobs_core.cron import CronSchedule  # noqa: E402
+from jobs_core.cron import CronSchedule
 
 SEEDS = [
     "0 0 * * * *",
