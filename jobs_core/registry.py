@@ -268,8 +268,13 @@ def _apply_override(policy: JobPolicy, ov: JobOverride, sources: dict[str, Sourc
 
 
 def _defaults_policy(profile: Profile | None) -> tuple[JobPolicy, Source]:
+    if profile is None or profile.path is None:
+        # No profile file: its "defaults" are the built-in ones.
+        source: Source = "built-in"
+    else:
+        source = "profile defaults"
     if profile is None:
-        return JobPolicy(), "built-in"
+        return JobPolicy(), source
     d = profile.scheduler.defaults
     return (
         JobPolicy(
@@ -279,7 +284,7 @@ def _defaults_policy(profile: Profile | None) -> tuple[JobPolicy, Source]:
             misfire_grace=d.misfire_grace,
             queue=d.queue,
         ),
-        "profile defaults",
+        source,
     )
 
 

@@ -136,7 +136,8 @@ async def run_attempt(
         return Outcome(req.run_id, key, "skipped", req.attempt, message=req.skip_reason)
 
     lock: OverlapLock | None = None
-    if jd.policy.overlap is not Overlap.ALLOW:
+    # Without Redis (an inline run with no redis_url) there is no one to overlap with.
+    if jd.policy.overlap is not Overlap.ALLOW and runtime.redis_url:
         lock = OverlapLock(runtime.redis())
         holder = await lock.acquire(key, req.run_id, lock_ttl(jd))
         if holder is not None:

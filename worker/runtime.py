@@ -58,7 +58,9 @@ class LoopThread:
 class WorkerRuntime:
     """Lazily built per-process resources; safe to share between Celery pool threads."""
 
-    def __init__(self, database_url: str | None, redis_url: str, pool_max_size: int = 10):
+    def __init__(
+        self, database_url: str | None, redis_url: str | None, pool_max_size: int = 10
+    ) -> None:
         self.database_url = database_url
         self.redis_url = redis_url
         self.pool_max_size = pool_max_size

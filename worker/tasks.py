@@ -110,7 +110,7 @@ def _abandon_stuck_attempt(runtime: WorkerRuntime, jd: JobDefinition, req: TaskR
     try:
         import redis
 
-        client = redis.Redis.from_url(runtime.redis_url)
+        client = redis.Redis.from_url(runtime.redis_url or "")
         if client.get(LOCK_PREFIX + jd.key) == req.run_id.encode():
             client.delete(LOCK_PREFIX + jd.key)
         client.close()

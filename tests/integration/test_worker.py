@@ -23,7 +23,7 @@ from tests.procs import (
     start_worker,
     wait_for,
 )
-from worker.app import create_app
+from worker.factory import create_app
 from worker.messages import job_kwargs, task_message
 from worker.naming import task_name
 

@@ -1,0 +1,133 @@
+"""What every command needs, built lazily: profile, job table, Redis, run history.
+
+Connection failures become :class:`ServiceUnavailable` naming the URL with its password
+masked, which the CLI prints as one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from jobs_core.errors import ServiceUnavailable
+from jobs_core.profile import Profile, load_profile
+from jobs_core.registry import JobRegistry, build_registry
+from jobs_core.store import RunStore
+from jobs_core.urls import mask_secrets_in, mask_url
+
+T = TypeVar("T")
+STATE_DIR = Path(".systemprompt")
+STACK_FILE = STATE_DIR / "stack.json"
+
+
+def embedded_stack_urls() -> dict[str, str]:
+    """URLs of a running ``infra up`` stack started from this directory, if any."""
+    try:
+        info = json.loads(STACK_FILE.read_text())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return {k: v for k, v in info.items() if k in ("redis_url", "database_url") and v}
+
+
+def _first_line(exc: BaseException, url: str | None) -> str:
+    text = str(exc).strip().splitlines()
+    return mask_secrets_in(text[0] if text else type(exc).__name__, url)
+
+
+@dataclass
+class CliContext:
+    profile_path: str | None = None
+    debug: bool = False
+    _profile: Profile | None = field(default=None, repr=False)
+    _registry: JobRegistry | None = field(default=None, repr=False)
+    _redis: Any = field(default=None, repr=False)
+
+    @property
+    def profile(self) -> Profile:
+        if self._profile is None:
+            env = dict(os.environ)
+            # With nothing configured, talk to the `infra up` stack of this directory.
+            for key, url in embedded_stack_urls().items():
+                env.setdefault(key.upper(), url)
+            profile = load_profile(self.profile_path, env=env)
+            self._profile = profile
+        return self._profile
+
+    @property
+    def registry(self) -> JobRegistry:
+        if self._registry is None:
+            self._registry = build_registry(self.profile)
+        return self._registry
+
+    @property
+    def redis_url(self) -> str:
+        from worker.config import DEFAULT_REDIS_URL
+
+        return self.profile.redis_url or DEFAULT_REDIS_URL
+
+    def redis(self) -> Any:
+        """A connected redis-py client (checked with PING)."""
+        if self._redis is None:
+            import redis
+
+            client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=5)
+            try:
+                client.ping()
+            except redis.RedisError as exc:
+                raise ServiceUnavailable(
+                    f"cannot connect to Redis at {mask_url(self.redis_url)}: "
+                    f"{_first_line(exc, self.redis_url)} (set redis_url in the profile or "
+                    "REDIS_URL)"
+                ) from None
+            self._redis = client
+        return self._redis
+
+    def require_database(self, why: str) -> str:
+        url = self.profile.database_url
+        if not url:
+            raise ServiceUnavailable(
+                f"{why} needs the run history, but no database is configured: set "
+                "database_url in the profile or DATABASE_URL"
+            )
+        return url
+
+    def with_store(self, why: str, fn: Callable[[RunStore], Awaitable[T]]) -> T:
+        """Run ``fn(store)`` on a short-lived pool; connection errors name the URL."""
+        url = self.require_database(why)
+
+        async def go() -> T:
+            import psycopg
+            from psycopg_pool import AsyncConnectionPool
+
+            try:
+                conn = await psycopg.AsyncConnection.connect(url, connect_timeout=5)
+                await conn.close()
+            except psycopg.OperationalError as exc:
+                raise ServiceUnavailable(
+                    f"cannot connect to PostgreSQL at {mask_url(url)}: {_first_line(exc, url)}"
+                    " (set database_url in the profile or DATABASE_URL)"
+                ) from None
+            pool = AsyncConnectionPool(url, min_size=1, max_size=2, open=False)
+            await pool.open(wait=True, timeout=10)
+            try:
+                return await fn(RunStore(pool))
+            except psycopg.errors.UndefinedTable:
+                raise ServiceUnavailable(
+                    f"the database at {mask_url(url)} has no job history tables: run "
+                    "`systemprompt infra db migrate` first"
+                ) from None
+            finally:
+                await pool.close()
+
+        return asyncio.run(go())
+
+    def close(self) -> None:
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None

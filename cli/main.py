@@ -1,0 +1,547 @@
+"""``systemprompt``: the operator's command line (and the composition root)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn
+
+import click
+
+from jobs_core.errors import ConfigError, JobsError
+from jobs_core.registry import JobDefinition
+from jobs_core.store import Run, RunStore
+
+from . import render
+from .context import CliContext
+
+pass_ctx = click.make_pass_decorator(CliContext)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--profile",
+    "profile_path",
+    metavar="PATH",
+    help="profile.yaml to use (default: $SYSTEMPROMPT_PROFILE, else ./profile.yaml).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.pass_context
+def cli(click_ctx: click.Context, profile_path: str | None, debug: bool) -> None:
+    """Distributed cron jobs for Python extensions: beat, workers and run history."""
+    click_ctx.obj = CliContext(profile_path=profile_path, debug=debug)
+    click_ctx.call_on_close(click_ctx.obj.close)
+
+
+@cli.group()
+def infra() -> None:
+    """Run and operate the scheduler, the workers and the database."""
+
+
+@infra.group()
+def jobs() -> None:
+    """List, run and inspect jobs."""
+
+
+# ---------------------------------------------------------------- jobs list
+
+
+def _next_run(jd: JobDefinition, now: datetime) -> datetime | None:
+    return jd.cron.next_after(now) if jd.cron is not None else None
+
+
+def _paused(ctx: CliContext) -> set[str]:
+    from beat.control import disabled_jobs
+
+    return disabled_jobs(ctx.redis())
+
+
+def _job_json(jd: JobDefinition, paused: set[str], now: datetime) -> dict[str, Any]:
+    out = jd.to_json()
+    nxt = _next_run(jd, now)
+    out["enabled"] = jd.enabled and jd.key not in paused
+    out["enabled_in_profile"] = jd.enabled
+    out["paused"] = jd.key in paused
+    out["next_run_at"] = nxt.isoformat() if nxt and out["enabled"] else None
+    return out
+
+
+@jobs.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@pass_ctx
+def list_jobs(ctx: CliContext, as_json: bool) -> None:
+    """Every job with its effective schedule, state, queue, next and last run."""
+    registry = ctx.registry
+    paused = _paused(ctx)
+    last: dict[str, Run] = {}
+    if ctx.profile.database_url:
+        keys = list(registry.jobs)
+
+        async def fetch(store: RunStore) -> dict[str, Run]:
+            return await store.last_runs(keys)
+
+        last = ctx.with_store("jobs list", fetch)
+    now = datetime.now(UTC)
+    items = []
+    for jd in registry:
+        item = _job_json(jd, paused, now)
+        run = last.get(jd.key)
+        item["last_status"] = run.status if run else None
+        item["last_run_at"] = (
+            (run.finished_at or run.started_at or run.enqueued_at).isoformat() if run else None
+        )
+        items.append(item)
+    if as_json:
+        click.echo(render.dumps(items))
+        return
+    tz = registry.jobs and next(iter(registry)).cron
+    zone = tz.tz if tz else None
+    rows = []
+    for jd, item in zip(registry, items, strict=True):
+        state = "paused" if item["paused"] else ("enabled" if jd.enabled else "disabled")
+        schedule = f"{jd.schedule} ({jd.schedule_source})" if jd.schedule else "manual only"
+        nxt = _next_run(jd, now) if item["enabled"] else None
+        rows.append(
+            [
+                jd.key,
+                schedule,
+                state,
+                jd.policy.queue,
+                render.when(nxt, zone) if nxt else "-",
+                item["last_status"] or "-",
+                jd.description,
+            ]
+        )
+    headers = ["JOB", "SCHEDULE", "STATE", "QUEUE", "NEXT RUN", "LAST", "DESCRIPTION"]
+    click.echo(render.table(headers, rows))
+    click.echo(f"\n{len(items)} jobs; times in {ctx.registry.timezone}")
+
+
+# ---------------------------------------------------------------- jobs run
+
+
+def _parse_params(values: tuple[str, ...]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="-p")
+        params[key.strip()] = value
+    return params
+
+
+def _select(
+    ctx: CliContext, names: tuple[str, ...], run_all: bool, tag: str | None
+) -> list[JobDefinition]:
+    chosen = sum(bool(x) for x in (names, run_all, tag))
+    if chosen != 1:
+        raise click.UsageError("name the jobs to run, or use --all, or --tag TAG (one of them)")
+    registry = ctx.registry
+    if run_all:
+        return list(registry)
+    if tag:
+        return registry.with_tag(tag)
+    return [registry.resolve(name) for name in names]
+
+
+def _describe_change(run: Run) -> str:
+    text = f"{run.job_key} {run.id[:8]}: {run.status}"
+    if run.status in ("running", "retrying") or run.attempt > 1:
+        text += f" (attempt {run.attempt}/{run.max_attempts})"
+    if run.worker and run.status == "running":
+        text += f" on {run.worker}"
+    if run.finished and run.message:
+        text += f": {render.one_line(run.message, 200)}"
+    return text
+
+
+@jobs.command("run")
+@click.argument("names", nargs=-1)
+@click.option("--all", "run_all", is_flag=True, help="Run every job.")
+@click.option("--tag", help="Run every job with this tag.")
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a job parameter (repeatable).",
+)
+@click.option("--wait", is_flag=True, help="Follow the runs; exit 1 when one fails.")
+@click.option("--inline", is_flag=True, help="Run here, without a worker; exit 1 on failure.")
+@click.option("--timeout", type=float, default=None, help="With --wait: give up after SECONDS.")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@pass_ctx
+def run_jobs(
+    ctx: CliContext,
+    names: tuple[str, ...],
+    run_all: bool,
+    tag: str | None,
+    params: tuple[str, ...],
+    wait: bool,
+    inline: bool,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
+    """Run jobs now (trigger: manual). NAME is extension/job or a unique job name."""
+    from .runs import enqueue, follow, run_inline
+
+    if wait and inline:
+        raise click.UsageError("--wait and --inline exclude each other")
+    overrides = _parse_params(params)
+    selected = _select(ctx, names, run_all, tag)
+    progress = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
+
+    if inline:
+        results = []
+        for jd in selected:
+            progress(f"{jd.key}: running inline")
+            run_id, final, message = run_inline(ctx, jd, overrides, progress)
+            progress(f"{jd.key}: {final}" + (f": {message}" if message else ""))
+            results.append({"id": run_id, "job": jd.key, "status": final, "message": message})
+        if as_json:
+            click.echo(render.dumps(results))
+        sys.exit(0 if all(r["status"] == "succeeded" for r in results) else 1)
+
+    if wait:
+        ctx.require_database("jobs run --wait")
+    run_ids = enqueue(ctx, selected, overrides)
+    for jd, rid in zip(selected, run_ids, strict=True):
+        progress(f"{jd.key}: queued run {rid} on queue {jd.policy.queue}")
+    if not wait:
+        if as_json:
+            click.echo(
+                render.dumps(
+                    [
+                        {"id": r, "job": j.key, "status": "queued"}
+                        for j, r in zip(selected, run_ids, strict=True)
+                    ]
+                )
+            )
+        return
+    done = follow(ctx, run_ids, lambda run: progress(_describe_change(run)), timeout)
+    if as_json:
+        click.echo(render.dumps([done[r].to_json() for r in run_ids if r in done]))
+    if len(done) < len(run_ids):
+        click.echo(f"error: gave up waiting after {timeout}s", err=True)
+        sys.exit(1)
+    sys.exit(0 if all(done[r].status == "succeeded" for r in run_ids) else 1)
+
+
+# ---------------------------------------------------------------- status / history
+
+
+def _policy_lines(jd: JobDefinition) -> list[tuple[str, str]]:
+    src = jd.sources
+    retry = jd.policy.retry
+    return [
+        ("schedule", f"{jd.schedule or 'manual only'}  ({jd.schedule_source})"),
+        ("timezone", jd.cron.tz.key if jd.cron else "-"),
+        (
+            "retry",
+            f"max {retry.max_attempts} attempts, backoff {render.seconds(retry.backoff)} "
+            f"capped at {render.seconds(retry.max_backoff)}"
+            f"{', jitter' if retry.jitter else ''}  ({src.get('retry')})",
+        ),
+        ("timeout", f"{render.seconds(jd.policy.timeout)}  ({src.get('timeout')})"),
+        ("overlap", f"{jd.policy.overlap.value}  ({src.get('overlap')})"),
+        (
+            "misfire grace",
+            f"{render.seconds(jd.policy.misfire_grace)}  ({src.get('misfire_grace')})",
+        ),
+        ("queue", f"{jd.policy.queue}  ({src.get('queue')})"),
+        ("tags", ", ".join(jd.tags) or "-"),
+        ("parameters", ", ".join(f"{k}={v}" for k, v in jd.parameters.items()) or "-"),
+    ]
+
+
+@jobs.command("status")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def status(ctx: CliContext, name: str, as_json: bool) -> None:
+    """A job's definition, next fire times, beat leader and recent runs."""
+    from beat.control import leader_status
+
+    jd = ctx.registry.resolve(name)
+    client = ctx.redis()
+    paused = _paused(ctx)
+    leader = leader_status(client)
+    now = datetime.now(UTC)
+    upcoming = jd.cron.next_n(now, 5) if jd.cron is not None else []
+
+    async def fetch(store: RunStore) -> tuple[Run | None, dict[str, int]]:
+        recent = await store.history(jd.key, limit=1)
+        last = await store.get_run(recent[0].id) if recent else None
+        return last, await store.counts_since(jd.key, now - timedelta(hours=24))
+
+    last, counts = (None, {})
+    if ctx.profile.database_url:
+        last, counts = ctx.with_store("jobs status", fetch)
+    if as_json:
+        click.echo(
+            render.dumps(
+                {
+                    "job": _job_json(jd, paused, now),
+                    "next_runs": [t.isoformat() for t in upcoming],
+                    "beat": leader,
+                    "last_run": last.to_json() if last else None,
+                    "counts_24h": counts,
+                }
+            )
+        )
+        return
+    state = "paused at runtime" if jd.key in paused else ("enabled" if jd.enabled else "disabled")
+    click.echo(f"{jd.key}: {jd.description}")
+    lines = [("state", state), *_policy_lines(jd)]
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        click.echo(f"  {key.ljust(width)}  {value}")
+    click.echo("\nnext runs:")
+    if not upcoming:
+        click.echo("  - (no schedule)")
+    for t in upcoming:
+        local = render.when(t, jd.cron.tz if jd.cron else None)
+        click.echo(f"  {local}   {render.when(t.astimezone(UTC))}")
+    click.echo("\nbeat:")
+    if leader is None:
+        click.echo(
+            "  no beat leader seen: ticks are not being sent (start `systemprompt infra beat`)"
+        )
+    else:
+        alive = "alive" if leader.get("alive") else "NOT alive (heartbeat stale)"
+        click.echo(
+            f"  leader {leader.get('beat_id')} on {leader.get('host')} pid {leader.get('pid')}: "
+            f"{alive}, last heartbeat {leader.get('heartbeat_age_s')} s ago"
+        )
+    click.echo("\nlast run:")
+    if last is None:
+        click.echo("  - (none)")
+    else:
+        for key, value in [
+            ("id", last.id),
+            ("trigger", last.trigger),
+            ("status", last.status),
+            ("attempt", f"{last.attempt}/{last.max_attempts}"),
+            ("scheduled for", render.when(last.scheduled_for, jd.cron.tz if jd.cron else None)),
+            ("started", render.when(last.started_at)),
+            ("finished", render.when(last.finished_at)),
+            ("duration", render.ms(last.duration_ms)),
+            ("worker", last.worker or "-"),
+            ("message", render.one_line(last.message, 200) or "-"),
+        ]:
+            click.echo(f"  {key.ljust(13)}  {value}")
+        if last.error:
+            click.echo("  error:")
+            for line in last.error.strip().splitlines()[-6:]:
+                click.echo(f"    {line}")
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"
+    click.echo(f"\nlast 24 h: {summary}")
+
+
+jobs.add_command(status, "show")
+
+
+@jobs.command("history")
+@click.argument("name")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def history(ctx: CliContext, name: str, limit: int, as_json: bool) -> None:
+    """Recent runs of a job, newest first."""
+    jd = ctx.registry.resolve(name)
+
+    async def fetch(store: RunStore) -> list[Run]:
+        return await store.history(jd.key, limit=limit)
+
+    runs = ctx.with_store("jobs history", fetch)
+    if as_json:
+        click.echo(render.dumps([r.to_json() for r in runs]))
+        return
+    if not runs:
+        click.echo(f"{jd.key}: no runs yet")
+        return
+    tz = jd.cron.tz if jd.cron else None
+    rows = [
+        [
+            r.id[:8],
+            r.trigger,
+            r.status,
+            f"{r.attempt}/{r.max_attempts}",
+            render.when(r.scheduled_for, tz) if r.scheduled_for else "-",
+            render.when(r.started_at, tz) if r.started_at else "-",
+            render.ms(r.duration_ms),
+            r.worker or "-",
+            render.one_line(r.message or r.error),
+        ]
+        for r in runs
+    ]
+    headers = [
+        "RUN",
+        "TRIGGER",
+        "STATUS",
+        "TRY",
+        "SCHEDULED",
+        "STARTED",
+        "TOOK",
+        "WORKER",
+        "MESSAGE",
+    ]
+    click.echo(render.table(headers, rows))
+
+
+@jobs.command("disable")
+@click.argument("name")
+@pass_ctx
+def disable(ctx: CliContext, name: str) -> None:
+    """Pause a job: the beat stops sending its ticks from the next tick on."""
+    from beat.control import disable as pause
+
+    jd = ctx.registry.resolve(name)
+    changed = pause(ctx.redis(), jd.key)
+    click.echo(
+        f"{jd.key}: {'paused' if changed else 'already paused'}; no ticks are sent until "
+        "`jobs enable` (manual runs still work)"
+    )
+
+
+@jobs.command("enable")
+@click.argument("name")
+@pass_ctx
+def enable(ctx: CliContext, name: str) -> None:
+    """Resume a paused job from its next tick on."""
+    from beat.control import enable as resume
+
+    jd = ctx.registry.resolve(name)
+    changed = resume(ctx.redis(), jd.key)
+    note = "" if jd.enabled else " (note: the profile disables it: `enabled: false`)"
+    click.echo(f"{jd.key}: {'resumed' if changed else 'was not paused'}{note}")
+
+
+# ---------------------------------------------------------------- processes
+
+
+@infra.command("beat")
+@click.option("--id", "beat_id", help="Name of this beat in logs and status.")
+@click.option(
+    "--lease-ttl",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Leader lease TTL in seconds: the failover time.",
+)
+@click.option("--log-level", default="INFO", show_default=True)
+@pass_ctx
+def beat_cmd(ctx: CliContext, beat_id: str | None, lease_ttl: float, log_level: str) -> None:
+    """Run a beat (run two or more for high availability)."""
+    from beat import logs, run_beat
+
+    logs.setup(log_level)
+    ctx.registry  # noqa: B018 - validate the profile and extensions before starting
+    run_beat(
+        ctx.profile_path, redis_url=ctx.profile.redis_url, beat_id=beat_id, lease_ttl=lease_ttl
+    )
+
+
+@infra.command(
+    "worker",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+@pass_ctx
+def worker_cmd(ctx: CliContext, celery_args: tuple[str, ...]) -> None:
+    """Run a Celery worker; options go to `celery worker` (-c, -P, -Q, -n, -l, ...).
+
+    Without -Q it consumes every queue that a job of the profile uses.
+    """
+    registry = ctx.registry  # fail here, with a clear message, not inside Celery
+    args = list(celery_args)
+    if not any(a in ("-Q", "--queues") or a.startswith(("--queues=", "-Q")) for a in args):
+        queues = sorted({jd.policy.queue for jd in registry} or {"jobs"})
+        args += ["-Q", ",".join(queues)]
+    if not any(a in ("-l", "--loglevel") or a.startswith("--loglevel=") for a in args):
+        args += ["--loglevel", "INFO"]
+    env = dict(os.environ)
+    if ctx.profile_path:
+        env["SYSTEMPROMPT_PROFILE"] = os.path.abspath(ctx.profile_path)
+    for key in ("redis_url", "database_url"):
+        value = getattr(ctx.profile, key)
+        if value:
+            env[key.upper()] = value
+    argv = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", *args]
+    sys.stdout.flush()
+    os.execvpe(argv[0], argv, env)
+
+
+@infra.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("migrate")
+@pass_ctx
+def migrate_cmd(ctx: CliContext) -> None:
+    """Create or upgrade the run-history tables and the extensions' tables (idempotent)."""
+    from jobs_core.store import migrate
+    from jobs_core.urls import mask_url
+
+    url = ctx.require_database("db migrate")
+    applied = migrate(url, ctx.registry.extensions)
+    where = mask_url(url)
+    if applied:
+        click.echo(f"applied {len(applied)} migrations to {where}:")
+        for mid in applied:
+            click.echo(f"  {mid}")
+    else:
+        click.echo(f"{where} is up to date")
+
+
+@infra.command("up")
+@click.option("--no-flower", is_flag=True, help="Do not start Flower even when installed.")
+@click.option("--concurrency", default=2, show_default=True, help="Worker processes.")
+@pass_ctx
+def up(ctx: CliContext, no_flower: bool, concurrency: int) -> None:
+    """Run everything locally: private Redis and PostgreSQL (unless configured),
+    migrations, one beat, one worker and Flower. Ctrl-C stops it all."""
+    from .stack import run_stack
+
+    sys.exit(run_stack(ctx, flower=not no_flower, concurrency=concurrency))
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="systemprompt", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted", 130)
+    except click.ClickException as exc:
+        if debug:
+            traceback.print_exc()
+        exc.show()
+        sys.exit(2)
+    except ConfigError as exc:
+        if debug:
+            traceback.print_exc()
+        _fail(str(exc), 2)
+    except JobsError as exc:
+        if debug:
+            traceback.print_exc()
+        _fail(str(exc), 1)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+
+
+if __name__ == "__main__":
+    main()

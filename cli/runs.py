@@ -1,0 +1,134 @@
+"""Manual runs from the CLI: enqueue to the workers, follow a run, or run inline."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from jobs_core.context import Trigger
+from jobs_core.registry import JobDefinition
+from jobs_core.store import Run, RunStore
+
+from .context import CliContext
+
+POLL_INTERVAL = 0.2
+
+
+def enqueue(ctx: CliContext, jobs: list[JobDefinition], overrides: dict[str, Any]) -> list[str]:
+    """Record a queued manual run per job (when history is configured), then send it."""
+    from worker.factory import create_app
+    from worker.messages import job_kwargs
+    from worker.naming import task_name
+
+    ctx.redis()  # fail early, with the URL, if the broker is unreachable
+    runs = [(jd, str(uuid.uuid4())) for jd in jobs]
+    if ctx.profile.database_url:
+
+        async def record(store: RunStore) -> None:
+            for jd, run_id in runs:
+                await store.create_run(
+                    run_id=run_id,
+                    job_key=jd.key,
+                    trigger=Trigger.MANUAL,
+                    max_attempts=jd.policy.retry.max_attempts,
+                    parameters={**jd.parameters, **overrides},
+                )
+
+        ctx.with_store("jobs run", record)
+    app, _, _ = create_app(ctx.profile, ctx.registry)
+    try:
+        for jd, run_id in runs:
+            kwargs = job_kwargs(
+                run_id=run_id,
+                trigger=Trigger.MANUAL.value,
+                scheduled_for=None,
+                enqueued_at=datetime.now(UTC),
+                parameters=overrides,
+            )
+            app.send_task(task_name(jd.key), kwargs=kwargs, task_id=run_id, queue=jd.policy.queue)
+    finally:
+        app.close()
+    return [run_id for _, run_id in runs]
+
+
+def follow(
+    ctx: CliContext,
+    run_ids: list[str],
+    on_change: Callable[[Run], None],
+    timeout: float | None = None,
+) -> dict[str, Run]:
+    """Poll history until every run finished; ``on_change`` sees each status change."""
+
+    async def go(store: RunStore) -> dict[str, Run]:
+        seen: dict[str, tuple[str, int]] = {}
+        done: dict[str, Run] = {}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while len(done) < len(run_ids):
+            for rid in run_ids:
+                if rid in done:
+                    continue
+                run = await store.get_run(rid, with_attempts=False)
+                if run is None:
+                    continue
+                state = (run.status, run.attempt)
+                if seen.get(rid) != state:
+                    seen[rid] = state
+                    on_change(run)
+                if run.finished:
+                    full = await store.get_run(rid)
+                    done[rid] = full or run
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            if len(done) < len(run_ids):
+                await asyncio.sleep(POLL_INTERVAL)
+        return done
+
+    return ctx.with_store("jobs run --wait", go)
+
+
+def run_inline(
+    ctx: CliContext, jd: JobDefinition, overrides: dict[str, Any], on_change: Callable[[str], None]
+) -> tuple[str, str, str | None]:
+    """Run ``jd`` in this process with a real JobContext, retries included.
+
+    Returns ``(run_id, final_status, message)``. History is recorded when a database is
+    configured, exactly as a worker would (trigger ``manual``, worker ``cli@host``).
+    """
+    from worker.execution import TaskRequest, run_attempt
+    from worker.runtime import WorkerRuntime
+
+    profile = ctx.profile
+    runtime = WorkerRuntime(profile.database_url, profile.redis_url, pool_max_size=4)
+    run_id = str(uuid.uuid4())
+    hostname = f"cli@{socket.gethostname()}"
+    req = TaskRequest(
+        run_id=run_id,
+        trigger=Trigger.MANUAL,
+        scheduled_for=None,
+        enqueued_at=datetime.now(UTC),
+        attempt=1,
+        parameters=overrides,
+    )
+    try:
+        while True:
+            outcome = runtime.run(run_attempt(runtime, jd, req, hostname))
+            if outcome.status == "requeue":
+                on_change("waiting: another run of this job is active (overlap)")
+                time.sleep(outcome.retry_in or 1.0)
+                continue
+            if outcome.status == "retrying":
+                on_change(
+                    f"attempt {req.attempt} failed: {outcome.message}; retrying in "
+                    f"{outcome.retry_in or 0:.1f}s"
+                )
+                time.sleep(outcome.retry_in or 0)
+                req = TaskRequest.from_kwargs(req.next_attempt_kwargs())
+                continue
+            return run_id, outcome.status, outcome.message
+    finally:
+        runtime.close()

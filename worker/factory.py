@@ -1,0 +1,25 @@
+"""Build the Celery application for a profile and its job table."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from jobs_core.profile import Profile, load_profile
+from jobs_core.registry import JobRegistry, build_registry
+
+from .config import celery_settings
+from .runtime import WorkerRuntime
+from .tasks import register_job_tasks
+
+
+def create_app(
+    profile: Profile | None = None, registry: JobRegistry | None = None
+) -> tuple[Celery, JobRegistry, WorkerRuntime]:
+    """The Celery app with one task per job, the job table and the process runtime."""
+    profile = profile if profile is not None else load_profile()
+    registry = registry if registry is not None else build_registry(profile)
+    celery_app = Celery("systemprompt")
+    celery_app.conf.update(celery_settings(profile.redis_url, registry))
+    runtime = WorkerRuntime(profile.database_url, celery_app.conf.broker_url)
+    register_job_tasks(celery_app, registry, runtime)
+    return celery_app, registry, runtime
