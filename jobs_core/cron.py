@@ -165,6 +165,9 @@ def _parse_field(expr: str, index: int, text: str) -> _Field:
             first, _, last = base.partition("-")
             start = _parse_number(expr, index, first)
             end = _parse_number(expr, index, last)
+            if index == _DOW and end == 0 and start > 0:
+                # "FRI-SUN" and "5-0" mean Friday through Sunday: 0 and 7 are both Sunday.
+                end = 7
             if start > end:
                 raise _fail(expr, f'{name}: range "{base}" is reversed ({start} > {end})')
         else:
