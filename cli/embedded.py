@@ -27,6 +27,10 @@ class MissingBinary(ConfigError):
     """A server binary needed for the embedded stack is not installed."""
 
 
+class ServerStartError(ConfigError):
+    """An embedded server could not be initialised or started."""
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -180,13 +184,24 @@ class PostgresServer:
         args += ["--auth=trust", "--encoding=UTF8", "--no-instructions"]
         if not self.durable:
             args.append("--no-sync")
-        subprocess.run(
+        done = subprocess.run(
             args,
-            check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            text=True,
             **self._run_as(),  # type: ignore[call-overload]
         )
+        if done.returncode != 0:
+            detail = (done.stderr or "").strip().splitlines()
+            hint = ""
+            if owner is not None:
+                hint = (
+                    f" (running as root, so PostgreSQL runs as user {owner[0]!r}, which must be"
+                    f" able to reach {self.data_dir})"
+                )
+            raise ServerStartError(
+                f"initdb failed for {self.data_dir}: {detail[-1] if detail else 'no output'}{hint}"
+            )
 
     def start(self, timeout: float = 30.0) -> PostgresServer:
         postgres = find_pg_bin("postgres")

@@ -541,6 +541,11 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(exc), 1)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+            sys.exit(1)
+        _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", 1)
 
 
 if __name__ == "__main__":

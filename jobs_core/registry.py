@@ -135,10 +135,17 @@ class JobRegistry:
             if len(matches) > 1:
                 keys = ", ".join(sorted(j.key for j in matches))
                 raise AmbiguousJob(f"job name {name!r} is ambiguous: use one of {keys}")
-        known = list(self.jobs) + [j.name for j in self.jobs.values()]
         if not self.jobs:
             raise UnknownJob(f"unknown job {name!r}: no jobs are registered")
-        hint = ", ".join(_closest(name, known))
+
+        def likeness(jd: JobDefinition) -> float:
+            return max(
+                difflib.SequenceMatcher(None, name, jd.key).ratio(),
+                difflib.SequenceMatcher(None, name, jd.name).ratio(),
+            )
+
+        ranked = sorted(self.jobs.values(), key=lambda jd: (-likeness(jd), jd.key))
+        hint = ", ".join(jd.key for jd in ranked[:5])
         raise UnknownJob(f"unknown job {name!r}; closest known: {hint}")
 
     def with_tag(self, tag: str) -> list[JobDefinition]:

@@ -113,3 +113,19 @@ class WorkerTestExtension(Extension):
             DbJob(),
             LongJob(),
         ]
+
+
+class ScheduledOkJob(Job):
+    name = "ok"
+    description = "a second job named ok (ambiguous bare name), scheduled every minute"
+    schedule = "0 * * * * *"
+
+    async def execute(self, ctx: JobContext) -> JobResult:
+        return JobResult.success()
+
+
+class OtherExtension(Extension):
+    name = "other"
+
+    def jobs(self) -> list[Job]:
+        return [ScheduledOkJob()]
