@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -272,3 +273,58 @@ def test_flower_sees_runs(setup: dict[str, Any]) -> None:
         task = wait_for(task_seen, 60, 0.5, "Flower to report the task")
         assert task["name"] == "jobs.testjobs.ok"
         assert task["worker"].startswith("fw@")
+
+
+@pytest.mark.parametrize("pool", ["threads", "solo"])
+def test_other_celery_pools(setup: dict[str, Any], pool: str) -> None:
+    app, history, tmp, env = setup["app"], setup["history"], setup["tmp"], setup["env"]
+    worker = start_worker(tmp, env, name=pool, pool=pool, concurrency=2)
+    with running([worker]):
+        ids = [send(app, "testjobs/db"), send(app, "testjobs/flaky"), send(app, "testjobs/db")]
+        wait_for(lambda: _finished(history, ids), 60, 0.1, f"runs on the {pool} pool")
+        runs = [history.run(r) for r in ids]
+        assert [r.status for r in runs if r] == ["succeeded"] * 3
+        assert sorted(r.data["rows"] for r in (runs[0], runs[2]) if r) == [1, 2]
+
+
+def test_sigterm_lets_the_running_job_finish(setup: dict[str, Any]) -> None:
+    app, history, tmp, env = setup["app"], setup["history"], setup["tmp"], setup["env"]
+    worker = start_worker(tmp, env, name="graceful", concurrency=1)
+    with running([worker]):
+        rid = send(app, "testjobs/long", parameters={"seconds": 3})
+        wait_for(
+            lambda: (r := history.run(rid)) is not None and r.status == "running",
+            30,
+            0.1,
+            "the long run to start",
+        )
+        worker.popen.send_signal(signal.SIGTERM)  # the main process only: a warm shutdown
+        assert worker.popen.wait(60) == 0
+        run = history.run(rid)
+        assert run is not None and run.status == "succeeded"
+
+
+def test_pickle_messages_are_refused(setup: dict[str, Any], redis_url: str) -> None:
+    import pickle
+
+    import redis
+
+    history, tmp, env = setup["history"], setup["tmp"], setup["env"]
+    worker = start_worker(tmp, env, name="strict", concurrency=1)
+    with running([worker]):
+        rid = tick_run_id("testjobs/ok", datetime(2026, 1, 1, tzinfo=UTC))
+        kwargs = job_kwargs(
+            run_id=rid, trigger="schedule", scheduled_for=None, enqueued_at=datetime.now(UTC)
+        )
+        queue, payload = task_message(task_name("testjobs/ok"), kwargs, task_id=rid)
+        envelope = json.loads(payload)
+        envelope["content-type"] = "application/x-python-serialize"
+        envelope["content-encoding"] = "binary"
+        envelope["body"] = base64.b64encode(pickle.dumps(([], kwargs, {}))).decode()
+        client = redis.Redis.from_url(redis_url)
+        client.lpush(queue, json.dumps(envelope))
+        worker.wait_output("application/x-python-serialize", 30)
+        marker = send(setup["app"], "testjobs/ok")
+        wait_for(lambda: _finished(history, [marker]), 30, 0.1, "a JSON run after the refusal")
+        assert history.run(rid) is None
+        client.close()
