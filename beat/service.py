@@ -42,9 +42,6 @@ from .schedule import DueHeap, catch_up, from_ms, iso, next_ms
 from .ticks import DISABLED, DUPLICATE, SENT, NotLeader, OutTick, TickSender
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
-#: Claims outlive the last instant any beat may still send a tick (scheduled + grace) by
-#: this much, which covers clock skew between beat hosts.
-CLAIM_MARGIN_MS = 30_000
 #: How often the profile file's mtime is looked at.
 PROFILE_CHECK_S = 1.0
 #: Catch-up records at most this many skipped ticks one by one per job, then summarises.
@@ -140,7 +137,7 @@ class Beat:
         self._heap = DueHeap()
         self._local_last: dict[str, int] = {}
         self._prebuilt_for: int | None = None
-        self._prebuilt: dict[str, tuple[str, str]] = {}
+        self._prebuilt: dict[str, OutTick] = {}
 
     # ------------------------------------------------------------------ control
 
@@ -430,8 +427,7 @@ class Beat:
 
         def add(due_ms: int, trigger: str, kind: str, reason: str | None) -> None:
             list_key, payload = tick_message(job, due_ms, trigger, enqueued, skip_reason=reason)
-            ttl = max(due_ms + int(grace * 1000) - now_ms, 0) + CLAIM_MARGIN_MS
-            out.append(OutTick(job.key, due_ms, ttl, list_key, payload))
+            out.append(OutTick(job.key, due_ms, int(grace * 1000), list_key, payload))
             meta.append(_Pending(job.key, due_ms, trigger, kind))
 
         if cu.dropped and cu.dropped_last_ms is not None and cu.dropped_first_ms is not None:
@@ -501,14 +497,12 @@ class Beat:
                 if nxt is not None:
                     self._heap.push(key, nxt)
                 continue
-            message = prebuilt.get(key) if self._prebuilt_for == due_ms else None
-            if message is None:
+            ready = prebuilt.get(key) if self._prebuilt_for == due_ms else None
+            if ready is None:
                 if enqueued is None:
                     enqueued = datetime.now(UTC)
-                message = tick_message(job, due_ms, "schedule", enqueued)
-            grace_ms = int(job.policy.misfire_grace * 1000)
-            ttl = max(due_ms + grace_ms - now_ms, 0) + CLAIM_MARGIN_MS
-            out.append(OutTick(key, due_ms, ttl, message[0], message[1]))
+                ready = self._out_tick(job, due_ms, enqueued)
+            out.append(ready)
             meta.append(_Pending(key, due_ms, "schedule", "fire"))
             self._heap.push(key, nxt)
         self._prebuilt_for = None
@@ -566,6 +560,11 @@ class Beat:
                     scheduled_for=iso(m.due_ms),
                 )
 
+    @staticmethod
+    def _out_tick(job: JobDefinition, due_ms: int, enqueued: datetime) -> OutTick:
+        list_key, payload = tick_message(job, due_ms, "schedule", enqueued)
+        return OutTick(job.key, due_ms, int(job.policy.misfire_grace * 1000), list_key, payload)
+
     def _prebuild(self) -> None:
         """Build the messages of the next instant now, so sending it is one Lua call.
 
@@ -583,7 +582,7 @@ class Beat:
             return
         jobs = self.registry.jobs
         enqueued = from_ms(due_ms)
-        built: dict[str, tuple[str, str]] = {}
+        built: dict[str, OutTick] = {}
         for i, key in enumerate(keys_due):
             if i % 128 == 0 and time.time() >= deadline:
                 break  # the rest is built at send time
@@ -591,7 +590,7 @@ class Beat:
             if job is None:
                 continue
             try:
-                built[key] = tick_message(job, due_ms, "schedule", enqueued)
+                built[key] = self._out_tick(job, due_ms, enqueued)
             except Exception as exc:
                 event(logging.ERROR, "message build failed", job=key, error=str(exc))
         self._prebuilt_for = due_ms
