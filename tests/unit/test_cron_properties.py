@@ -36,7 +36,7 @@ TRANSITIONS = {
 SCALE = float(os.environ.get("CRON_PROPERTY_SCALE", "1"))
 SETTINGS = settings(
     deadline=None,
-    max_examples=int(200 * SCALE),
+    max_examples=int(150 * SCALE),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 
@@ -178,7 +178,7 @@ def _fires_legitimately(spec: Spec, got: datetime, tz: ZoneInfo) -> bool:
 
 @pytest.mark.parametrize("key", ["Europe/London", "Australia/Lord_Howe", "UTC"])
 @settings(
-    deadline=None, max_examples=int(100 * SCALE), suppress_health_check=[HealthCheck.too_slow]
+    deadline=None, max_examples=int(80 * SCALE), suppress_health_check=[HealthCheck.too_slow]
 )
 @given(data=st.data())
 def test_iteration_is_strict_monotonic_and_matches(key: str, data: st.DataObject) -> None:
