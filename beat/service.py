@@ -38,7 +38,7 @@ from . import keys
 from .build import bootstrap_message, tick_message
 from .lease import Lease
 from .logs import event
-from .schedule import DueHeap, catch_up, from_ms, iso, next_ms
+from .schedule import CatchUp, DueHeap, catch_up, from_ms, iso, next_ms
 from .ticks import DISABLED, DUPLICATE, SENT, NotLeader, OutTick, TickSender
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -390,11 +390,12 @@ class Beat:
                 remote.update({k: int(v) for k, v in zip(part, values, strict=True) if v})
         out: list[OutTick] = []
         meta: list[_Pending] = []
+        cu_cache: dict[tuple[Any, int, float], CatchUp] = {}
         for job in jobs:
             last = max(remote.get(job.key, 0), self._local_last.get(job.key, 0))
             if catch_up_missed and last:
                 try:
-                    self._add_catch_up(job, last, now_ms, out, meta)
+                    self._add_catch_up(job, last, now_ms, out, meta, cu_cache)
                 except Exception as exc:
                     event(
                         logging.ERROR,
@@ -416,11 +417,19 @@ class Beat:
         now_ms: int,
         out: list[OutTick],
         meta: list[_Pending],
+        cache: dict[tuple[Any, int, float], CatchUp] | None = None,
     ) -> None:
         """Append the messages recording/firing the ticks of ``job`` in ``(last, now]``."""
         assert job.cron is not None
         grace = job.policy.misfire_grace
-        cu = catch_up(job.cron, last_ms, now_ms, grace, skip_cap=SKIP_CAP)
+        # Jobs sharing a schedule and a last tick share the arithmetic (thousands of
+        # per-second jobs after a stall must not each walk the cron engine).
+        memo = (job.cron, last_ms, grace)
+        cu = cache.get(memo) if cache is not None else None
+        if cu is None:
+            cu = catch_up(job.cron, last_ms, now_ms, grace, skip_cap=SKIP_CAP)
+            if cache is not None:
+                cache[memo] = cu
         if cu.empty:
             return
         enqueued = from_ms(now_ms)
@@ -476,6 +485,7 @@ class Beat:
         prebuilt = self._prebuilt
         jobs = self.registry.jobs
         next_cache: dict[tuple[Any, int], int] = {}
+        stall_cache: dict[tuple[Any, int, float], CatchUp] = {}
         enqueued: datetime | None = None
         for due_ms, key in due:
             job = jobs.get(key)
@@ -492,8 +502,12 @@ class Beat:
                 # More than one tick of this job is due: the process stalled (suspend,
                 # swap, a long outage). Coalesce like a missed tick instead of firing a
                 # burst of stale ticks.
-                self._add_catch_up(job, due_ms - 1, now_ms, out, meta)
-                nxt = self._first_due(job, now_ms)
+                self._add_catch_up(job, due_ms - 1, now_ms, out, meta, stall_cache)
+                nxt = next_cache.get((job.cron, now_ms))
+                if nxt is None:
+                    nxt = self._first_due(job, now_ms)
+                    if nxt is not None:
+                        next_cache[(job.cron, now_ms)] = nxt
                 if nxt is not None:
                     self._heap.push(key, nxt)
                 continue
