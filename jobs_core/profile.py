@@ -67,7 +67,9 @@ def _shown(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return f'"{value}"'
+        # Escaped so a multi-line value cannot break the one-line error.
+        inner = value.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+        return f'"{inner}"'
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, list):
