@@ -31,6 +31,12 @@ Completion is polled every ``--poll`` seconds on both sides (``GET`` of the coun
 recorded finish time, not the poll time, so the poll interval does not distort either
 figure. Rounds alternate bare / ours; the medians are compared. Enqueue time is reported
 separately (it is part of the timed window on both sides).
+
+Each round also reports the CPU time per run of every process involved (the Celery
+consumer, its prefork pool, PostgreSQL, Redis, this script), read from /proc: on a
+small or shared machine the wall-clock rates are noisy, CPU per run is the steadier
+figure and shows where our extra cost goes. ``--ours-app MODULE`` benchmarks a variant
+of ``worker.app`` (a module on PYTHONPATH that patches it and exposes ``app``).
 """
 
 from __future__ import annotations
@@ -351,7 +357,7 @@ def private_servers(base: Path) -> Iterator[tuple[Any, Any]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=3000, help="runs per timed round")
+    parser.add_argument("--runs", type=int, default=2500, help="runs per timed round")
     parser.add_argument("--concurrency", type=int, default=2, help="worker -c (prefork)")
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds per side")
     parser.add_argument("--warmup", type=int, default=300, help="untimed runs per side first")
