@@ -32,6 +32,7 @@ from .worker_support import History
 pytestmark = pytest.mark.integration
 
 FLOWER_AUTH = "ops:deploy-s3cret"
+PATTERN = r"Task jobs\.testjobs\.slow\[([0-9a-f-]+)\] received"
 JOB = "testjobs/slow"
 WORKERS = ("w1", "w2", "w3")
 PROFILE = """
@@ -161,9 +162,15 @@ def test_compose_topology_as_processes(tmp_path: Path, redis_url: str, fresh_dat
             return sum(t.get("state") == "SUCCESS" for t in tasks.values()) >= 5
 
         wait_for(flower_saw_runs, 30, 0.5, "Flower to report the runs")
+        # Delivery: no message of this job was received twice by the workers (read now:
+        # stopping the processes below re-queues the runs they were in the middle of).
+        received: Counter[str] = Counter()
+        for w in workers:
+            received.update(re.findall(PATTERN, w.output()))
         leaders = [b for b in beats if "became leader" in b.output()]
+        fired = [b for b in beats if "event=fire" in b.output()]
+        every = schedule_runs()
 
-    every = schedule_runs()
     instants = sorted(r.scheduled_for for r in every)
     # One run per tick, and no tick missing in between (workers take ticks in order).
     assert len(set(instants)) == len(instants)
@@ -176,14 +183,7 @@ def test_compose_topology_as_processes(tmp_path: Path, redis_url: str, fresh_dat
     # hands each message to the worker that has waited longest on the queue.)
     by_worker = Counter(r.worker.split("@")[0] for r in runs if r.worker)
     assert set(by_worker) == set(WORKERS), by_worker
-    # Delivery: no message of this job was received twice by the workers.
-    received: Counter[str] = Counter()
-    for w in workers:
-        received.update(
-            re.findall(r"Task jobs\.testjobs\.slow\[([0-9a-f-]+)\] received", w.output())
-        )
     assert received and max(received.values()) == 1, received.most_common(3)
     # Exactly one beat sent ticks (the other never led: nothing failed over).
     assert len(leaders) == 1, [b.log_path.name for b in leaders]
-    fired = [b for b in beats if "event=fire" in b.output()]
     assert fired == leaders
