@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from jobs_core.store import tick_run_id
-from worker.messages import job_kwargs, task_message
+from worker.messages import job_kwargs, task_message, tick_template
 from worker.naming import task_name
 
 from .schedule import from_ms
@@ -33,6 +34,17 @@ def tick_message(
     """
     scheduled = from_ms(due_ms)
     run_id = tick_run_id(job.key, scheduled)
+    if skip_reason is None:
+        # The common case, once per tick: fill the job's pre-rendered message.
+        template = tick_template(
+            task_name(job.key),
+            job.policy.queue,
+            trigger,
+            json.dumps(dict(job.parameters), sort_keys=True),
+        )
+        return template.queue, template.render(
+            run_id, scheduled.isoformat(), enqueued_at.isoformat()
+        )
     kwargs = job_kwargs(
         run_id=run_id,
         trigger=trigger,
@@ -40,8 +52,7 @@ def tick_message(
         enqueued_at=enqueued_at,
         parameters=dict(job.parameters),
     )
-    if skip_reason is not None:
-        kwargs["skip_reason"] = skip_reason
+    kwargs["skip_reason"] = skip_reason
     return task_message(task_name(job.key), kwargs, queue=job.policy.queue, task_id=run_id)
 
 

@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cli.embedded import RedisServer  # noqa: E402
+from worker.messages import decode  # noqa: E402
 
 WARMUP_S = 3.0
 
@@ -189,15 +190,14 @@ def bench_beat(k: int, seconds: float, url: str, work: Path) -> Result:
     seen: Counter[tuple[str, int]] = Counter()
     for arrival, payloads in consumer.batches:
         for raw in payloads:
-            envelope = json.loads(raw)
-            kwargs = json.loads(base64.b64decode(envelope["body"]))[1]
+            headers, kwargs = decode(raw)
             sched = kwargs["scheduled_for"]
             if sched is None:
                 continue
             ms = round(datetime.fromisoformat(sched).timestamp() * 1000)
             if not start_ms <= ms < end_ms:
                 continue
-            seen[(envelope["headers"]["task"], ms)] += 1
+            seen[(headers["task"], ms)] += 1
             result.lags_ms.append(arrival * 1000 - ms)
     result.received = sum(seen.values())
     result.expected = k * int(seconds)
@@ -220,8 +220,7 @@ def bench_celery(k: int, seconds: float, url: str, work: Path) -> Result:
     per_entry: defaultdict[int, int] = defaultdict(int)
     for arrival, payloads in consumer.batches:
         for raw in payloads:
-            envelope = json.loads(raw)
-            entry = json.loads(base64.b64decode(envelope["body"]))[0][0]
+            entry = json.loads(base64.b64decode(json.loads(raw)["body"]))[0][0]
             prev = previous.get(entry)
             previous[entry] = arrival
             if not start <= arrival < end:

@@ -6,9 +6,7 @@ is a Celery protocol-2 envelope whose body carries the job kwargs.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -22,6 +20,7 @@ from typing import Any
 import redis as redis_lib
 
 from jobs_core import Extension, Job, JobContext, JobResult
+from worker.messages import decode
 
 ROOT = Path(__file__).resolve().parent.parent
 EXT = "beattest"
@@ -106,16 +105,15 @@ def _iso_ms(value: str | None) -> int | None:
 
 
 def parse(payload: str | bytes) -> Msg:
-    env = json.loads(payload)
-    _args, kwargs, _embed = json.loads(base64.b64decode(env["body"]))
-    task = env["headers"]["task"]  # jobs.<ext>.<job>
+    headers, kwargs = decode(payload)
+    task = headers["task"]  # jobs.<ext>.<job>
     _, ext, job = task.split(".", 2)
     return Msg(
         job=f"{ext}/{job}",
         scheduled_ms=_iso_ms(kwargs["scheduled_for"]),
         trigger=kwargs["trigger"],
         run_id=kwargs["run_id"],
-        task_id=env["headers"]["id"],
+        task_id=headers["id"],
         skip_reason=kwargs.get("skip_reason"),
     )
 

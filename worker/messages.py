@@ -4,22 +4,25 @@ The beat sends thousands of ticks per second; going through ``app.send_task`` co
 producer round trip and ~100 µs of Python per message. These helpers build the exact
 JSON envelope kombu's Redis transport LPUSHes, so a caller can put many ticks into one
 pipeline. JSON only: the body is ``[args, kwargs, embed]`` serialised with ``json``.
+
+The envelope is kept small on purpose (no base64 body, no optional headers that Celery
+reads with a default): the beat's claim-and-send script moves every byte of it through
+Redis, and at 1,000 ticks per second the payload size is what its latency is made of.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
-import socket
 import uuid
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from .naming import DEFAULT_QUEUE
 
-_ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
-_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+_EMBED: dict[str, Any] = {}  # no callbacks, errbacks, chain or chord
+_COMPACT = (",", ":")
 
 
 def job_kwargs(
@@ -42,53 +45,114 @@ def job_kwargs(
     }
 
 
+def _kwargsrepr(kwargs: dict[str, Any]) -> str:
+    # What Flower shows as the task's kwargs: the identity of the run, not every field.
+    # (the run id is the task id, which Flower shows anyway)
+    shown = {k: kwargs.get(k) for k in ("trigger", "scheduled_for")}
+    if kwargs.get("attempt", 1) != 1:
+        shown["attempt"] = kwargs["attempt"]
+    if kwargs.get("parameters"):
+        shown["parameters"] = kwargs["parameters"]
+    if kwargs.get("skip_reason"):
+        shown["skip_reason"] = kwargs["skip_reason"]
+    return repr(shown)
+
+
 def task_message(
     task: str,
     kwargs: dict[str, Any],
     *,
     queue: str = DEFAULT_QUEUE,
     task_id: str | None = None,
-    time_limit: float | None = None,
-    soft_time_limit: float | None = None,
+    kwargsrepr: str | None = None,
 ) -> tuple[str, str]:
     """Return ``(redis_list_key, payload)`` for one task message; LPUSH it to enqueue."""
     tid = task_id or str(uuid.uuid4())
-    kwargsrepr = repr(kwargs)
-    headers = {
-        "lang": "py",
-        "task": task,
-        "id": tid,
-        "shadow": None,
-        "eta": None,
-        "expires": None,
-        "group": None,
-        "group_index": None,
-        "retries": 0,
-        "timelimit": [time_limit, soft_time_limit],
-        "root_id": tid,
-        "parent_id": None,
-        "argsrepr": "()",
-        "kwargsrepr": kwargsrepr,
-        "origin": _ORIGIN,
-        "ignore_result": True,
-        "replaced_task_nesting": 0,
-        "stamped_headers": None,
-        "stamps": {},
-    }
-    body = json.dumps([[], kwargs, _EMBED]).encode()
     envelope = {
-        "body": base64.b64encode(body).decode(),
+        "body": json.dumps([[], kwargs, _EMBED], separators=_COMPACT),
         "content-encoding": "utf-8",
         "content-type": "application/json",
-        "headers": headers,
+        "headers": {
+            "lang": "py",
+            "task": task,
+            "id": tid,
+            "root_id": tid,
+            "retries": 0,
+            "kwargsrepr": kwargsrepr if kwargsrepr is not None else _kwargsrepr(kwargs),
+        },
         "properties": {
             "correlation_id": tid,
             "reply_to": "",
-            "delivery_mode": 2,
             "delivery_info": {"exchange": "", "routing_key": queue},
             "priority": 0,
-            "body_encoding": "base64",
             "delivery_tag": str(uuid.uuid4()),
         },
     }
-    return queue, json.dumps(envelope)
+    return queue, json.dumps(envelope, separators=_COMPACT)
+
+
+_RUN_ID, _SCHEDULED, _ENQUEUED, _TAG = "@@RUN_ID@@", "@@SCHEDULED@@", "@@ENQUEUED@@", "@@TAG@@"
+
+
+class TickTemplate:
+    """A job's message rendered once, with only the per-tick values left to fill in.
+
+    Rendering is a string join (a few µs) instead of two JSON encodings (~50 µs): the
+    beat builds one message per tick. The values filled in (a UUID, ISO 8601 instants)
+    need no JSON escaping, which is what makes splicing them into the text safe.
+    """
+
+    __slots__ = ("_parts", "queue")
+
+    def __init__(self, task: str, queue: str, trigger: str, parameters_json: str) -> None:
+        kwargs = {
+            "run_id": _RUN_ID,
+            "trigger": trigger,
+            "scheduled_for": _SCHEDULED,
+            "enqueued_at": _ENQUEUED,
+            "attempt": 1,
+            "parameters": json.loads(parameters_json),
+        }
+        _, text = task_message(task, kwargs, queue=queue, task_id=_RUN_ID)
+        envelope = json.loads(text)
+        envelope["properties"]["delivery_tag"] = _TAG
+        text = json.dumps(envelope, separators=_COMPACT)
+        self.queue = queue
+        self._parts = _split(text)
+
+    def render(self, run_id: str, scheduled_for: str, enqueued_at: str) -> str:
+        values = {_RUN_ID: run_id, _SCHEDULED: scheduled_for, _ENQUEUED: enqueued_at}
+        values[_TAG] = str(uuid.uuid4())
+        return "".join(values.get(part, part) for part in self._parts)
+
+
+def _split(text: str) -> tuple[str, ...]:
+    parts: list[str] = [text]
+    for marker in (_RUN_ID, _SCHEDULED, _ENQUEUED, _TAG):
+        split: list[str] = []
+        for part in parts:
+            if part in (_RUN_ID, _SCHEDULED, _ENQUEUED, _TAG):
+                split.append(part)
+                continue
+            pieces = part.split(marker)
+            for i, piece in enumerate(pieces):
+                if i:
+                    split.append(marker)
+                split.append(piece)
+        parts = split
+    return tuple(parts)
+
+
+@lru_cache(maxsize=65536)
+def tick_template(task: str, queue: str, trigger: str, parameters_json: str) -> TickTemplate:
+    return TickTemplate(task, queue, trigger, parameters_json)
+
+
+def decode(payload: str | bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(headers, kwargs)`` of a stored message (ours, or Celery's base64 form)."""
+    envelope = json.loads(payload)
+    body = envelope["body"]
+    if envelope.get("properties", {}).get("body_encoding") == "base64":
+        body = base64.b64decode(body)
+    _args, kwargs, _embed = json.loads(body)
+    return envelope["headers"], kwargs
