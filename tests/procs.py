@@ -74,7 +74,10 @@ class Proc:
 
     def stop(self, timeout: float = 20.0) -> int | None:
         if self.popen.poll() is None:
-            self.signal(signal.SIGTERM)
+            # The main process only, as `docker stop` does: a Celery worker then shuts
+            # down warm instead of its pool children dying mid-job.
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.send_signal(signal.SIGTERM)
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:

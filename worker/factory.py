@@ -7,7 +7,7 @@ from celery import Celery
 from jobs_core.profile import Profile, load_profile
 from jobs_core.registry import JobRegistry, build_registry
 
-from .config import celery_settings
+from .config import DEFAULT_REDIS_URL, celery_settings
 from .runtime import WorkerRuntime
 from .tasks import register_job_tasks
 
@@ -20,6 +20,8 @@ def create_app(
     registry = registry if registry is not None else build_registry(profile)
     celery_app = Celery("systemprompt")
     celery_app.conf.update(celery_settings(profile.redis_url, registry))
-    runtime = WorkerRuntime(profile.database_url, celery_app.conf.broker_url)
+    # The profile's URL, not broker_url: Celery's copy has the TLS query parameters
+    # (ssl_ca_certs...) moved into broker_use_ssl, and redis-py needs them in the URL.
+    runtime = WorkerRuntime(profile.database_url, profile.redis_url or DEFAULT_REDIS_URL)
     register_job_tasks(celery_app, registry, runtime)
     return celery_app, registry, runtime

@@ -227,12 +227,8 @@ def test_redis_tls_and_postgres_tls_with_passwords(
         # The server speaks TLS only, and the CA really is checked: without it, refused.
         with pytest.raises(redis.ConnectionError):
             redis.Redis.from_url(server.url, socket_connect_timeout=3).ping()
-        if "ssl_ca_certs" not in _worker_side_redis_url(tmp_path, url, tls_postgres):
-            pytest.xfail(
-                "worker/factory.py gives WorkerRuntime the broker URL after broker_ssl_options() "
-                "stripped ssl_ca_certs, so the worker's own Redis client (overlap locks) "
-                "cannot verify a private CA; pass profile.redis_url instead"
-            )
+        # The worker's own Redis client (overlap locks) must keep the CA of the URL.
+        assert "ssl_ca_certs" in _worker_side_redis_url(tmp_path, url, tls_postgres)
         procs = _run_stack(tmp_path, url, tls_postgres)
         _assert_no_secret(procs, REDIS_PASSWORD, PG_PASSWORD)
     finally:

@@ -177,9 +177,7 @@ def _fires_legitimately(spec: Spec, got: datetime, tz: ZoneInfo) -> bool:
 
 
 @pytest.mark.parametrize("key", ["Europe/London", "Australia/Lord_Howe", "UTC"])
-@settings(
-    deadline=None, max_examples=int(80 * SCALE), suppress_health_check=[HealthCheck.too_slow]
-)
+@settings(deadline=None, max_examples=int(80 * SCALE), suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_iteration_is_strict_monotonic_and_matches(key: str, data: st.DataObject) -> None:
     fields = data.draw(expressions(), label="fields")
