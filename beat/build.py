@@ -12,11 +12,45 @@ from worker.messages import job_kwargs, task_message, tick_template
 from worker.naming import task_name
 
 from .schedule import from_ms
+from .ticks import OutTick
 
 if TYPE_CHECKING:
     from jobs_core.registry import JobDefinition
 
 _BOOTSTRAP_NS = uuid.UUID("2d0f4c64-7d51-4b8e-9a43-5b1f3f1f2c10")
+
+
+def tick_out(job: JobDefinition, due_ms: int, scheduled_iso: str) -> OutTick:
+    """The on-time tick ``(job, due_ms)``, as the claim script's template arguments.
+
+    The run id (also the Celery task id) is the tick's deterministic id, so whatever
+    delivers this tick again lands on the same run-history row. ``scheduled_iso`` is
+    ``due_ms`` in ISO 8601, computed once per instant by the caller.
+    """
+    grace_ms = int(job.policy.misfire_grace * 1000)
+    template = tick_template(
+        job.policy.queue, "schedule", json.dumps(dict(job.parameters), sort_keys=True)
+    )
+    if template is None:
+        list_key, payload = tick_message(job, due_ms, "schedule", from_ms(due_ms))
+        return OutTick.full(job.key, due_ms, grace_ms, list_key, payload)
+    run_id = tick_run_id(job.key, from_ms(due_ms))
+    return OutTick.templated(
+        job.key, due_ms, grace_ms, template, task_name(job.key), run_id, scheduled_iso
+    )
+
+
+def record_out(
+    job: JobDefinition,
+    due_ms: int,
+    trigger: str,
+    enqueued_at: datetime,
+    *,
+    skip_reason: str | None = None,
+) -> OutTick:
+    """A catch-up tick or a skip record, as a whole message."""
+    list_key, payload = tick_message(job, due_ms, trigger, enqueued_at, skip_reason=skip_reason)
+    return OutTick.full(job.key, due_ms, int(job.policy.misfire_grace * 1000), list_key, payload)
 
 
 def tick_message(
@@ -27,24 +61,9 @@ def tick_message(
     *,
     skip_reason: str | None = None,
 ) -> tuple[str, str]:
-    """``(list_key, payload)`` of the run of tick ``(job, due_ms)``.
-
-    The run id (also the Celery task id) is the tick's deterministic id, so whatever
-    delivers this tick again lands on the same run-history row.
-    """
+    """``(list_key, payload)`` of the run of tick ``(job, due_ms)``."""
     scheduled = from_ms(due_ms)
     run_id = tick_run_id(job.key, scheduled)
-    if skip_reason is None:
-        # The common case, once per tick: fill the job's pre-rendered message.
-        template = tick_template(
-            task_name(job.key),
-            job.policy.queue,
-            trigger,
-            json.dumps(dict(job.parameters), sort_keys=True),
-        )
-        return template.queue, template.render(
-            run_id, scheduled.isoformat(), enqueued_at.isoformat()
-        )
     kwargs = job_kwargs(
         run_id=run_id,
         trigger=trigger,
@@ -52,7 +71,8 @@ def tick_message(
         enqueued_at=enqueued_at,
         parameters=dict(job.parameters),
     )
-    kwargs["skip_reason"] = skip_reason
+    if skip_reason is not None:
+        kwargs["skip_reason"] = skip_reason
     return task_message(task_name(job.key), kwargs, queue=job.policy.queue, task_id=run_id)
 
 

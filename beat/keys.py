@@ -18,6 +18,8 @@ LAST = f"{PREFIX}beat:last"
 TICK_PREFIX = f"{PREFIX}tick:"
 #: Set of job keys paused at runtime (``jobs disable``); read at every tick.
 DISABLED = f"{PREFIX}jobs:disabled"
+#: hash: template id -> "<queue>\n<message with placeholders>" (see beat.ticks)
+TEMPLATES = f"{PREFIX}beat:templates"
 #: Id of the current beat "session": alive while at least one beat process is running.
 SESSION = f"{PREFIX}beat:session"
 #: Session id whose bootstrap jobs were enqueued.

@@ -35,7 +35,7 @@ from jobs_core.registry import JobDefinition, JobRegistry, build_registry
 from jobs_core.urls import mask_url
 
 from . import keys
-from .build import bootstrap_message, tick_message
+from .build import bootstrap_message, record_out, tick_out
 from .lease import Lease
 from .logs import event
 from .schedule import CatchUp, DueHeap, catch_up, from_ms, iso, next_ms
@@ -435,8 +435,7 @@ class Beat:
         enqueued = from_ms(now_ms)
 
         def add(due_ms: int, trigger: str, kind: str, reason: str | None) -> None:
-            list_key, payload = tick_message(job, due_ms, trigger, enqueued, skip_reason=reason)
-            out.append(OutTick(job.key, due_ms, int(grace * 1000), list_key, payload))
+            out.append(record_out(job, due_ms, trigger, enqueued, skip_reason=reason))
             meta.append(_Pending(job.key, due_ms, trigger, kind))
 
         if cu.dropped and cu.dropped_last_ms is not None and cu.dropped_first_ms is not None:
@@ -484,14 +483,16 @@ class Beat:
         meta: list[_Pending] = []
         prebuilt = self._prebuilt
         jobs = self.registry.jobs
-        next_cache: dict[tuple[Any, int], int] = {}
+        next_cache: dict[tuple[str | None, int], int] = {}
         stall_cache: dict[tuple[Any, int, float], CatchUp] = {}
-        enqueued: datetime | None = None
+        iso_of: dict[int, str] = {}
         for due_ms, key in due:
             job = jobs.get(key)
             if job is None or job.cron is None:
                 continue
-            cache_key = (job.cron, due_ms)
+            # Keyed by the expression text (its hash is cached by str), not by the
+            # CronSchedule: jobs sharing a schedule share one next_after per instant.
+            cache_key = (job.schedule, due_ms)
             nxt = next_cache.get(cache_key)
             if nxt is None:
                 nxt = self._first_due(job, due_ms)
@@ -503,19 +504,20 @@ class Beat:
                 # swap, a long outage). Coalesce like a missed tick instead of firing a
                 # burst of stale ticks.
                 self._add_catch_up(job, due_ms - 1, now_ms, out, meta, stall_cache)
-                nxt = next_cache.get((job.cron, now_ms))
+                nxt = next_cache.get((job.schedule, now_ms))
                 if nxt is None:
                     nxt = self._first_due(job, now_ms)
                     if nxt is not None:
-                        next_cache[(job.cron, now_ms)] = nxt
+                        next_cache[(job.schedule, now_ms)] = nxt
                 if nxt is not None:
                     self._heap.push(key, nxt)
                 continue
             ready = prebuilt.get(key) if self._prebuilt_for == due_ms else None
             if ready is None:
-                if enqueued is None:
-                    enqueued = datetime.now(UTC)
-                ready = self._out_tick(job, due_ms, enqueued)
+                scheduled_iso = iso_of.get(due_ms)
+                if scheduled_iso is None:
+                    scheduled_iso = iso_of[due_ms] = from_ms(due_ms).isoformat()
+                ready = self._out_tick(job, due_ms, scheduled_iso)
             out.append(ready)
             meta.append(_Pending(key, due_ms, "schedule", "fire"))
             self._heap.push(key, nxt)
@@ -575,15 +577,13 @@ class Beat:
                 )
 
     @staticmethod
-    def _out_tick(job: JobDefinition, due_ms: int, enqueued: datetime) -> OutTick:
-        list_key, payload = tick_message(job, due_ms, "schedule", enqueued)
-        return OutTick(job.key, due_ms, int(job.policy.misfire_grace * 1000), list_key, payload)
+    def _out_tick(job: JobDefinition, due_ms: int, scheduled_iso: str) -> OutTick:
+        return tick_out(job, due_ms, scheduled_iso)
 
     def _prebuild(self) -> None:
         """Build the messages of the next instant now, so sending it is one Lua call.
 
-        Their ``enqueued_at`` is that instant: the moment they are meant to be enqueued
-        (and are, give or take the lag logged for each fire).
+        Their ``enqueued_at`` is filled in by the claim script when they are sent.
         """
         head = self._heap.peek()
         if head is None:
@@ -595,7 +595,7 @@ class Beat:
         if time.time() >= deadline:
             return
         jobs = self.registry.jobs
-        enqueued = from_ms(due_ms)
+        scheduled_iso = from_ms(due_ms).isoformat()
         built: dict[str, OutTick] = {}
         for i, key in enumerate(keys_due):
             if i % 128 == 0 and time.time() >= deadline:
@@ -604,7 +604,7 @@ class Beat:
             if job is None:
                 continue
             try:
-                built[key] = self._out_tick(job, due_ms, enqueued)
+                built[key] = self._out_tick(job, due_ms, scheduled_iso)
             except Exception as exc:
                 event(logging.ERROR, "message build failed", job=key, error=str(exc))
         self._prebuilt_for = due_ms

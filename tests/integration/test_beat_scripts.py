@@ -30,7 +30,7 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 def tick(job: str, ms: int, payload: str = "p") -> OutTick:
-    return OutTick(job, ms, 60_000, "q", f"{payload}:{job}:{ms}")
+    return OutTick.full(job, ms, 60_000, "q", f"{payload}:{job}:{ms}")
 
 
 def test_lease_is_exclusive_renewable_and_fenced(client: redis.Redis) -> None:
