@@ -29,6 +29,8 @@ key                             type        meaning
                                             (sent, recorded skipped, or not sent because
                                             the job was disabled); catch-up starts there
 ``sp:jobs:disabled``            set         job keys paused at runtime (enable/disable)
+``sp:beat:templates``           hash        template id -> queue and tick message with
+                                            placeholders (see :mod:`beat.ticks`)
 ``sp:beat:session``             string      id of the running deployment session: kept
                                             alive by every beat process, expires three
                                             lease TTLs after the last beat stopped
