@@ -479,6 +479,26 @@ class Beat:
         due = self._heap.pop_due(now_ms)
         if not due:
             return
+        ready_for = self._prebuilt_for
+        prebuilt = self._prebuilt
+        if (
+            ready_for is not None
+            and now_ms < ready_for + 1000
+            and all(d == ready_for and k in prebuilt for d, k in due)
+        ):
+            # The usual case: every due tick was built ahead. Send first, book-keep after,
+            # so the lag is the claim script's alone. (Woken less than a second late, no
+            # job can have a second tick due: cron's finest period is one second.)
+            self._prebuilt_for = None
+            self._prebuilt = {}
+            try:
+                self._send(
+                    [prebuilt[k] for _, k in due],
+                    [_Pending(k, d, "schedule", "fire") for d, k in due],
+                )
+            finally:
+                self._schedule_next(due)
+            return
         out: list[OutTick] = []
         meta: list[_Pending] = []
         prebuilt = self._prebuilt
@@ -525,6 +545,23 @@ class Beat:
         self._prebuilt = {}
         if out:
             self._send(out, meta)
+
+    def _schedule_next(self, sent: list[tuple[int, str]]) -> None:
+        """Push the next instant of each job whose tick was just sent."""
+        jobs = self.registry.jobs
+        next_cache: dict[tuple[str | None, int], int] = {}
+        for due_ms, key in sent:
+            job = jobs.get(key)
+            if job is None or job.cron is None:
+                continue
+            cache_key = (job.schedule, due_ms)
+            nxt = next_cache.get(cache_key)
+            if nxt is None:
+                nxt = self._first_due(job, due_ms)
+                if nxt is None:
+                    continue
+                next_cache[cache_key] = nxt
+            self._heap.push(key, nxt)
 
     def _send(self, out: list[OutTick], meta: list[_Pending]) -> None:
         assert self._sender is not None
