@@ -274,25 +274,28 @@ def _apply_override(policy: JobPolicy, ov: JobOverride, sources: dict[str, Sourc
     return JobPolicy(**{**policy.__dict__, **values})
 
 
-def _defaults_policy(profile: Profile | None) -> tuple[JobPolicy, Source]:
-    if profile is None or profile.path is None:
-        # No profile file: its "defaults" are the built-in ones.
-        source: Source = "built-in"
-    else:
-        source = "profile defaults"
+_POLICY_KEYS = ("retry", "timeout", "overlap", "misfire_grace", "queue")
+
+
+def _defaults_policy(profile: Profile | None) -> tuple[JobPolicy, dict[str, Source]]:
+    """The profile's ``scheduler.defaults`` and, per key, whether the profile set it."""
     if profile is None:
-        return JobPolicy(), source
+        return JobPolicy(), dict.fromkeys(_POLICY_KEYS, "built-in")
     d = profile.scheduler.defaults
-    return (
-        JobPolicy(
-            retry=d.retry_policy(),
-            timeout=d.timeout,
-            overlap=Overlap(d.overlap),
-            misfire_grace=d.misfire_grace,
-            queue=d.queue,
-        ),
-        source,
+    given = set(d.model_fields_set)
+    if not d.retry.model_fields_set:
+        given.discard("retry")
+    sources: dict[str, Source] = {
+        k: "profile defaults" if k in given else "built-in" for k in _POLICY_KEYS
+    }
+    policy = JobPolicy(
+        retry=d.retry_policy(),
+        timeout=d.timeout,
+        overlap=Overlap(d.overlap),
+        misfire_grace=d.misfire_grace,
+        queue=d.queue,
     )
+    return policy, sources
 
 
 def build_registry(
@@ -302,7 +305,7 @@ def build_registry(
     if extensions is None:
         extensions = discover_extensions(profile)
     tz = profile.scheduler.timezone if profile else "UTC"
-    defaults, default_source = _defaults_policy(profile)
+    defaults, default_sources = _defaults_policy(profile)
     overrides: dict[tuple[str, str], tuple[int, JobOverride]] = {}
     if profile is not None:
         for index, ov in enumerate(profile.scheduler.jobs):
@@ -340,9 +343,7 @@ def build_registry(
             if job.name in names:
                 raise RegistryError(f"{where}: duplicate job key {ext.name}/{job.name}")
             names.add(job.name)
-            sources: dict[str, Source] = {
-                k: default_source for k in ("retry", "timeout", "overlap", "misfire_grace", "queue")
-            }
+            sources: dict[str, Source] = dict(default_sources)
             sources["schedule"] = "code"
             sources["enabled"] = "built-in"
             policy = _job_policy_from_code(job, where, defaults, sources)
