@@ -19,6 +19,7 @@ from typing import IO
 
 import click
 
+from jobs_core.errors import ConfigError
 from jobs_core.store import migrate
 from jobs_core.urls import mask_secrets_in, mask_url
 
@@ -100,7 +101,7 @@ def _flower_installed() -> bool:
 def run_stack(ctx: CliContext, *, flower: bool, concurrency: int) -> int:
     running = embedded_stack_urls()
     if running:
-        raise click.ClickException(
+        raise ConfigError(
             f"a stack started from this directory is already running ({STACK_FILE}); stop it first"
         )
     profile = ctx.profile
