@@ -32,6 +32,8 @@ run: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/cron_speed.py
+	$(PY) bench/throughput.py
+	$(PY) bench/beat_lag.py
 
 clean:
 	rm -rf $(VENV) .systemprompt build *.egg-info
