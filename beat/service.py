@@ -510,25 +510,15 @@ class Beat:
             job = jobs.get(key)
             if job is None or job.cron is None:
                 continue
-            # Keyed by the expression text (its hash is cached by str), not by the
-            # CronSchedule: jobs sharing a schedule share one next_after per instant.
-            cache_key = (job.schedule, due_ms)
-            nxt = next_cache.get(cache_key)
+            nxt = self._next_cached(job, due_ms, next_cache)
             if nxt is None:
-                nxt = self._first_due(job, due_ms)
-                if nxt is None:
-                    continue
-                next_cache[cache_key] = nxt
+                continue
             if nxt <= now_ms:
                 # More than one tick of this job is due: the process stalled (suspend,
                 # swap, a long outage). Coalesce like a missed tick instead of firing a
                 # burst of stale ticks.
                 self._add_catch_up(job, due_ms - 1, now_ms, out, meta, stall_cache)
-                nxt = next_cache.get((job.schedule, now_ms))
-                if nxt is None:
-                    nxt = self._first_due(job, now_ms)
-                    if nxt is not None:
-                        next_cache[(job.schedule, now_ms)] = nxt
+                nxt = self._next_cached(job, now_ms, next_cache)
                 if nxt is not None:
                     self._heap.push(key, nxt)
                 continue
@@ -554,14 +544,25 @@ class Beat:
             job = jobs.get(key)
             if job is None or job.cron is None:
                 continue
-            cache_key = (job.schedule, due_ms)
-            nxt = next_cache.get(cache_key)
-            if nxt is None:
-                nxt = self._first_due(job, due_ms)
-                if nxt is None:
-                    continue
-                next_cache[cache_key] = nxt
-            self._heap.push(key, nxt)
+            nxt = self._next_cached(job, due_ms, next_cache)
+            if nxt is not None:
+                self._heap.push(key, nxt)
+
+    def _next_cached(
+        self, job: JobDefinition, after_ms: int, cache: dict[tuple[str | None, int], int]
+    ) -> int | None:
+        """:meth:`_first_due`, shared by the jobs of one schedule within one batch.
+
+        Keyed by the expression text (its hash is cached by str), not by the
+        CronSchedule: jobs sharing a schedule share one next_after per instant.
+        """
+        key = (job.schedule, after_ms)
+        nxt = cache.get(key)
+        if nxt is None:
+            nxt = self._first_due(job, after_ms)
+            if nxt is not None:
+                cache[key] = nxt
+        return nxt
 
     def _send(self, out: list[OutTick], meta: list[_Pending]) -> None:
         assert self._sender is not None

@@ -87,8 +87,31 @@ def _stop_process(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float
         proc.wait(10)
 
 
+class _ChildServer:
+    """Stop, restart and liveness of a server run as a child process."""
+
+    proc: subprocess.Popen[bytes] | None
+    stop_signal: signal.Signals = signal.SIGTERM
+    stop_timeout: float = 15.0
+
+    def start(self, timeout: float = 30.0) -> _ChildServer:
+        raise NotImplementedError
+
+    def stop(self, *, kill: bool = False) -> None:
+        _stop_process(self.proc, signal.SIGKILL if kill else self.stop_signal, self.stop_timeout)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
 @dataclass
-class RedisServer:
+class RedisServer(_ChildServer):
     """A redis-server child process. ``restart()`` keeps the port (and data if persisted)."""
 
     data_dir: Path
@@ -127,18 +150,6 @@ class RedisServer:
         _wait_port(self.port, self.proc, time.monotonic() + timeout, "redis-server")
         return self
 
-    def stop(self, *, kill: bool = False) -> None:
-        _stop_process(self.proc, signal.SIGKILL if kill else signal.SIGTERM, 15)
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
 
 def _pg_user() -> tuple[str, int, int] | None:
     """The unprivileged account to run PostgreSQL as, when we are root."""
@@ -154,7 +165,7 @@ def _pg_user() -> tuple[str, int, int] | None:
 
 
 @dataclass
-class PostgresServer:
+class PostgresServer(_ChildServer):
     """A private PostgreSQL cluster (initdb on first start) on a loopback port."""
 
     data_dir: Path
@@ -163,6 +174,9 @@ class PostgresServer:
     database: str = "systemprompt"
     durable: bool = False  # tests turn fsync off; `infra up` keeps data safe
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    # SIGINT is PostgreSQL's "fast" shutdown: no waiting for clients to leave.
+    stop_signal: signal.Signals = field(default=signal.SIGINT, repr=False)
+    stop_timeout: float = field(default=30.0, repr=False)
 
     @property
     def url(self) -> str:
@@ -244,16 +258,3 @@ class PostgresServer:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
-
-    def stop(self, *, kill: bool = False) -> None:
-        # SIGINT is PostgreSQL's "fast" shutdown: no waiting for clients to leave.
-        _stop_process(self.proc, signal.SIGKILL if kill else signal.SIGINT, 30)
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import redis as redis_lib
 
 from jobs_core import Extension, Job, JobContext, JobResult
+from tests import procs
 from worker.messages import decode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,14 +127,7 @@ def messages(client: redis_lib.Redis, queue: str = QUEUE) -> list[Msg]:
 def wait_for(
     predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05
 ) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    return procs.wait_for(predicate, timeout, interval, what)
 
 
 class BeatProcs:
