@@ -144,3 +144,10 @@ def free_port_for_tests() -> int:
     from cli.embedded import free_port
 
     return free_port()
+
+
+def flower_proc(tmp: Path, env: dict[str, str], port: int, *extra: str) -> Proc:
+    """``celery -A worker.app flower`` on 127.0.0.1:``port`` (not yet waited for)."""
+    args = [str(VENV_BIN / "celery"), "-A", "worker.app", "flower"]
+    args += [f"--port={port}", "--address=127.0.0.1", *extra]
+    return Proc(args, env, tmp / "flower.log")

@@ -119,19 +119,9 @@ async def run_attempt(
 ) -> Outcome:
     store = await runtime.store()
     key = jd.key
-    retry = jd.policy.retry
 
     if req.skip_reason is not None:
-        if store is not None:
-            await store.create_run(
-                run_id=req.run_id,
-                job_key=key,
-                trigger=req.trigger,
-                scheduled_for=req.scheduled_for,
-                max_attempts=retry.max_attempts,
-                status="skipped",
-                message=req.skip_reason,
-            )
+        await _record_skipped(store, jd, req, req.skip_reason)
         log.info("run %s %s skipped: %s", req.run_id, key, req.skip_reason)
         return Outcome(req.run_id, key, "skipped", req.attempt, message=req.skip_reason)
 
@@ -144,16 +134,7 @@ async def run_attempt(
             is_tick = req.trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP)
             if jd.policy.overlap is Overlap.SKIP and is_tick:
                 reason = f"skipped: run {holder} of {key} was still active (overlap: skip)"
-                if store is not None:
-                    await store.create_run(
-                        run_id=req.run_id,
-                        job_key=key,
-                        trigger=req.trigger,
-                        scheduled_for=req.scheduled_for,
-                        max_attempts=retry.max_attempts,
-                        status="skipped",
-                        message=reason,
-                    )
+                await _record_skipped(store, jd, req, reason)
                 log.info("run %s %s %s", req.run_id, key, reason)
                 return Outcome(req.run_id, key, "skipped", req.attempt, message=reason)
             # overlap: queue (and manual runs, which an operator asked for explicitly):
@@ -165,6 +146,21 @@ async def run_attempt(
     finally:
         if lock is not None:
             await lock.release(key, req.run_id)
+
+
+async def _record_skipped(
+    store: RunStore | None, jd: JobDefinition, req: TaskRequest, reason: str
+) -> None:
+    if store is not None:
+        await store.create_run(
+            run_id=req.run_id,
+            job_key=jd.key,
+            trigger=req.trigger,
+            scheduled_for=req.scheduled_for,
+            max_attempts=jd.policy.retry.max_attempts,
+            status="skipped",
+            message=reason,
+        )
 
 
 async def _claimed_attempt(

@@ -127,17 +127,7 @@ class WorkerRuntime:
                 "no database is configured: set database_url in profile.yaml or DATABASE_URL"
             )
         if self._pool is None:
-            from psycopg_pool import AsyncConnectionPool
-
-            self._pool = AsyncConnectionPool(
-                self.database_url,
-                min_size=1,
-                max_size=self.pool_max_size,
-                open=False,
-                name="jobs",
-                timeout=30,
-                reconnect_timeout=60,
-            )
+            self._pool = self._new_pool("jobs")
         return self._pool
 
     async def ensure_pool(self) -> Any:
@@ -157,22 +147,25 @@ class WorkerRuntime:
         if self.database_url is None:
             return None
         if self._store is None:
-            from psycopg_pool import AsyncConnectionPool
-
-            pool = AsyncConnectionPool(
-                self.database_url,
-                min_size=1,
-                max_size=self.pool_max_size,
-                open=False,
-                name="jobs-history",
-                timeout=30,
-                reconnect_timeout=60,
-                kwargs={"autocommit": True},
-            )
+            pool = self._new_pool("jobs-history", autocommit=True)
             await pool.open(wait=True, timeout=30)
             self._store_pool = pool
             self._store = RunStore(pool)
         return self._store
+
+    def _new_pool(self, name: str, **connect_kwargs: Any) -> Any:
+        from psycopg_pool import AsyncConnectionPool
+
+        return AsyncConnectionPool(
+            self.database_url or "",
+            min_size=1,
+            max_size=self.pool_max_size,
+            open=False,
+            name=name,
+            timeout=30,
+            reconnect_timeout=60,
+            kwargs=connect_kwargs,
+        )
 
     def redis(self) -> Any:
         if self._redis is None:

@@ -25,7 +25,15 @@ from typing import Any
 import pytest
 
 from cli.embedded import PostgresServer
-from tests.procs import VENV_BIN, Proc, free_port_for_tests, running, service_env, wait_for
+from tests.procs import (
+    VENV_BIN,
+    Proc,
+    flower_proc,
+    free_port_for_tests,
+    running,
+    service_env,
+    wait_for,
+)
 
 from .worker_support import History
 
@@ -99,18 +107,7 @@ def test_compose_topology_as_processes(tmp_path: Path, redis_url: str, fresh_dat
             beat = Proc(_systemprompt("infra", "beat", "--id", name), env, tmp_path / f"{name}.log")
             procs.append(beat)
         flower_env = {**env, "FLOWER_BASIC_AUTH": FLOWER_AUTH}
-        flower = Proc(
-            [
-                str(VENV_BIN / "celery"),
-                "-A",
-                "worker.app",
-                "flower",
-                f"--port={port}",
-                "--address=127.0.0.1",
-            ],
-            flower_env,
-            tmp_path / "flower.log",
-        )
+        flower = flower_proc(tmp_path, flower_env, port)
         procs.append(flower)
         workers, beats = procs[:3], procs[3:5]
         for w in workers:

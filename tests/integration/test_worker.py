@@ -16,8 +16,7 @@ import pytest
 
 from jobs_core.store import tick_run_id
 from tests.procs import (
-    VENV_BIN,
-    Proc,
+    flower_proc,
     free_port_for_tests,
     running,
     service_env,
@@ -231,19 +230,7 @@ def test_flower_sees_runs(setup: dict[str, Any]) -> None:
     app, history, tmp, env = setup["app"], setup["history"], setup["tmp"], setup["env"]
     worker = start_worker(tmp, env, name="fw", concurrency=1)
     port = free_port_for_tests()
-    flower = Proc(
-        [
-            str(VENV_BIN / "celery"),
-            "-A",
-            "worker.app",
-            "flower",
-            f"--port={port}",
-            "--address=127.0.0.1",
-            "--basic-auth=ops:s3cret",
-        ],
-        env,
-        tmp / "flower.log",
-    )
+    flower = flower_proc(tmp, env, port, "--basic-auth=ops:s3cret")
     with running([worker, flower]):
         flower.wait_output("Visit me at", 60)
         auth = {"Authorization": "Basic " + base64.b64encode(b"ops:s3cret").decode()}
