@@ -254,8 +254,69 @@ def finish_params(
     }
 
 
-def finish_attempt_sync(database_url: str, **values: Any) -> None:
-    """:meth:`RunStore.finish_attempt` on a fresh blocking connection.
+_SETTLE_SQL = """
+WITH run AS (
+    INSERT INTO job_runs AS r (id, job_key, trigger, status, scheduled_for, enqueued_at,
+        started_at, finished_at, attempt, max_attempts, worker, parameters, duration_ms,
+        message, error, items_processed, items_failed, data, next_attempt_at, updated_at)
+    VALUES (%(id)s, %(job)s, %(trigger)s, %(status)s, %(sched)s, COALESCE(%(enq)s, now()),
+        %(started)s, CASE WHEN %(status)s = 'retrying' THEN NULL ELSE now() END,
+        %(attempt)s, %(max)s, %(worker)s, %(params)s, %(dur)s, %(msg)s, %(err)s, %(ip)s,
+        %(if)s, COALESCE(%(data)s, '{}'::jsonb), %(next)s, now())
+    ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,
+        started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
+        attempt = EXCLUDED.attempt, max_attempts = EXCLUDED.max_attempts,
+        worker = EXCLUDED.worker, parameters = EXCLUDED.parameters,
+        duration_ms = EXCLUDED.duration_ms, message = EXCLUDED.message,
+        error = EXCLUDED.error, items_processed = EXCLUDED.items_processed,
+        items_failed = EXCLUDED.items_failed, data = EXCLUDED.data,
+        next_attempt_at = EXCLUDED.next_attempt_at, updated_at = now()
+    WHERE r.status NOT IN ('succeeded', 'failed', 'timed_out', 'skipped')
+      AND r.attempt <= EXCLUDED.attempt
+    RETURNING id, worker, started_at
+)
+INSERT INTO job_run_attempts (run_id, attempt, status, started_at, finished_at,
+                              duration_ms, message, error, worker)
+SELECT id, %(attempt)s, %(astatus)s, started_at, now(), %(dur)s, %(msg)s, %(err)s, worker
+FROM run
+ON CONFLICT (run_id, attempt) DO UPDATE SET status = EXCLUDED.status,
+    finished_at = EXCLUDED.finished_at, duration_ms = EXCLUDED.duration_ms,
+    message = EXCLUDED.message, error = EXCLUDED.error, worker = EXCLUDED.worker
+RETURNING run_id
+"""
+
+
+def settle_params(
+    *,
+    job_key: str,
+    trigger: Trigger | str,
+    max_attempts: int,
+    worker: str,
+    scheduled_for: datetime | None,
+    enqueued_at: datetime | None,
+    started_at: datetime,
+    parameters: dict[str, Any],
+    **finish: Any,
+) -> dict[str, Any]:
+    """Parameters of :data:`_SETTLE_SQL`: the run's identity plus :func:`finish_params`."""
+    from psycopg.types.json import Jsonb
+
+    params = finish_params(**finish)
+    params.update(
+        job=job_key,
+        trigger=str(Trigger(trigger).value),
+        sched=scheduled_for,
+        enq=enqueued_at,
+        started=started_at,
+        max=max_attempts,
+        worker=worker,
+        params=Jsonb(parameters),
+    )
+    return params
+
+
+def settle_attempt_sync(database_url: str, **values: Any) -> bool:
+    """:meth:`RunStore.settle_attempt` on a fresh blocking connection.
 
     For the worker's last resort, when a job has blocked the event loop that owns the
     async pool and the outcome must still reach history.
@@ -263,7 +324,7 @@ def finish_attempt_sync(database_url: str, **values: Any) -> None:
     import psycopg
 
     with psycopg.connect(database_url, connect_timeout=10, autocommit=True) as conn:
-        conn.execute(_FINISH_SQL, finish_params(**values))
+        return conn.execute(_SETTLE_SQL, settle_params(**values)).fetchone() is not None
 
 
 @dataclass(frozen=True)
@@ -381,6 +442,16 @@ class RunStore:
         sql, params = _FINISH_SQL, finish_params(**values)
         async with self.pool.connection() as conn:
             await conn.execute(sql, params)
+
+    async def settle_attempt(self, **values: Any) -> bool:
+        """Start-and-finish of an attempt in ONE statement, for a run that was never
+        marked running (see the worker's lazy start). Same rules as
+        :meth:`start_attempt`: a finished run or a later attempt is left alone, and then
+        this returns False. Arguments: see :func:`settle_params`.
+        """
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_SETTLE_SQL, settle_params(**values))
+            return await cur.fetchone() is not None
 
     async def get_run(self, run_id: str, *, with_attempts: bool = True) -> Run | None:
         async with self.pool.connection() as conn:

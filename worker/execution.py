@@ -28,6 +28,8 @@ log = logging.getLogger("worker.runs")
 #: Seconds a job gets, after its timeout cancelled it, to unwind before it counts as
 #: ignoring cancellation.
 CANCEL_GRACE = 5.0
+#: A first attempt still running after this many seconds gets its "running" row.
+LAZY_START_S = 0.25
 #: The task waits this long past timeout + CANCEL_GRACE before declaring the job stuck.
 STUCK_MARGIN = 2.0
 MAX_ERROR_CHARS = 8000
@@ -44,6 +46,7 @@ class TaskRequest:
     attempt: int
     parameters: dict[str, Any]
     skip_reason: str | None = None
+    redelivered: bool = False  # from the broker's delivery info (or a re-queued message)
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> TaskRequest:
@@ -58,13 +61,14 @@ class TaskRequest:
             attempt=int(kwargs.get("attempt", 1)),
             parameters=dict(kwargs.get("parameters") or {}),
             skip_reason=kwargs.get("skip_reason"),
+            redelivered=bool(kwargs.get("redelivered", False)),
         )
 
     def next_attempt_kwargs(self) -> dict[str, Any]:
         return {**self.to_kwargs(), "attempt": self.attempt + 1}
 
     def to_kwargs(self) -> dict[str, Any]:
-        return {
+        kwargs = {
             "run_id": self.run_id,
             "trigger": self.trigger.value,
             "scheduled_for": self.scheduled_for.isoformat() if self.scheduled_for else None,
@@ -72,6 +76,11 @@ class TaskRequest:
             "attempt": self.attempt,
             "parameters": self.parameters,
         }
+        if self.redelivered:
+            # A message put back for a later try (overlap: queue) is a new message to
+            # the broker; the flag has to travel with it or the run could run twice.
+            kwargs["redelivered"] = True
+        return kwargs
 
 
 @dataclass(frozen=True)
@@ -173,18 +182,31 @@ async def _claimed_attempt(
     key = jd.key
     retry = jd.policy.retry
     parameters = {**jd.parameters, **req.parameters}
-    if store is not None:
-        claim = await store.start_attempt(
-            run_id=req.run_id,
-            job_key=key,
-            trigger=req.trigger,
-            attempt=req.attempt,
-            max_attempts=retry.max_attempts,
-            worker=hostname,
-            scheduled_for=req.scheduled_for,
-            enqueued_at=req.enqueued_at,
-            parameters=parameters,
+    start_args: dict[str, Any] = {
+        "run_id": req.run_id,
+        "job_key": key,
+        "trigger": req.trigger,
+        "attempt": req.attempt,
+        "max_attempts": retry.max_attempts,
+        "worker": hostname,
+        "scheduled_for": req.scheduled_for,
+        "enqueued_at": req.enqueued_at,
+        "parameters": parameters,
+    }
+    # Lazy start: a first delivery of a first attempt cannot have run before (kombu
+    # flags every redelivery), so its "running" row is written only if it lasts longer
+    # than LAZY_START_S, and a quick run costs one history statement instead of two.
+    lazy = store is not None and req.attempt == 1 and not req.redelivered
+    marker: asyncio.TimerHandle | None = None
+    marking: list[asyncio.Future[Any]] = []
+    started_at = datetime.now(UTC)
+    if store is not None and lazy:
+        marker = asyncio.get_running_loop().call_later(
+            LAZY_START_S,
+            lambda: marking.append(asyncio.ensure_future(store.start_attempt(**start_args))),
         )
+    elif store is not None:
+        claim = await store.start_attempt(**start_args)
         if not claim.started:
             log.info(
                 "run %s %s attempt %d not started: already %s (redelivered message)",
@@ -266,7 +288,36 @@ async def _claimed_attempt(
         finish = {"message": first_line, "error": error, "duration_ms": elapsed_ms}
         if delay is not None:
             finish["next_attempt_at"] = datetime.now(UTC) + timedelta(seconds=delay)
-    if store is not None:
+    if marker is not None:
+        marker.cancel()
+    for pending in marking:  # the "running" row, if written, comes before the outcome
+        try:
+            await pending
+        except Exception:
+            log.warning("run %s %s: could not mark it running", req.run_id, key, exc_info=True)
+    if store is not None and lazy:
+        settled = await store.settle_attempt(
+            job_key=key,
+            trigger=req.trigger,
+            max_attempts=retry.max_attempts,
+            worker=hostname,
+            scheduled_for=req.scheduled_for,
+            enqueued_at=req.enqueued_at,
+            started_at=started_at,
+            parameters=parameters,
+            run_id=req.run_id,
+            attempt=req.attempt,
+            status=status,
+            **finish,
+        )
+        if not settled:
+            log.warning(
+                "run %s %s: history already had this run finished; outcome %s not recorded",
+                req.run_id,
+                key,
+                status,
+            )
+    elif store is not None:
         await store.finish_attempt(run_id=req.run_id, attempt=req.attempt, status=status, **finish)
     _log_outcome(outcome, retry.max_attempts)
     return outcome

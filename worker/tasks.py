@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import logging
 import socket
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,7 @@ from typing import Any
 from celery import Celery, Task
 
 from jobs_core.registry import JobDefinition, JobRegistry
-from jobs_core.store import finish_attempt_sync
+from jobs_core.store import settle_attempt_sync
 
 from .execution import CANCEL_GRACE, Outcome, TaskRequest, hard_time_limit, run_attempt, stuck_after
 from .naming import task_name
@@ -49,6 +50,9 @@ def execute_task(
     task: Task, runtime: WorkerRuntime, jd: JobDefinition, kwargs: dict[str, Any]
 ) -> dict[str, Any]:
     req = TaskRequest.from_kwargs(kwargs)
+    delivery = task.request.delivery_info or {}
+    if delivery.get("redelivered"):
+        req = dataclasses.replace(req, redelivered=True)
     hostname = task.request.hostname or socket.gethostname()
     future = runtime.loop.submit(run_attempt(runtime, jd, req, hostname))
     try:
@@ -56,7 +60,7 @@ def execute_task(
         # ignores cancellation (or blocks the loop with synchronous work).
         outcome = future.result(stuck_after(jd.policy.timeout))
     except concurrent.futures.TimeoutError:
-        outcome = _abandon_stuck_attempt(runtime, jd, req)
+        outcome = _abandon_stuck_attempt(runtime, jd, req, hostname)
     except Exception as exc:
         retries = task.request.retries or 0
         if retries >= MAX_INFRA_RETRIES:
@@ -83,7 +87,9 @@ def execute_task(
     return outcome.to_json()
 
 
-def _abandon_stuck_attempt(runtime: WorkerRuntime, jd: JobDefinition, req: TaskRequest) -> Outcome:
+def _abandon_stuck_attempt(
+    runtime: WorkerRuntime, jd: JobDefinition, req: TaskRequest, hostname: str
+) -> Outcome:
     """Record a timeout for a job that did not stop when cancelled, then move on."""
     retry = jd.policy.retry
     last = req.attempt >= retry.max_attempts
@@ -95,8 +101,19 @@ def _abandon_stuck_attempt(runtime: WorkerRuntime, jd: JobDefinition, req: TaskR
     )
     if runtime.database_url:
         try:
-            finish_attempt_sync(
+            # An upsert: the run may never have been marked running (lazy start, and
+            # the job blocked the loop before the marker could be written).
+            waited = stuck_after(jd.policy.timeout)
+            settle_attempt_sync(
                 runtime.database_url,
+                job_key=jd.key,
+                trigger=req.trigger,
+                max_attempts=retry.max_attempts,
+                worker=hostname,
+                scheduled_for=req.scheduled_for,
+                enqueued_at=req.enqueued_at,
+                started_at=datetime.now(UTC) - timedelta(seconds=waited),
+                parameters={**jd.parameters, **req.parameters},
                 run_id=req.run_id,
                 attempt=req.attempt,
                 status=status,

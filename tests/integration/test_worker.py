@@ -52,7 +52,9 @@ def _finished(history: History, run_ids: list[str]) -> bool:
     return all(r is not None and r.finished for r in runs)
 
 
-def test_outcomes_retries_timeouts_and_history(setup: dict[str, Any]) -> None:
+def test_outcomes_retries_timeouts_and_history(setup: dict[str, Any], redis_url: str) -> None:
+    import redis
+
     app, history = setup["app"], setup["history"]
     worker = start_worker(setup["tmp"], setup["env"], concurrency=3)
     with running([worker]):
@@ -111,14 +113,21 @@ def test_outcomes_retries_timeouts_and_history(setup: dict[str, Any]) -> None:
         wait_for(lambda: _finished(history, [after]), 30, 0.1, "a run after the stuck one")
         assert history.run(after).status == "succeeded"  # type: ignore[union-attr]
 
-        # A redelivered message of a finished run does nothing.
+        # A redelivered message of a finished run does nothing. It is flagged the way
+        # kombu flags every message it puts back (worker lost, visibility timeout).
         duplicate_kwargs = job_kwargs(
             run_id=ids["ok"],
             trigger="manual",
             scheduled_for=None,
             enqueued_at=datetime.now(UTC),
         )
-        app.send_task(task_name("testjobs/ok"), kwargs=duplicate_kwargs)
+        queue, payload = task_message(task_name("testjobs/ok"), duplicate_kwargs)
+        envelope = json.loads(payload)
+        envelope["headers"]["redelivered"] = True
+        envelope["properties"]["delivery_info"]["redelivered"] = True
+        redis_client = redis.Redis.from_url(redis_url)
+        redis_client.lpush(queue, json.dumps(envelope))
+        redis_client.close()
         marker = send(app, "testjobs/ok")
         wait_for(lambda: _finished(history, [marker]), 30, 0.1, "the marker run")
         worker.wait_output(f"run {ids['ok']} testjobs/ok attempt 1 not started", 30)
