@@ -18,7 +18,7 @@ from jobs_core.errors import ServiceUnavailable
 from jobs_core.profile import Profile, load_profile
 from jobs_core.registry import JobRegistry, build_registry
 from jobs_core.store import RunStore
-from jobs_core.urls import mask_secrets_in, mask_url
+from jobs_core.urls import mask_url
 
 T = TypeVar("T")
 STATE_DIR = Path(".systemprompt")
@@ -33,11 +33,6 @@ def embedded_stack_urls() -> dict[str, str]:
     except (OSError, ValueError, KeyError, TypeError):
         return {}
     return {k: v for k, v in info.items() if k in ("redis_url", "database_url") and v}
-
-
-def _first_line(exc: BaseException, url: str | None) -> str:
-    text = str(exc).strip().splitlines()
-    return mask_secrets_in(text[0] if text else type(exc).__name__, url)
 
 
 @dataclass
@@ -80,10 +75,8 @@ class CliContext:
             try:
                 client.ping()
             except redis.RedisError as exc:
-                raise ServiceUnavailable(
-                    f"cannot connect to Redis at {mask_url(self.redis_url)}: "
-                    f"{_first_line(exc, self.redis_url)} (set redis_url in the profile or "
-                    "REDIS_URL)"
+                raise ServiceUnavailable.at(
+                    "Redis", self.redis_url, exc, "set redis_url in the profile or REDIS_URL"
                 ) from None
             self._redis = client
         return self._redis
@@ -109,9 +102,8 @@ class CliContext:
                 conn = await psycopg.AsyncConnection.connect(url, connect_timeout=5)
                 await conn.close()
             except psycopg.OperationalError as exc:
-                raise ServiceUnavailable(
-                    f"cannot connect to PostgreSQL at {mask_url(url)}: {_first_line(exc, url)}"
-                    " (set database_url in the profile or DATABASE_URL)"
+                raise ServiceUnavailable.at(
+                    "PostgreSQL", url, exc, "set database_url in the profile or DATABASE_URL"
                 ) from None
             pool = AsyncConnectionPool(url, min_size=1, max_size=2, open=False)
             await pool.open(wait=True, timeout=10)

@@ -7,6 +7,7 @@ import sys
 import traceback
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -58,9 +59,8 @@ def _paused(ctx: CliContext) -> set[str]:
     return disabled_jobs(ctx.redis())
 
 
-def _job_json(jd: JobDefinition, paused: set[str], now: datetime) -> dict[str, Any]:
+def _job_json(jd: JobDefinition, paused: set[str], nxt: datetime | None) -> dict[str, Any]:
     out = jd.to_json()
-    nxt = _next_run(jd, now)
     out["enabled"] = jd.enabled and jd.key not in paused
     out["enabled_in_profile"] = jd.enabled
     out["paused"] = jd.key in paused
@@ -85,8 +85,11 @@ def list_jobs(ctx: CliContext, as_json: bool) -> None:
         last = ctx.with_store("jobs list", fetch)
     now = datetime.now(UTC)
     items = []
+    next_runs: list[datetime | None] = []
     for jd in registry:
-        item = _job_json(jd, paused, now)
+        nxt = _next_run(jd, now)
+        item = _job_json(jd, paused, nxt)
+        next_runs.append(nxt if item["enabled"] else None)
         run = last.get(jd.key)
         item["last_status"] = run.status if run else None
         item["last_run_at"] = (
@@ -96,13 +99,11 @@ def list_jobs(ctx: CliContext, as_json: bool) -> None:
     if as_json:
         click.echo(render.dumps(items))
         return
-    tz = registry.jobs and next(iter(registry)).cron
-    zone = tz.tz if tz else None
+    zone = ZoneInfo(registry.timezone)
     rows = []
-    for jd, item in zip(registry, items, strict=True):
+    for jd, item, nxt in zip(registry, items, next_runs, strict=True):
         state = "paused" if item["paused"] else ("enabled" if jd.enabled else "disabled")
         schedule = f"{jd.schedule} ({jd.schedule_source})" if jd.schedule else "manual only"
-        nxt = _next_run(jd, now) if item["enabled"] else None
         rows.append(
             [
                 jd.key,
@@ -284,7 +285,7 @@ def status(ctx: CliContext, name: str, as_json: bool) -> None:
         click.echo(
             render.dumps(
                 {
-                    "job": _job_json(jd, paused, now),
+                    "job": _job_json(jd, paused, upcoming[0] if upcoming else None),
                     "next_runs": [t.isoformat() for t in upcoming],
                     "beat": leader,
                     "last_run": last.to_json() if last else None,

@@ -66,6 +66,16 @@ class NoDatabaseConfigured(JobsError):
 class ServiceUnavailable(ConfigError):
     """A server (Redis, PostgreSQL) that cannot be reached; the URL is masked."""
 
+    @classmethod
+    def at(cls, service: str, url: str, exc: BaseException, hint: str = "") -> ServiceUnavailable:
+        """ "cannot connect to <service> at <url>: <first line of exc>", passwords masked."""
+        from .urls import mask_secrets_in, mask_url
+
+        lines = str(exc).strip().splitlines()
+        reason = mask_secrets_in(lines[0] if lines else type(exc).__name__, url)
+        suffix = f" ({hint})" if hint else ""
+        return cls(f"cannot connect to {service} at {mask_url(url)}: {reason}{suffix}")
+
 
 class UnknownService(JobsError, LookupError):
     """``ctx.service(T)`` asked for a type nobody registered."""

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from .context import Trigger
 from .errors import ServiceUnavailable, StoreError
-from .urls import mask_url
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -163,10 +162,7 @@ def migrate(database_url: str, extensions: Iterable[Extension] = ()) -> list[str
     try:
         conn = psycopg.connect(database_url, connect_timeout=10)
     except psycopg.OperationalError as exc:
-        raise ServiceUnavailable(
-            f"cannot connect to PostgreSQL at {mask_url(database_url)}: "
-            f"{_first_line(str(exc), database_url)}"
-        ) from None
+        raise ServiceUnavailable.at("PostgreSQL", database_url, exc) from None
     applied: list[str] = []
     with conn, conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
@@ -185,13 +181,6 @@ def migrate(database_url: str, extensions: Iterable[Extension] = ()) -> list[str
             conn.execute("INSERT INTO systemprompt_migrations (id) VALUES (%s)", (mid,))
             applied.append(mid)
     return applied
-
-
-def _first_line(text: str, secret_url: str | None = None) -> str:
-    from .urls import mask_secrets_in
-
-    line = text.strip().splitlines()[0] if text.strip() else text
-    return mask_secrets_in(line, secret_url)
 
 
 # ---------------------------------------------------------------- queries
