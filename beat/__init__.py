@@ -4,9 +4,10 @@ Several beats may run at once (the usual deployment runs two). One is the leader
 (:mod:`beat.lease`); it sleeps exactly until the next due instant of the job table
 (:mod:`beat.schedule`), then claims and sends every tick due at that instant in one Lua
 call (:mod:`beat.ticks`). Each tick ``(job key, scheduled instant)`` is claimed in Redis
-before its message is pushed, so it goes out at most once however many beats run,
-restart or split; the last handled tick per job is kept in Redis, so a new leader fires
-what was missed within ``misfire_grace`` once (coalesced, trigger ``catch-up``) and
+in the same atomic script that pushes its message (the job's last handled instant must
+move forward), so it goes out at most once however many beats run, restart or split;
+the same mark tells a new leader what was missed: it fires the ticks missed within
+``misfire_grace`` once (coalesced, trigger ``catch-up``) and
 records older ticks as skipped. The process loop lives in :mod:`beat.service`.
 
 Entry points: :func:`run_beat` (what ``systemprompt infra beat`` calls) and
@@ -23,11 +24,10 @@ key                             type        meaning
 ``sp:beat:leader``              hash        leader heartbeat: beat_id, host, pid, since,
                                             heartbeat, heartbeat_ms, lease_ttl_ms, jobs;
                                             expires after three lease TTLs
-``sp:tick:<job>:<epoch_ms>``    string      claim of one tick (``SET NX``); expires
-                                            ``misfire_grace`` + 30 s after the tick
 ``sp:beat:last``                hash        job key -> epoch ms of the last tick handled
                                             (sent, recorded skipped, or not sent because
-                                            the job was disabled); catch-up starts there
+                                            the job was disabled); a tick is claimed by
+                                            moving it forward; catch-up starts there
 ``sp:jobs:disabled``            set         job keys paused at runtime (enable/disable)
 ``sp:beat:templates``           hash        template id -> queue and tick message with
                                             placeholders (see :mod:`beat.ticks`)

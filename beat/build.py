@@ -7,8 +7,8 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from jobs_core.store import tick_run_id
-from worker.messages import job_kwargs, task_message, tick_template
+from jobs_core.store import tick_run_id, tick_run_id_ms
+from worker.messages import TickTemplate, job_kwargs, task_message, tick_template
 from worker.naming import task_name
 
 from .schedule import from_ms
@@ -20,24 +20,35 @@ if TYPE_CHECKING:
 _BOOTSTRAP_NS = uuid.UUID("2d0f4c64-7d51-4b8e-9a43-5b1f3f1f2c10")
 
 
-def tick_out(job: JobDefinition, due_ms: int, scheduled_iso: str) -> OutTick:
-    """The on-time tick ``(job, due_ms)``, as the claim script's template arguments.
+class TickBuilder:
+    """Builds the on-time ticks of the job table, as the claim script's arguments.
 
     The run id (also the Celery task id) is the tick's deterministic id, so whatever
-    delivers this tick again lands on the same run-history row. ``scheduled_iso`` is
-    ``due_ms`` in ISO 8601, computed once per instant by the caller.
+    delivers this tick again lands on the same run-history row. What does not change from
+    one tick of a job to the next (its template, its task name) is kept per job
+    definition: the beat builds thousands of ticks a second, and a reload brings new
+    definitions, so nothing goes stale.
     """
-    grace_ms = int(job.policy.misfire_grace * 1000)
-    template = tick_template(
-        job.policy.queue, "schedule", json.dumps(dict(job.parameters), sort_keys=True)
-    )
-    if template is None:
-        list_key, payload = tick_message(job, due_ms, "schedule", from_ms(due_ms))
-        return OutTick.full(job.key, due_ms, grace_ms, list_key, payload)
-    run_id = tick_run_id(job.key, from_ms(due_ms))
-    return OutTick.templated(
-        job.key, due_ms, grace_ms, template, task_name(job.key), run_id, scheduled_iso
-    )
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, tuple[JobDefinition, TickTemplate | None, str]] = {}
+
+    def tick(self, job: JobDefinition, due_ms: int, scheduled_iso: str) -> OutTick:
+        """The tick ``(job, due_ms)``; ``scheduled_iso`` is ``due_ms`` in ISO 8601,
+        computed once per instant by the caller."""
+        key = job.key
+        cached = self._jobs.get(key)
+        if cached is None or cached[0] is not job:
+            parameters = json.dumps(dict(job.parameters), sort_keys=True)
+            template = tick_template(job.policy.queue, "schedule", parameters)
+            cached = self._jobs[key] = (job, template, task_name(key))
+        _, template, task = cached
+        if template is None:
+            list_key, payload = tick_message(job, due_ms, "schedule", from_ms(due_ms))
+            return OutTick.full(key, due_ms, list_key, payload)
+        return OutTick.templated(
+            key, due_ms, template, task, tick_run_id_ms(key, due_ms), scheduled_iso
+        )
 
 
 def record_out(
@@ -50,7 +61,7 @@ def record_out(
 ) -> OutTick:
     """A catch-up tick or a skip record, as a whole message."""
     list_key, payload = tick_message(job, due_ms, trigger, enqueued_at, skip_reason=skip_reason)
-    return OutTick.full(job.key, due_ms, int(job.policy.misfire_grace * 1000), list_key, payload)
+    return OutTick.full(job.key, due_ms, list_key, payload)
 
 
 def tick_message(

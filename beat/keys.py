@@ -12,10 +12,9 @@ LEASE = f"{PREFIX}beat:lease"
 #: Hash written by the leader at every renewal: beat_id, host, pid, since, heartbeat...
 LEADER = f"{PREFIX}beat:leader"
 #: Hash ``job key -> epoch ms`` of the last tick handled (sent, recorded skipped or
-#: deliberately not sent because the job is disabled). Catch-up starts after it.
+#: deliberately not sent because the job is disabled). Catch-up starts after it, and the
+#: claim script's compare-and-set on it is what sends every tick at most once.
 LAST = f"{PREFIX}beat:last"
-#: Per-tick claim ``sp:tick:<job key>:<epoch ms>``; ``SET NX`` before the message is sent.
-TICK_PREFIX = f"{PREFIX}tick:"
 #: Set of job keys paused at runtime (``jobs disable``); read at every tick.
 DISABLED = f"{PREFIX}jobs:disabled"
 #: hash: template id -> "<queue>\n<message with placeholders>" (see beat.ticks)
@@ -24,7 +23,3 @@ TEMPLATES = f"{PREFIX}beat:templates"
 SESSION = f"{PREFIX}beat:session"
 #: Session id whose bootstrap jobs were enqueued.
 BOOTSTRAPPED = f"{PREFIX}beat:bootstrapped"
-
-
-def tick_key(job_key: str, epoch_ms: int) -> str:
-    return f"{TICK_PREFIX}{job_key}:{epoch_ms}"

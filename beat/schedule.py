@@ -63,6 +63,11 @@ class DueHeap:
         due = self._instants[0]
         return due, self._buckets[due]
 
+    def pop_first(self) -> tuple[int, list[str]]:
+        """Remove and return the earliest instant and its jobs."""
+        due = heapq.heappop(self._instants)
+        return due, self._buckets.pop(due)
+
     def pop_due(self, now_ms: int) -> list[tuple[int, str]]:
         """Every ``(instant, job)`` due at or before ``now_ms``, earliest first."""
         out: list[tuple[int, str]] = []

@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,11 +36,12 @@ from jobs_core.registry import JobDefinition, JobRegistry, build_registry
 from jobs_core.urls import mask_url
 
 from . import keys
-from .build import bootstrap_message, record_out, tick_out
+from .build import TickBuilder, bootstrap_message, record_out
+from .collector import IdleCollector
 from .lease import Lease
 from .logs import event
 from .schedule import CatchUp, DueHeap, catch_up, from_ms, iso, next_ms
-from .ticks import DISABLED, DUPLICATE, SENT, NotLeader, OutTick, TickSender
+from .ticks import DISABLED, DUPLICATE, SENT, NotLeader, OutTick, Prepared, TickSender
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 #: How often the profile file's mtime is looked at.
@@ -49,6 +51,11 @@ SKIP_CAP = 100
 #: Messages are built ahead for the next instant, but not so close to it that building
 #: would delay the send (building stops this long before the instant).
 PREBUILD_GUARD_S = 0.002
+#: ... and not at once after a send either: the moment ticks land is when workers (and
+#: Redis) need the CPU, so building the next batch waits this long after a send, unless
+#: the next instant is closer than PREBUILD_LEAD_S.
+PREBUILD_QUIET_S = 0.05
+PREBUILD_LEAD_S = 0.25
 
 _REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
 
@@ -87,6 +94,16 @@ class _Pending:
     due_ms: int
     trigger: str
     kind: str  # "fire" | "skip" | "summary"
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """The encoded batch of instant ``due_ms``, valid while its heap bucket is unchanged."""
+
+    due_ms: int
+    bucket: list[str]
+    size: int
+    batch: Prepared
 
 
 class Beat:
@@ -138,6 +155,10 @@ class Beat:
         self._local_last: dict[str, int] = {}
         self._prebuilt_for: int | None = None
         self._prebuilt: dict[str, OutTick] = {}
+        self._ready: _Ready | None = None
+        self._builder = TickBuilder()
+        self._quiet_until = 0.0
+        self._collector = IdleCollector()
 
     # ------------------------------------------------------------------ control
 
@@ -168,15 +189,16 @@ class Beat:
         )
         backoff = 0.1
         try:
-            while not self._stopping:
-                try:
-                    self._connect()
-                    self._cycle()
-                    backoff = 0.1
-                except _REDIS_ERRORS as exc:
-                    self._on_redis_error(exc)
-                    self._sleep(backoff * random.uniform(0.5, 1.0))
-                    backoff = min(backoff * 2, 2.0)
+            with self._collector:
+                while not self._stopping:
+                    try:
+                        self._connect()
+                        self._cycle()
+                        backoff = 0.1
+                    except _REDIS_ERRORS as exc:
+                        self._on_redis_error(exc)
+                        self._sleep(backoff * random.uniform(0.5, 1.0))
+                        backoff = min(backoff * 2, 2.0)
         finally:
             self._shutdown()
 
@@ -230,6 +252,10 @@ class Beat:
         self._wake.clear()
 
     def _cycle(self) -> None:
+        if self._leader:
+            # Ticks first: the housekeeping below (lease renewal, session, profile
+            # check) can wait a few milliseconds, the instant cannot.
+            self._send_due()
         now = time.time()
         if self._reload_requested:
             self._reload_requested = False
@@ -257,8 +283,11 @@ class Beat:
             due = self._heap.next_due()
             if due is not None:
                 wake_at = min(wake_at, due / 1000)
+                if self._prebuilt_for != due:
+                    wake_at = min(wake_at, self._prebuild_at(due))
         else:
             wake_at = min(wake_at, self._next_acquire)
+        self._collector.idle(wake_at - time.time())
         self._sleep(wake_at - time.time())
 
     # ------------------------------------------------------------------ leadership
@@ -303,8 +332,7 @@ class Beat:
     def _lose_leadership(self, reason: str) -> None:
         self._leader = False
         self._heap = DueHeap()
-        self._prebuilt_for = None
-        self._prebuilt = {}
+        self._clear_prebuilt()
         self._next_acquire = time.time() + self.poll_every
         event(logging.WARNING, "leadership lost", beat_id=self.beat_id, reason=reason)
 
@@ -377,8 +405,7 @@ class Beat:
         """Rebuild the heap for every job; catch up what no beat sent while we did not lead."""
         assert self._client is not None
         self._heap = DueHeap()
-        self._prebuilt_for = None
-        self._prebuilt = {}
+        self._clear_prebuilt()
         jobs = self._scheduled_jobs(self.registry)
         now = time.time()
         now_ms = _now_ms(now)
@@ -476,32 +503,37 @@ class Beat:
     def _send_due(self) -> None:
         now = time.time()
         now_ms = _now_ms(now)
+        prepared, head = self._ready, self._heap.peek()
+        if (
+            prepared is not None
+            and head is not None
+            and head[0] == prepared.due_ms <= now_ms < prepared.due_ms + 1000
+            and head[1] is prepared.bucket
+            and len(prepared.bucket) == prepared.size
+        ):
+            # The usual case: the batch of the earliest instant was encoded ahead and
+            # its bucket has not changed since. Send first, book-keep after, so the lag
+            # is the claim script's alone. (Woken less than a second late, no job can
+            # have a second tick due: cron's finest period is one second. Another
+            # instant that is due too goes out on the next pass of the loop.)
+            self._heap.pop_first()
+            self._clear_prebuilt()
+            due_ms, bucket = prepared.due_ms, prepared.bucket
+            try:
+                self._send_prepared(
+                    prepared.batch,
+                    lambda: [_Pending(k, due_ms, "schedule", "fire") for k in bucket],
+                )
+            finally:
+                self._schedule_next(due_ms, bucket)
+                self._quiet_until = time.time() + PREBUILD_QUIET_S
+            return
         due = self._heap.pop_due(now_ms)
         if not due:
             return
-        ready_for = self._prebuilt_for
         prebuilt = self._prebuilt
-        if (
-            ready_for is not None
-            and now_ms < ready_for + 1000
-            and all(d == ready_for and k in prebuilt for d, k in due)
-        ):
-            # The usual case: every due tick was built ahead. Send first, book-keep after,
-            # so the lag is the claim script's alone. (Woken less than a second late, no
-            # job can have a second tick due: cron's finest period is one second.)
-            self._prebuilt_for = None
-            self._prebuilt = {}
-            try:
-                self._send(
-                    [prebuilt[k] for _, k in due],
-                    [_Pending(k, d, "schedule", "fire") for d, k in due],
-                )
-            finally:
-                self._schedule_next(due)
-            return
         out: list[OutTick] = []
         meta: list[_Pending] = []
-        prebuilt = self._prebuilt
         jobs = self.registry.jobs
         next_cache: dict[tuple[str | None, int], int] = {}
         stall_cache: dict[tuple[Any, int, float], CatchUp] = {}
@@ -531,16 +563,15 @@ class Beat:
             out.append(ready)
             meta.append(_Pending(key, due_ms, "schedule", "fire"))
             self._heap.push(key, nxt)
-        self._prebuilt_for = None
-        self._prebuilt = {}
+        self._clear_prebuilt()
         if out:
             self._send(out, meta)
 
-    def _schedule_next(self, sent: list[tuple[int, str]]) -> None:
-        """Push the next instant of each job whose tick was just sent."""
+    def _schedule_next(self, due_ms: int, sent: list[str]) -> None:
+        """Push the next instant of each job whose tick of ``due_ms`` was just sent."""
         jobs = self.registry.jobs
         next_cache: dict[tuple[str | None, int], int] = {}
-        for due_ms, key in sent:
+        for key in sent:
             job = jobs.get(key)
             if job is None or job.cron is None:
                 continue
@@ -566,8 +597,13 @@ class Beat:
 
     def _send(self, out: list[OutTick], meta: list[_Pending]) -> None:
         assert self._sender is not None
+        self._send_prepared(self._sender.prepare(out), lambda: meta)
+
+    def _send_prepared(self, batch: Prepared, meta: Callable[[], list[_Pending]]) -> None:
+        """Send ``batch``; ``meta`` (built after the send) describes its ticks in order."""
+        assert self._sender is not None
         try:
-            statuses = self._sender.send(out, self._token())
+            statuses = self._sender.send_prepared(batch, self._token())
         except NotLeader:
             self._lose_leadership("lease lost (fencing check refused the send)")
             return
@@ -575,7 +611,7 @@ class Beat:
         info = logging.getLogger("beat").isEnabledFor(logging.INFO)
         debug = logging.getLogger("beat").isEnabledFor(logging.DEBUG)
         local_last = self._local_last
-        for m, status in zip(meta, statuses, strict=True):
+        for m, status in zip(meta(), statuses, strict=True):
             if status in (SENT, DISABLED) and m.due_ms > local_last.get(m.job_key, 0):
                 local_last[m.job_key] = m.due_ms
             if status == SENT:
@@ -614,14 +650,24 @@ class Beat:
                     scheduled_for=iso(m.due_ms),
                 )
 
-    @staticmethod
-    def _out_tick(job: JobDefinition, due_ms: int, scheduled_iso: str) -> OutTick:
-        return tick_out(job, due_ms, scheduled_iso)
+    def _out_tick(self, job: JobDefinition, due_ms: int, scheduled_iso: str) -> OutTick:
+        return self._builder.tick(job, due_ms, scheduled_iso)
+
+    def _clear_prebuilt(self) -> None:
+        self._prebuilt_for = None
+        self._prebuilt = {}
+        self._ready = None
+
+    def _prebuild_at(self, due_ms: int) -> float:
+        """When to build the batch of instant ``due_ms``."""
+        return min(self._quiet_until, due_ms / 1000 - PREBUILD_LEAD_S)
 
     def _prebuild(self) -> None:
-        """Build the messages of the next instant now, so sending it is one Lua call.
+        """Build and encode the batch of the next instant now, so sending it is one write.
 
-        Their ``enqueued_at`` is filled in by the claim script when they are sent.
+        Their ``enqueued_at`` is filled in by the claim script when they are sent. When
+        time runs out (or a message fails to build), the ticks built so far are kept and
+        the rest is built at send time.
         """
         head = self._heap.peek()
         if head is None:
@@ -629,8 +675,9 @@ class Beat:
         due_ms, keys_due = head
         if self._prebuilt_for == due_ms:
             return
+        now = time.time()
         deadline = due_ms / 1000 - PREBUILD_GUARD_S
-        if time.time() >= deadline:
+        if now >= deadline or now < self._prebuild_at(due_ms):
             return
         jobs = self.registry.jobs
         scheduled_iso = from_ms(due_ms).isoformat()
@@ -647,6 +694,10 @@ class Beat:
                 event(logging.ERROR, "message build failed", job=key, error=str(exc))
         self._prebuilt_for = due_ms
         self._prebuilt = built
+        if len(built) == len(keys_due) and time.time() < deadline:
+            assert self._sender is not None
+            batch = self._sender.prepare([built[k] for k in keys_due])
+            self._ready = _Ready(due_ms, keys_due, len(keys_due), batch)
 
     # ------------------------------------------------------------------ reload
 
@@ -702,8 +753,7 @@ class Beat:
             if due is not None:
                 heap.push(job.key, due)
         self._heap = heap
-        self._prebuilt_for = None
-        self._prebuilt = {}
+        self._clear_prebuilt()
         return changed
 
     # ------------------------------------------------------------------ shutdown

@@ -2,43 +2,50 @@
 
 For each tick of a batch, atomically inside Redis:
 
-1. if the job is in the disabled set: do not send; remember the tick as handled (so
+1. if the tick is not newer than the job's last handled tick (``sp:beat:last``): drop
+   it, another beat (or a replay of this batch) already went past it;
+2. if the job is in the disabled set: do not send; remember the tick as handled (so
    re-enabling does not trigger a catch-up of the paused period);
-2. if the tick is not newer than the job's last handled tick (``sp:beat:last``): drop it,
-   another beat already went past it;
-3. ``SET sp:tick:<job>:<epoch ms> NX PX <ttl>``; only when the claim is new, ``LPUSH`` the
-   Celery message onto its queue list and record the tick as the job's last.
+3. otherwise ``LPUSH`` the Celery message onto its queue list and record the tick as
+   the job's last handled one.
 
-Step 3 is what makes two beats that both believe they lead (a paused leader, a network
-partition, a test's ``--assume-leader``) unable to send one tick twice; step 2 is a
-second guard that keeps working should Redis evict claim keys under memory pressure.
+The claim is the compare-and-set of step 1 and 3: a Lua script runs atomically, so two
+beats that both believe they lead (a paused leader, a network partition, a test's
+``--assume-leader``) cannot both see a tick as newer than the job's last one, and one
+tick cannot be sent twice, nor an older tick after a newer one. It needs no key per
+tick: a ``SET <job>:<instant> NX PX`` per tick cost 30% of the script and kept
+(grace + margin) x K keys alive, while guarding nothing the last-handled hash does not
+(both live in the same Redis, so they are lost or kept together).
+
 A whole batch is one EVALSHA (large batches are cut into chunks pipelined in one round
-trip), so hundreds of ticks due at one instant cost one network exchange. Because every
-tick is claimed, replaying a batch after an ambiguous network failure is harmless.
+trip), so thousands of ticks due at one instant cost one network exchange, and
+replaying a batch after an ambiguous network failure is harmless.
 
-Speed matters at thousands of ticks per second: inside the script the last-handled and
-disabled look-ups are one HMGET / SMISMEMBER per chunk and the pushes one LPUSH per queue.
-On-time ticks do not carry their message: the beat stores one message template per
-(queue, parameters) in ``sp:beat:templates`` and a tick is one tab-separated argument
-(job, instant, grace, template id, task name, run id, scheduled instant) from which the
-script renders the message; a missing template (Redis restarted) makes the script refuse
-the chunk before any side effect, and the client registers the templates and replays
-it. Catch-up ticks and skip records carry their whole message. On the client every
-tick's argument is RESP-encoded once when the tick is built (ahead of its instant), so
-sending is a bytes join and one socket write. The claim TTL is computed in the script
-from Redis' clock: ``tick + misfire_grace - now + margin``.
+Speed matters at thousands of ticks per second, and Redis pays per argument and per
+``redis.call``: the last-handled and disabled look-ups are one HMGET / SMISMEMBER per
+chunk, the pushes one LPUSH per queue, the bookkeeping one HSET. On-time ticks do not
+carry their message: the beat stores one message template per (queue, parameters) in
+``sp:beat:templates``; a chunk carries a *group* argument per (instant, template) and
+then one argument per tick, its run id followed by job key and task name. The script
+fills the instants into the group's template once and splices only the run id and task
+name per tick. A missing template (Redis restarted) makes the script refuse the chunk
+before any side effect; the client registers the templates and replays it. Catch-up
+ticks and skip records carry their whole message. The client encodes a batch (RESP,
+chunks, groups) with :meth:`TickSender.prepare`, which the beat does ahead of the
+instant, so sending is one socket write.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
 from redis.exceptions import NoScriptError, ResponseError
 
-from worker.messages import TickTemplate
+from worker.messages import ENQUEUED, RUN_ID, SCHEDULED, TASK, TickTemplate
 
 from . import keys
 
@@ -47,114 +54,178 @@ DUPLICATE = 0
 DISABLED = 2
 NOT_LEADER = -1
 
-#: Ticks per EVALSHA: keeps each script run short (Redis is single-threaded) while one
-#: write still carries the whole batch.
+#: Ticks per EVALSHA: keeps each script run short (Redis is single-threaded, and a
+#: chunk's messages become visible when its script ends) while one write still carries
+#: the whole batch.
 CHUNK = 500
-#: Claims outlive the last instant any beat may still send a tick (scheduled + grace) by
-#: this much, which covers clock skew between beat hosts.
-CLAIM_MARGIN_MS = 30_000
 MISSING_TEMPLATE = b"T"
-#: Arguments per tick after the fixed head (see the script).
-TICK_ARGS = 1
+#: A tick run id is a UUID in its canonical form; the script cuts it off by length.
+RUN_ID_LEN = 36
+_GROUP = "\x01"
+_FULL = "\x02"
+_CODES = {TASK: 1, RUN_ID: 2, SCHEDULED: 3, ENQUEUED: 4}
 
-_SCRIPT = """
-local lease, token, disabled, last, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local margin, tplkey, enq = tonumber(ARGV[6]), ARGV[7], ARGV[8]
-local FIRST = 9
+
+def _render_expression() -> tuple[str, str]:
+    """A Lua concatenation of the tick template's layout, unrolled.
+
+    Every template has the same markers in the same order (only the queue and the
+    parameters differ; parameters holding ``@@`` get no template), so the script can
+    splice a tick's run id and task name with one concatenation instead of a loop over
+    the pieces; templates of another layout (none today) take the loop.
+    """
+    probe = TickTemplate("q", "schedule", "{}")
+    shape = [_CODES[m] for m in _markers(probe.text) if _CODES[m] in (1, 2)]
+    names = {1: "task", 2: "rid"}
+    expr = ["c[1]"]
+    for i, code in enumerate(shape, start=2):
+        expr += [names[code], f"c[{i}]"]
+    return ",".join(map(str, shape)), " .. ".join(expr)
+
+
+def _markers(text: str) -> list[str]:
+    return [f"@@{p}@@" for i, p in enumerate(text.split("@@")) if i % 2]
+
+
+_SHAPE, _EXPR = _render_expression()
+
+_SCRIPT = (
+    """
+local lease, token, disabled, last = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local tplkey, enq = ARGV[5], ARGV[6]
+local FIRST = 7
 if token ~= '' and redis.call('GET', lease) ~= token then
   return 'L'
 end
--- One argument per tick, its fields separated by tabs (none of them can hold one):
--- Redis pays per argument, far more than a few string.find calls cost here.
-local find, sub = string.find, string.sub
-local jobs, msargs, graces, ids, xa, xb, xc = {}, {}, {}, {}, {}, {}, {}
-for i = FIRST, #ARGV do
-  local s, n = ARGV[i], i - FIRST + 1
-  local p1 = find(s, '\t', 1, true)
-  local p2 = find(s, '\t', p1 + 1, true)
-  local p3 = find(s, '\t', p2 + 1, true)
-  local p4 = find(s, '\t', p3 + 1, true)
-  local p5 = find(s, '\t', p4 + 1, true)
-  local p6 = find(s, '\t', p5 + 1, true)
-  jobs[n], msargs[n] = sub(s, 1, p1 - 1), sub(s, p1 + 1, p2 - 1)
-  graces[n], ids[n] = sub(s, p2 + 1, p3 - 1), sub(s, p3 + 1, p4 - 1)
-  xa[n], xb[n], xc[n] = sub(s, p4 + 1, p5 - 1), sub(s, p5 + 1, p6 - 1), sub(s, p6 + 1)
-end
--- Templates first, before any side effect: a missing one (Redis restarted) makes the
--- whole chunk a no-op that the client replays after registering them again.
+local find, sub, byte, concat = string.find, string.sub, string.byte, table.concat
 local codes = {TASK = 1, RUN_ID = 2, SCHEDULED = 3, ENQUEUED = 4}
-local tpls = {}
-for n = 1, #ids do
-  local id = ids[n]
-  if id ~= '' and not tpls[id] then
-    local raw = redis.call('HGET', tplkey, id)
-    if not raw then return 'T' end
-    local nl = find(raw, '\\n', 1, true)
-    local text = sub(raw, nl + 1)
-    local parts, kinds, pos = {}, {}, 1
-    while true do
-      local at = find(text, '@@', pos, true)
-      local piece = sub(text, pos, at and at - 1 or -1)
-      local k = #parts + 1
-      if k % 2 == 1 then
-        parts[k], kinds[k] = piece, 0
-      else
-        parts[k], kinds[k] = '', codes[piece]
-      end
-      if not at then break end
-      pos = at + 2
+
+-- "<queue>\\n<text with @@MARKERS@@>" -> {queue, parts = text, code, text, ..., text}
+local function load(id)
+  local raw = redis.call('HGET', tplkey, id)
+  if not raw then return nil end
+  local nl = find(raw, '\\n', 1, true)
+  local text, parts, pos = sub(raw, nl + 1), {}, 1
+  while true do
+    local at = find(text, '@@', pos, true)
+    if not at then
+      parts[#parts + 1] = sub(text, pos)
+      break
     end
-    tpls[id] = {queue = sub(raw, 1, nl - 1), parts = parts, kinds = kinds}
+    local close = find(text, '@@', at + 2, true)
+    parts[#parts + 1] = sub(text, pos, at - 1)
+    parts[#parts + 1] = codes[sub(text, at + 2, close - 1)]
+    pos = close + 2
+  end
+  return {queue = sub(raw, 1, nl - 1), parts = parts}
+end
+
+-- The template with this group's instants filled in: constants c[1..m+1] around the m
+-- places where a tick's task name (1) or run id (2) goes.
+local function group(tp, iso)
+  local c, kinds, cur = {}, {}, {}
+  local parts = tp.parts
+  for k = 1, #parts do
+    local v = parts[k]
+    if k % 2 == 1 then
+      cur[#cur + 1] = v
+    elseif v == 3 then
+      cur[#cur + 1] = iso
+    elseif v == 4 then
+      cur[#cur + 1] = enq
+    else
+      c[#c + 1] = concat(cur)
+      cur = {}
+      kinds[#kinds + 1] = v
+    end
+  end
+  c[#c + 1] = concat(cur)
+  return {queue = tp.queue, c = c, kinds = kinds, fast = concat(kinds, ',') == '@@SHAPE@@'}
+end
+
+local function render(g, task, rid)
+  local c = g.c
+  if g.fast then
+    return @@EXPR@@
+  end
+  local buf, kinds = {c[1]}, g.kinds
+  for k = 1, #kinds do
+    if kinds[k] == 1 then buf[2 * k] = task else buf[2 * k] = rid end
+    buf[2 * k + 1] = c[k + 1]
+  end
+  return concat(buf)
+end
+
+-- Pass 1, no side effects: parse, and load the templates, so a missing one (Redis
+-- restarted) makes the whole chunk a no-op that the client replays.
+local tpls, jobs, msargs, mss, grps, xa, xb = {}, {}, {}, {}, {}, {}, {}
+local g, gmsarg, gms = nil, nil, nil
+local n = 0
+for i = FIRST, #ARGV do
+  local s = ARGV[i]
+  local b = byte(s, 1)
+  if b == 1 then
+    local p1 = find(s, '\\t', 2, true)
+    local p2 = find(s, '\\t', p1 + 1, true)
+    local id = sub(s, p1 + 1, p2 - 1)
+    local tp = tpls[id]
+    if not tp then
+      tp = load(id)
+      if not tp then return 'T' end
+      tpls[id] = tp
+    end
+    gmsarg = sub(s, 2, p1 - 1)
+    gms = tonumber(gmsarg)
+    g = group(tp, sub(s, p2 + 1))
+  elseif b == 2 then
+    n = n + 1
+    local p1 = find(s, '\\t', 2, true)
+    local p2 = find(s, '\\t', p1 + 1, true)
+    local p3 = find(s, '\\t', p2 + 1, true)
+    jobs[n], msargs[n] = sub(s, 2, p1 - 1), sub(s, p1 + 1, p2 - 1)
+    mss[n], grps[n] = tonumber(msargs[n]), false
+    xa[n], xb[n] = sub(s, p2 + 1, p3 - 1), sub(s, p3 + 1)
+  else
+    n = n + 1
+    local p = find(s, '\\t', @@RIDLEN@@ + 2, true)
+    xa[n], jobs[n], xb[n] = sub(s, 1, @@RIDLEN@@), sub(s, @@RIDLEN@@ + 1, p - 1), sub(s, p + 1)
+    msargs[n], mss[n], grps[n] = gmsarg, gms, g
   end
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if n == 0 then return '' end
+
 local prevs = redis.call('HMGET', last, unpack(jobs))
 local off = redis.call('SMISMEMBER', disabled, unpack(jobs))
-local prev, pushes, order, marks, out, buf = {}, {}, {}, {}, {}, {}
-for n = 1, #jobs do
-  local job, msarg = jobs[n], msargs[n]
-  local ms = tonumber(msarg)
+local prev, pushes, order, marks, out = {}, {}, {}, {}, {}
+for k = 1, n do
+  local job, ms = jobs[k], mss[k]
   local p = prev[job]
-  if p == nil then p = tonumber(prevs[n] or '0') or 0 end
+  if p == nil then p = tonumber(prevs[k] or '0') or 0 end
   local status = 0
   if ms > p then
-    if off[n] == 1 then
+    if off[k] == 1 then
       status = 2
     else
-      local ttl = ms + tonumber(graces[n]) - now
-      if ttl < 0 then ttl = 0 end
-      if redis.call('SET', prefix .. job .. ':' .. msarg, '1', 'NX', 'PX', ttl + margin) then
-        local list, payload
-        local id = ids[n]
-        if id == '' then
-          list, payload = xa[n], xb[n]
-        else
-          local tp = tpls[id]
-          local vals = {xa[n], xb[n], xc[n], enq}
-          local parts, kinds = tp.parts, tp.kinds
-          for k = 1, #parts do
-            local kind = kinds[k]
-            if kind == 0 then buf[k] = parts[k] else buf[k] = vals[kind] end
-          end
-          list, payload = tp.queue, table.concat(buf, '', 1, #parts)
-        end
-        local q = pushes[list]
-        if not q then
-          q = {}
-          pushes[list] = q
-          order[#order + 1] = list
-        end
-        q[#q + 1] = payload
-        status = 1
+      local gk = grps[k]
+      local list, payload
+      if gk then
+        list, payload = gk.queue, render(gk, xb[k], xa[k])
+      else
+        list, payload = xa[k], xb[k]
       end
+      local q = pushes[list]
+      if not q then
+        q = {}
+        pushes[list] = q
+        order[#order + 1] = list
+      end
+      q[#q + 1] = payload
+      status = 1
     end
-    if status ~= 0 then
-      prev[job] = ms
-      marks[job] = msarg
-    end
+    prev[job] = ms
+    marks[job] = msargs[k]
   end
-  out[n] = status
+  out[k] = status
 end
 for _, list in ipairs(order) do
   redis.call('LPUSH', list, unpack(pushes[list]))
@@ -167,8 +238,11 @@ end
 if #fields > 0 then redis.call('HSET', last, unpack(fields)) end
 -- One digit per tick in a single string: parsing a 1,000-element array reply costs
 -- the client more than the whole claim-and-push did.
-return table.concat(out)
-"""
+return concat(out)
+""".replace("@@SHAPE@@", _SHAPE)
+    .replace("@@EXPR@@", _EXPR)
+    .replace("@@RIDLEN@@", str(RUN_ID_LEN))
+)
 
 
 def _bulk(value: str | int) -> bytes:
@@ -177,52 +251,59 @@ def _bulk(value: str | int) -> bytes:
 
 
 class OutTick:
-    """One message to send for ``(job_key, epoch_ms)``; its RESP arguments pre-encoded.
+    """One message to send for ``(job_key, epoch_ms)``, its script argument pre-encoded.
 
     Either a whole payload (:meth:`full`: catch-up and skip records) or, for the ticks
     sent every second, a shared :class:`~worker.messages.TickTemplate` plus the values
-    the script fills in (:meth:`templated`).
+    the script splices in (:meth:`templated`).
     """
 
-    __slots__ = ("epoch_ms", "grace_ms", "job_key", "packed", "template")
+    __slots__ = ("epoch_ms", "job_key", "packed", "scheduled_iso", "template")
 
     def __init__(
         self,
         job_key: str,
         epoch_ms: int,
-        grace_ms: int,
-        template: TickTemplate | None,
-        args: tuple[str, str, str],
+        packed: bytes,
+        template: TickTemplate | None = None,
+        scheduled_iso: str = "",
     ) -> None:
         self.job_key = job_key
         self.epoch_ms = epoch_ms
-        self.grace_ms = grace_ms
+        self.packed = packed
         self.template = template
-        tpl_id = template.id if template is not None else ""
-        fields = (job_key, str(epoch_ms), str(grace_ms), tpl_id, *args)
-        self.packed = _bulk("\t".join(fields))
+        self.scheduled_iso = scheduled_iso
 
     @classmethod
-    def full(
-        cls, job_key: str, epoch_ms: int, grace_ms: int, list_key: str, payload: str
-    ) -> OutTick:
-        return cls(job_key, epoch_ms, grace_ms, None, (list_key, payload, ""))
+    def full(cls, job_key: str, epoch_ms: int, list_key: str, payload: str) -> OutTick:
+        packed = _bulk(_FULL + "\t".join((job_key, str(epoch_ms), list_key, payload)))
+        return cls(job_key, epoch_ms, packed)
 
     @classmethod
     def templated(
         cls,
         job_key: str,
         epoch_ms: int,
-        grace_ms: int,
         template: TickTemplate,
         task: str,
         run_id: str,
         scheduled_iso: str,
     ) -> OutTick:
-        return cls(job_key, epoch_ms, grace_ms, template, (task, run_id, scheduled_iso))
+        if len(run_id) != RUN_ID_LEN:
+            raise ValueError(f"a tick run id has {RUN_ID_LEN} characters, got {run_id!r}")
+        packed = _bulk(f"{run_id}{job_key}\t{task}")
+        return cls(job_key, epoch_ms, packed, template, scheduled_iso)
 
     def __repr__(self) -> str:
         return f"OutTick({self.job_key!r}, {self.epoch_ms})"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A batch encoded for the script: per chunk, its argument count and RESP bytes."""
+
+    ticks: Sequence[OutTick]
+    chunks: list[tuple[int, bytes]]
 
 
 class NotLeader(Exception):
@@ -245,26 +326,44 @@ class TickSender:
         calls this is "leader", which the claims still make safe).
         Raises :class:`NotLeader` when fencing fails (nothing of that chunk is sent).
         """
-        if not ticks:
-            return []
+        return self.send_prepared(self.prepare(ticks), token)
+
+    def prepare(self, ticks: Sequence[OutTick]) -> Prepared:
+        """Encode ``ticks`` (and store their templates in Redis), ready to send."""
         self._register(ticks)
-        head = [self.lease_key, token or "", keys.DISABLED, keys.LAST, keys.TICK_PREFIX]
-        head += [str(CLAIM_MARGIN_MS), keys.TEMPLATES, datetime.now(UTC).isoformat()]
-        chunks = [ticks[i : i + CHUNK] for i in range(0, len(ticks), CHUNK)]
+        chunks: list[tuple[int, bytes]] = []
+        for start in range(0, len(ticks), CHUNK):
+            parts: list[bytes] = []
+            group: tuple[int, str] | None = None
+            for tick in ticks[start : start + CHUNK]:
+                tpl = tick.template
+                if tpl is not None and group != (tick.epoch_ms, tpl.id):
+                    group = (tick.epoch_ms, tpl.id)
+                    parts.append(_bulk(f"{_GROUP}{tick.epoch_ms}\t{tpl.id}\t{tick.scheduled_iso}"))
+                parts.append(tick.packed)
+            chunks.append((len(parts), b"".join(parts)))
+        return Prepared(ticks, chunks)
+
+    def send_prepared(self, batch: Prepared, token: str | None) -> list[int]:
+        """:meth:`send` of a batch encoded by :meth:`prepare`."""
+        if not batch.ticks:
+            return []
+        head = [self.lease_key, token or "", keys.DISABLED, keys.LAST, keys.TEMPLATES]
+        head.append(datetime.now(UTC).isoformat())
         try:
-            replies = self._run(head, chunks)
+            replies = self._run(head, batch.chunks)
         except NoScriptError:
             # Redis restarted (or SCRIPT FLUSH): load again and replay; replaying is
             # safe because every tick is claimed.
             self.sha = str(self.client.script_load(_SCRIPT))
-            replies = self._run(head, chunks)
+            replies = self._run(head, batch.chunks)
         missing = [i for i, r in enumerate(replies) if _digits(r) == MISSING_TEMPLATE]
         if missing:
             # Redis lost the templates (restart without persistence, FLUSHALL); the
             # script refused those chunks before doing anything, so replay them.
             self._registered.clear()
-            self._register(ticks)
-            again = self._run(head, [chunks[i] for i in missing])
+            self._register(batch.ticks)
+            again = self._run(head, [batch.chunks[i] for i in missing])
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
         statuses: list[int] = []
@@ -287,15 +386,13 @@ class TickSender:
             self.client.hset(keys.TEMPLATES, mapping=new)
             self._registered.update(new)
 
-    def _run(self, head: list[str], chunks: list[Sequence[OutTick]]) -> list[Any]:
-        # redis-py would re-encode ~7 arguments per tick on every send; the ticks carry
-        # their encoded arguments, so the whole batch is joined and written at once.
+    def _run(self, head: list[str], chunks: list[tuple[int, bytes]]) -> list[Any]:
+        # redis-py would re-encode every argument on every send; the chunks are encoded
+        # already, so the whole batch is joined and written at once.
         fixed = b"".join(_bulk(a) for a in ("EVALSHA", self.sha, 0, *head))
         parts: list[bytes] = []
-        for chunk in chunks:
-            parts.append(b"*%d\r\n" % (3 + len(head) + TICK_ARGS * len(chunk)))
-            parts.append(fixed)
-            parts.extend(t.packed for t in chunk)
+        for nargs, body in chunks:
+            parts += (b"*%d\r\n" % (3 + len(head) + nargs), fixed, body)
         pool = self.client.connection_pool
         conn = pool.get_connection()
         replies: list[Any] = []

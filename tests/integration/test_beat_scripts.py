@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 import threading
 import time
@@ -15,9 +16,13 @@ import redis
 
 from beat import control, keys
 from beat.lease import Lease
+from beat.schedule import from_ms
 from beat.service import Beat
 from beat.ticks import DISABLED, DUPLICATE, SENT, NotLeader, OutTick, TickSender
+from jobs_core.store import tick_run_id
 from tests.beat_fixtures import EXT, messages, wait_for, write_profile
+from worker.messages import decode, tick_template
+from worker.naming import task_name
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +35,7 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 def tick(job: str, ms: int, payload: str = "p") -> OutTick:
-    return OutTick.full(job, ms, 60_000, "q", f"{payload}:{job}:{ms}")
+    return OutTick.full(job, ms, "q", f"{payload}:{job}:{ms}")
 
 
 def test_lease_is_exclusive_renewable_and_fenced(client: redis.Redis) -> None:
@@ -67,10 +72,9 @@ def test_claims_send_each_tick_once_and_respect_disable(client: redis.Redis) -> 
     # A second "leader" replaying the same batch sends nothing.
     assert TickSender(client).send(batch, None) == [DUPLICATE, DUPLICATE]
     assert client.llen("q") == 2
-    # An older tick than the last handled one is refused even without its claim key
-    # (claims may be evicted under memory pressure).
-    client.delete(keys.tick_key("e/a", 1000))
+    # Nor does a tick older than the last handled one, nor the same tick twice in a batch.
     assert sender.send([tick("e/a", 1000), tick("e/a", 500)], None) == [DUPLICATE, DUPLICATE]
+    assert sender.send([tick("e/c", 700), tick("e/c", 700)], None) == [SENT, DUPLICATE]
     control.disable(client, "e/a")
     assert control.is_disabled(client, "e/a")
     assert sender.send([tick("e/a", 2000), tick("e/b", 2000)], None) == [DISABLED, SENT]
@@ -78,13 +82,63 @@ def test_claims_send_each_tick_once_and_respect_disable(client: redis.Redis) -> 
     control.enable(client, "e/a")
     assert control.disabled_jobs(client) == set()
     assert sender.send([tick("e/a", 3000)], None) == [SENT]
-    assert client.llen("q") == 4
-    # Claims live until grace + margin after the tick (by Redis' clock), never less
-    # than the margin: an old tick's claim still outlives any beat that might retry it.
-    assert 25_000 < client.pttl(keys.tick_key("e/a", 3000)) <= 30_000
-    fresh = int(time.time() * 1000)
-    assert sender.send([tick("e/a", fresh)], None) == [SENT]
-    assert 80_000 < client.pttl(keys.tick_key("e/a", fresh)) <= 90_000
+    assert client.llen("q") == 5
+    # The claim needs no key per tick: nothing but the queue and the last-handled hash.
+    assert set(client.keys("*")) == {"q", keys.LAST}
+
+
+def test_two_senders_racing_on_one_batch_send_each_tick_once(redis_url: str) -> None:
+    """Two beats that both believe they lead, sending the same ticks at the same time."""
+    batches = [[tick(f"e/j{i}", ms) for i in range(800)] for ms in (1000, 2000, 3000)]
+    results: list[list[int]] = []
+    go = threading.Barrier(2)
+
+    def run() -> None:
+        c = redis.Redis.from_url(redis_url)
+        sender = TickSender(c)
+        go.wait(5)
+        mine: list[int] = []
+        for batch in batches:
+            mine += sender.send(batch, None)
+        results.append(mine)
+        c.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 2
+    assert all(a + b == SENT for a, b in zip(*results, strict=True))
+    c = redis.Redis.from_url(redis_url, decode_responses=True)
+    pushed = c.lrange("q", 0, -1)
+    c.close()
+    assert len(pushed) == len(set(pushed)) == 3 * 800
+
+
+def test_templated_ticks_render_the_full_message(client: redis.Redis) -> None:
+    """The script splices a tick's values into the shared template exactly like Python."""
+    sender = TickSender(client)
+    ms = 1_700_000_000_000
+    scheduled = from_ms(ms)
+    out = []
+    for params, jobs in (({}, ("e/w", "e/x")), ({"batch": 50, "note": "a\tb"}, ("e/y",))):
+        template = tick_template("jobs", "schedule", json.dumps(params, sort_keys=True))
+        assert template is not None
+        for job in jobs:
+            out.append((template, job, tick_run_id(job, scheduled)))
+    ticks = [
+        OutTick.templated(job, ms, tpl, task_name(job), run_id, scheduled.isoformat())
+        for tpl, job, run_id in out
+    ]
+    ticks.insert(2, tick("e/z", ms))  # a whole message between two groups
+    assert sender.send(ticks, None) == [SENT] * 4
+    assert sender.send(ticks, None) == [DUPLICATE] * 4
+    pushed = client.lrange("jobs", 0, -1)[::-1]
+    for raw, (tpl, job, run_id) in zip(pushed, out, strict=True):
+        enqueued = decode(raw)[1]["enqueued_at"]
+        assert raw == tpl.render(task_name(job), run_id, scheduled.isoformat(), enqueued)
+    assert client.lrange("q", 0, -1) == ["p:e/z:1700000000000"]
 
 
 def test_fencing_refuses_a_send_without_the_lease(client: redis.Redis) -> None:
