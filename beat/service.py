@@ -55,9 +55,9 @@ PREBUILD_GUARD_S = 0.002
 #: Redis) need the CPU, so building the next batch waits this long after a send, unless
 #: the next instant is closer than PREBUILD_LEAD_S.
 PREBUILD_QUIET_S = 0.05
+PREBUILD_LEAD_S = 0.25
 #: The loop wakes this long before an instant whose batch is ready (see _warm_up).
 WARM_UP_S = 0.002
-PREBUILD_LEAD_S = 0.25
 
 _REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
 
