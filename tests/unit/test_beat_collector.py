@@ -1,0 +1,53 @@
+"""The beat's garbage collection policy: automatic collection off, collected when idle."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from beat import collector
+from beat.collector import IdleCollector
+
+
+def _allocate(n: int) -> list[list[int]]:
+    return [[i] for i in range(n)]
+
+
+def test_automatic_collection_is_off_inside_and_restored_after() -> None:
+    assert gc.isenabled()
+    with IdleCollector():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_young_garbage_waits_for_idle_time() -> None:
+    with IdleCollector() as c:
+        gc.collect()
+        keep = _allocate(collector.YOUNG_COUNT * 2)
+        before = gc.get_count()[0]
+        assert before >= collector.YOUNG_COUNT
+        c.idle(collector.YOUNG_IDLE_S / 2)  # an instant is too close: nothing happens
+        assert gc.get_count()[0] >= before
+        c.idle(collector.YOUNG_IDLE_S * 2)
+        assert gc.get_count()[0] < collector.YOUNG_COUNT
+        del keep
+
+
+def test_cyclic_garbage_is_freed_by_the_periodic_full_collection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Node:
+        def __init__(self) -> None:
+            self.me = self
+
+    with IdleCollector() as c:
+        gc.collect()
+        for _ in range(50):
+            Node()
+        assert sum(isinstance(o, Node) for o in gc.get_objects()) == 50
+        monkeypatch.setattr(collector, "FULL_EVERY_S", 0.0)
+        c.idle(collector.FULL_IDLE_S / 2)  # not idle enough for a full collection
+        assert sum(isinstance(o, Node) for o in gc.get_objects()) == 50
+        c.idle(collector.FULL_IDLE_S)
+        assert sum(isinstance(o, Node) for o in gc.get_objects()) == 0
