@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 
 import pytest
 
@@ -39,15 +40,14 @@ def test_cyclic_garbage_is_freed_by_the_periodic_full_collection(
 ) -> None:
     class Node:
         def __init__(self) -> None:
-            self.me = self
+            self.me = self  # a cycle: only the collector frees it
 
     with IdleCollector() as c:
         gc.collect()
-        for _ in range(50):
-            Node()
-        assert sum(isinstance(o, Node) for o in gc.get_objects()) == 50
+        refs = [weakref.ref(Node()) for _ in range(50)]
+        assert all(r() is not None for r in refs)
         monkeypatch.setattr(collector, "FULL_EVERY_S", 0.0)
         c.idle(collector.FULL_IDLE_S / 2)  # not idle enough for a full collection
-        assert sum(isinstance(o, Node) for o in gc.get_objects()) == 50
+        assert all(r() is not None for r in refs)
         c.idle(collector.FULL_IDLE_S)
-        assert sum(isinstance(o, Node) for o in gc.get_objects()) == 0
+        assert all(r() is None for r in refs)
