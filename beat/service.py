@@ -286,7 +286,8 @@ class Beat:
             if due is not None:
                 ready = self._ready is not None and self._ready.due_ms == due
                 wake_at = min(wake_at, due / 1000 - (WARM_UP_S if ready else 0.0))
-                if self._prebuilt_for != due:
+                # (Too close to the instant to build ahead: it is built when sent.)
+                if self._prebuilt_for != due and time.time() < due / 1000 - PREBUILD_GUARD_S:
                     wake_at = min(wake_at, self._prebuild_at(due))
         else:
             wake_at = min(wake_at, self._next_acquire)

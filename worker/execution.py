@@ -241,8 +241,6 @@ async def _claimed_attempt(
     error: str | None = None
     timed_out = False
     try:
-        if runtime.database_url and store is not None:
-            await runtime.ensure_pool()
         value = await asyncio.wait_for(jd.job.execute(ctx), jd.policy.timeout)
         if isinstance(value, JobResult):
             result = value

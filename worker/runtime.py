@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import os
 import threading
@@ -22,6 +23,8 @@ from jobs_core.store import RunStore
 from jobs_core.urls import mask_url
 
 log = logging.getLogger("worker.runtime")
+#: Prefix of the ``application_name`` of the worker's PostgreSQL connections.
+APPLICATION_NAME = "systemprompt-worker"
 T = TypeVar("T")
 
 
@@ -121,21 +124,18 @@ class WorkerRuntime:
     # -- resources (call from the loop) ---------------------------------------------
 
     def db_pool(self) -> Any:
-        """The process's AsyncConnectionPool; created here, opened by :meth:`ensure_pool`."""
+        """The process's pool for the jobs (``ctx.db_pool``).
+
+        It opens itself when a job first asks it for a connection, so a worker whose
+        jobs never use the database holds no connection for them.
+        """
         if self.database_url is None:
             raise NoDatabaseConfigured(
                 "no database is configured: set database_url in profile.yaml or DATABASE_URL"
             )
         if self._pool is None:
-            self._pool = self._new_pool("jobs")
+            self._pool = self._new_pool("jobs", lazy=True)
         return self._pool
-
-    async def ensure_pool(self) -> Any:
-        pool = self.db_pool()
-        if pool.closed:
-            await pool.open(wait=True, timeout=30)
-            log.info("database pool open (%s)", mask_url(self.database_url))
-        return pool
 
     async def store(self) -> RunStore | None:
         """The run-history store, on a small pool of its own in autocommit mode.
@@ -147,21 +147,25 @@ class WorkerRuntime:
         if self.database_url is None:
             return None
         if self._store is None:
-            pool = self._new_pool("jobs-history", autocommit=True)
+            pool = self._new_pool("history", autocommit=True)
             await pool.open(wait=True, timeout=30)
             self._store_pool = pool
             self._store = RunStore(pool)
         return self._store
 
-    def _new_pool(self, name: str, **connect_kwargs: Any) -> Any:
-        from psycopg_pool import AsyncConnectionPool
+    def _new_pool(self, name: str, *, lazy: bool = False, **connect_kwargs: Any) -> Any:
+        from psycopg.conninfo import conninfo_to_dict
 
-        return AsyncConnectionPool(
-            self.database_url or "",
+        url = self.database_url or ""
+        if "application_name" not in conninfo_to_dict(url):
+            # Tells the worker's connections apart in pg_stat_activity.
+            connect_kwargs["application_name"] = f"{APPLICATION_NAME} {name}"
+        return (_lazy_pool_class() if lazy else _pool_class())(
+            url,
             min_size=1,
             max_size=self.pool_max_size,
             open=False,
-            name=name,
+            name=f"{APPLICATION_NAME} {name}",
             timeout=30,
             reconnect_timeout=60,
             kwargs=connect_kwargs,
@@ -175,3 +179,35 @@ class WorkerRuntime:
                 self.redis_url, health_check_interval=30, socket_keepalive=True
             )
         return self._redis
+
+
+def _pool_class() -> Any:
+    from psycopg_pool import AsyncConnectionPool
+
+    return AsyncConnectionPool
+
+
+@functools.cache
+def _lazy_pool_class() -> Any:
+    from psycopg_pool import AsyncConnectionPool
+
+    class LazyAsyncConnectionPool(AsyncConnectionPool):  # type: ignore[misc]
+        """An AsyncConnectionPool that opens on the first connection request.
+
+        ``open()`` is idempotent (and serialised by the pool's lock), so concurrent first
+        requests are safe; a pool closed on purpose stays closed.
+        """
+
+        _closed_on_purpose = False
+
+        async def getconn(self, timeout: float | None = None) -> Any:
+            if self.closed and not self._closed_on_purpose:
+                await self.open()
+                log.info("jobs database pool open (%s)", mask_url(self.conninfo))
+            return await super().getconn(timeout)
+
+        async def close(self, timeout: float = 5.0) -> None:
+            self._closed_on_purpose = True
+            await super().close(timeout)
+
+    return LazyAsyncConnectionPool

@@ -135,6 +135,29 @@ def test_outcomes_retries_timeouts_and_history(setup: dict[str, Any], redis_url:
         assert again is not None and len(again.attempts) == 1 and again.attempt == 1
 
 
+def test_jobs_pool_opens_only_when_a_job_uses_it(setup: dict[str, Any]) -> None:
+    app, history = setup["app"], setup["history"]
+
+    def connections(pool: str) -> int:
+        rows = history.sql(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = %s",
+            f"systemprompt-worker {pool}",
+        )
+        return int(rows[0][0])
+
+    worker = start_worker(setup["tmp"], setup["env"], concurrency=1)
+    with running([worker]):
+        first = send(app, "testjobs/ok")
+        wait_for(lambda: _finished(history, [first]), 30, 0.1, "a run without the database")
+        assert connections("history") >= 1
+        assert connections("jobs") == 0  # no job asked for ctx.db_pool yet
+        db = send(app, "testjobs/db")
+        wait_for(lambda: _finished(history, [db]), 30, 0.1, "a run using ctx.db_pool")
+        assert history.run(db).status == "succeeded"  # type: ignore[union-attr]
+        assert connections("jobs") >= 1
+
+
 def test_beat_style_messages_skips_and_overlap(setup: dict[str, Any], redis_url: str) -> None:
     """Raw pipelined messages (as the beat sends them) run; skip records and overlap skip."""
     import redis
