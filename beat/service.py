@@ -740,6 +740,7 @@ class Beat:
             event(logging.WARNING, "redis_url changed in the profile; restart the beat to use it")
         old = self.registry
         self.registry = registry
+        self._builder = TickBuilder()  # drops what it kept for the old definitions
         changed = 0
         if self._leader:
             changed = self._reschedule(old, registry)
