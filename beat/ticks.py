@@ -75,16 +75,12 @@ def _render_expression() -> tuple[str, str]:
     the pieces; templates of another layout (none today) take the loop.
     """
     probe = TickTemplate("q", "schedule", "{}")
-    shape = [_CODES[m] for m in _markers(probe.text) if _CODES[m] in (1, 2)]
+    shape = [_CODES[m] for m in probe.markers() if _CODES[m] in (1, 2)]
     names = {1: "task", 2: "rid"}
     expr = ["c[1]"]
     for i, code in enumerate(shape, start=2):
         expr += [names[code], f"c[{i}]"]
     return ",".join(map(str, shape)), " .. ".join(expr)
-
-
-def _markers(text: str) -> list[str]:
-    return [f"@@{p}@@" for i, p in enumerate(text.split("@@")) if i % 2]
 
 
 _SHAPE, _EXPR = _render_expression()

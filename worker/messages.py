@@ -131,6 +131,10 @@ class TickTemplate:
         self.id = hashlib.sha1(f"{queue}\n{self.text}".encode()).hexdigest()[:16]
         self._parts = _split(self.text)
 
+    def markers(self) -> list[str]:
+        """The placeholders of the text, in order (the same for every template)."""
+        return [part for part in self._parts if part in _MARKERS]
+
     def render(self, task: str, run_id: str, scheduled_for: str, enqueued_at: str) -> str:
         values = {TASK: task, RUN_ID: run_id, SCHEDULED: scheduled_for, ENQUEUED: enqueued_at}
         return "".join(values.get(part, part) for part in self._parts)
