@@ -15,7 +15,7 @@ Entry points: :func:`run_beat` (what ``systemprompt infra beat`` calls) and
 Runtime control for the CLI: :mod:`beat.control` (``disable``, ``enable``,
 ``is_disabled``, ``disabled_jobs``, ``last_sent``, ``leader_status``).
 
-Redis keys (all prefixed ``sp:``; see :mod:`beat.keys`):
+Redis keys (all prefixed ``sp:``; see :class:`jobs_core.wire.Keys`):
 
 ==============================  ==========  ================================================
 key                             type        meaning

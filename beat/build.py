@@ -1,4 +1,4 @@
-"""Ticks to Celery messages (via :mod:`worker.messages`, the shared wire format)."""
+"""Ticks to Celery messages (via :mod:`jobs_core.wire`, the shared wire format)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,16 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from jobs_core.store import tick_run_id, tick_run_id_ms
-from worker.messages import TickTemplate, job_kwargs, task_message, tick_template
-from worker.naming import task_name
+from jobs_core.status import Trigger
+from jobs_core.wire import (
+    TickTemplate,
+    job_kwargs,
+    task_message,
+    task_name,
+    tick_run_id,
+    tick_run_id_ms,
+    tick_template,
+)
 
 from .schedule import from_ms
 from .ticks import OutTick
@@ -40,11 +47,11 @@ class TickBuilder:
         cached = self._jobs.get(key)
         if cached is None or cached[0] is not job:
             parameters = json.dumps(dict(job.parameters), sort_keys=True)
-            template = tick_template(job.policy.queue, "schedule", parameters)
+            template = tick_template(job.policy.queue, Trigger.SCHEDULE, parameters)
             cached = self._jobs[key] = (job, template, task_name(key))
         _, template, task = cached
         if template is None:
-            list_key, payload = tick_message(job, due_ms, "schedule", from_ms(due_ms))
+            list_key, payload = tick_message(job, due_ms, Trigger.SCHEDULE, from_ms(due_ms))
             return OutTick.full(key, due_ms, list_key, payload)
         return OutTick.templated(
             key, due_ms, template, task, tick_run_id_ms(key, due_ms), scheduled_iso
@@ -54,7 +61,7 @@ class TickBuilder:
 def record_out(
     job: JobDefinition,
     due_ms: int,
-    trigger: str,
+    trigger: Trigger,
     enqueued_at: datetime,
     *,
     skip_reason: str | None = None,
@@ -67,7 +74,7 @@ def record_out(
 def tick_message(
     job: JobDefinition,
     due_ms: int,
-    trigger: str,
+    trigger: Trigger,
     enqueued_at: datetime,
     *,
     skip_reason: str | None = None,
@@ -92,7 +99,7 @@ def bootstrap_message(job: JobDefinition, session: str, enqueued_at: datetime) -
     run_id = str(uuid.uuid5(_BOOTSTRAP_NS, f"{session}:{job.key}"))
     kwargs = job_kwargs(
         run_id=run_id,
-        trigger="bootstrap",
+        trigger=Trigger.BOOTSTRAP,
         scheduled_for=None,
         enqueued_at=enqueued_at,
         parameters=dict(job.parameters),

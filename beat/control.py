@@ -14,31 +14,31 @@ from typing import Any, cast
 
 import redis
 
-from . import keys
+from jobs_core.wire import Keys
 
 
 def disable(client: redis.Redis, job_key: str) -> bool:
     """Pause ``job_key`` (an ``extension/job`` key); True if it was enabled before."""
-    return bool(client.sadd(keys.DISABLED, job_key))
+    return bool(client.sadd(Keys.DISABLED, job_key))
 
 
 def enable(client: redis.Redis, job_key: str) -> bool:
     """Resume ``job_key``; True if it was disabled before."""
-    return bool(client.srem(keys.DISABLED, job_key))
+    return bool(client.srem(Keys.DISABLED, job_key))
 
 
 def is_disabled(client: redis.Redis, job_key: str) -> bool:
-    return bool(client.sismember(keys.DISABLED, job_key))
+    return bool(client.sismember(Keys.DISABLED, job_key))
 
 
 def disabled_jobs(client: redis.Redis) -> set[str]:
-    members = cast("set[bytes | str]", client.smembers(keys.DISABLED))
+    members = client.smembers(Keys.DISABLED)
     return {m.decode() if isinstance(m, bytes) else m for m in members}
 
 
 def last_sent(client: redis.Redis, job_key: str) -> datetime | None:
     """The scheduled instant of the last tick the beats handled for ``job_key``."""
-    raw = client.hget(keys.LAST, job_key)
+    raw = client.hget(Keys.LAST, job_key)
     if raw is None:
         return None
     return datetime.fromtimestamp(int(raw) / 1000, UTC)
@@ -56,7 +56,7 @@ def leader_status(client: redis.Redis) -> dict[str, Any] | None:
     key exists right now) and ``alive`` (heartbeat younger than two lease TTLs and the
     lease held).
     """
-    raw = cast("dict[Any, Any]", client.hgetall(keys.LEADER))
+    raw = cast("dict[Any, Any]", client.hgetall(Keys.LEADER))
     if not raw:
         return None
     data = {_text(k): _text(v) for k, v in raw.items()}
@@ -73,6 +73,6 @@ def leader_status(client: redis.Redis) -> dict[str, Any] | None:
     out["lease_ttl_s"] = ttl_s
     age = max(0.0, time.time() - beat_ms / 1000)
     out["heartbeat_age_s"] = round(age, 3)
-    out["lease_held"] = bool(client.exists(keys.LEASE))
+    out["lease_held"] = bool(client.exists(Keys.LEASE))
     out["alive"] = bool(out["lease_held"] and age < 2 * ttl_s)
     return out

@@ -12,11 +12,11 @@ per-tick claims in :mod:`beat.ticks`, so a lapse or a split brain costs no corre
 from __future__ import annotations
 
 import secrets
-from typing import Any, cast
+from typing import Any
 
 import redis
 
-from . import keys
+from jobs_core.wire import Keys
 
 _ACQUIRE_OR_RENEW = """
 local cur = redis.call('GET', KEYS[1])
@@ -49,7 +49,7 @@ return 0
 class Lease:
     """The leader lease of one beat process (one random token per process)."""
 
-    def __init__(self, client: redis.Redis, ttl: float, *, key: str = keys.LEASE) -> None:
+    def __init__(self, client: redis.Redis, ttl: float, *, key: str = Keys.LEASE) -> None:
         if ttl <= 0:
             raise ValueError("lease ttl must be > 0")
         self.client = client
@@ -71,7 +71,7 @@ class Lease:
             fields = {**heartbeat, "token_tail": self.token[-8:]}
             for name, value in fields.items():
                 args += [name, str(value)]
-        return bool(self._acquire(keys=[self.key, keys.LEADER], args=args))
+        return bool(self._acquire(keys=[self.key, Keys.LEADER], args=args))
 
     def acquire(self, heartbeat: dict[str, Any] | None = None) -> bool:
         """Take the lease if free (or extend it if already ours)."""
@@ -83,8 +83,4 @@ class Lease:
 
     def release(self) -> bool:
         """Give the lease up so a follower takes over at once (only if still ours)."""
-        return bool(self._release(keys=[self.key, keys.LEADER], args=[self.token, self.token[-8:]]))
-
-    def holder(self) -> str | None:
-        value = self.client.get(self.key)
-        return cast("str | None", value)
+        return bool(self._release(keys=[self.key, Keys.LEADER], args=[self.token, self.token[-8:]]))

@@ -33,9 +33,10 @@ from redis.retry import Retry
 from jobs_core.errors import ConfigError
 from jobs_core.profile import DEFAULT_PROFILE_FILE, PROFILE_ENV, load_profile
 from jobs_core.registry import JobDefinition, JobRegistry, build_registry
+from jobs_core.status import Trigger
 from jobs_core.urls import mask_url
+from jobs_core.wire import DEFAULT_REDIS_URL, Keys
 
-from . import keys
 from .build import TickBuilder, bootstrap_message, record_out
 from .collector import IdleCollector
 from .lease import Lease
@@ -43,7 +44,6 @@ from .logs import event
 from .schedule import CatchUp, DueHeap, catch_up, from_ms, iso, next_ms
 from .ticks import DISABLED, DUPLICATE, SENT, NotLeader, OutTick, Prepared, TickSender
 
-DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 #: How often the profile file's mtime is looked at.
 PROFILE_CHECK_S = 1.0
 #: Catch-up records at most this many skipped ticks one by one per job, then summarises.
@@ -94,7 +94,7 @@ class _Pending:
 
     job_key: str
     due_ms: int
-    trigger: str
+    trigger: Trigger
     kind: str  # "fire" | "skip" | "summary"
 
 
@@ -348,7 +348,7 @@ class Beat:
     def _touch_session(self) -> None:
         assert self._client is not None
         live = self._client.eval(
-            _TOUCH_SESSION, 1, keys.SESSION, self._session, self.session_ttl_ms
+            _TOUCH_SESSION, 1, Keys.SESSION, self._session, self.session_ttl_ms
         )
         self._session = str(live)
 
@@ -370,7 +370,7 @@ class Beat:
             if job is None:
                 continue
             args += list(bootstrap_message(job, self._session, now))
-        result = int(self._client.eval(_BOOTSTRAP, 2, keys.LEASE, keys.BOOTSTRAPPED, *args))
+        result = int(self._client.eval(_BOOTSTRAP, 2, Keys.LEASE, Keys.BOOTSTRAPPED, *args))
         if result == -1:
             self._lose_leadership("lease lost before bootstrap")
             return
@@ -417,7 +417,7 @@ class Beat:
         if catch_up_missed and jobs:
             for i in range(0, len(jobs), 1000):
                 part = [j.key for j in jobs[i : i + 1000]]
-                values = self._client.hmget(keys.LAST, part)
+                values = self._client.hmget(Keys.LAST, part)
                 remote.update({k: int(v) for k, v in zip(part, values, strict=True) if v})
         out: list[OutTick] = []
         meta: list[_Pending] = []
@@ -465,7 +465,7 @@ class Beat:
             return
         enqueued = from_ms(now_ms)
 
-        def add(due_ms: int, trigger: str, kind: str, reason: str | None) -> None:
+        def add(due_ms: int, trigger: Trigger, kind: str, reason: str | None) -> None:
             out.append(record_out(job, due_ms, trigger, enqueued, skip_reason=reason))
             meta.append(_Pending(job.key, due_ms, trigger, kind))
 
@@ -485,14 +485,14 @@ class Beat:
                 first=iso(cu.dropped_first_ms),
                 last=iso(cu.dropped_last_ms),
             )
-            add(cu.dropped_last_ms, "catch-up", "summary", reason)
+            add(cu.dropped_last_ms, Trigger.CATCH_UP, "summary", reason)
         for due_ms in cu.skipped:
             late = (now_ms - due_ms) / 1000
             reason = (
                 f"missed while no beat was running: {late:.1f}s late, beyond "
                 f"misfire_grace {grace:g}s"
             )
-            add(due_ms, "catch-up", "skip", reason)
+            add(due_ms, Trigger.CATCH_UP, "skip", reason)
         if cu.fire_ms is not None:
             if cu.coalesced:
                 event(
@@ -502,7 +502,7 @@ class Beat:
                     count=cu.coalesced,
                     into=iso(cu.fire_ms),
                 )
-            add(cu.fire_ms, "catch-up", "fire", None)
+            add(cu.fire_ms, Trigger.CATCH_UP, "fire", None)
 
     def _send_due(self) -> None:
         prepared, head = self._ready, self._heap.peek()
@@ -528,7 +528,7 @@ class Beat:
             try:
                 self._send_prepared(
                     prepared.batch,
-                    lambda: [_Pending(k, due_ms, "schedule", "fire") for k in bucket],
+                    lambda: [_Pending(k, due_ms, Trigger.SCHEDULE, "fire") for k in bucket],
                 )
             finally:
                 self._schedule_next(due_ms, bucket)
@@ -567,7 +567,7 @@ class Beat:
                     scheduled_iso = iso_of[due_ms] = from_ms(due_ms).isoformat()
                 ready = self._out_tick(job, due_ms, scheduled_iso)
             out.append(ready)
-            meta.append(_Pending(key, due_ms, "schedule", "fire"))
+            meta.append(_Pending(key, due_ms, Trigger.SCHEDULE, "fire"))
             self._heap.push(key, nxt)
         self._clear_prebuilt()
         if out:
@@ -866,5 +866,5 @@ def run_beat(
     try:
         beat.run()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -45,14 +45,12 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError, ResponseError
 
-from worker.messages import ENQUEUED, RUN_ID, SCHEDULED, TASK, TickTemplate
-
-from . import keys
+from jobs_core.status import Trigger
+from jobs_core.wire import ENQUEUED, RUN_ID, SCHEDULED, TASK, Keys, TickTemplate
 
 SENT = 1
 DUPLICATE = 0
 DISABLED = 2
-NOT_LEADER = -1
 
 #: Ticks per EVALSHA: keeps each script run short (Redis is single-threaded, and a
 #: chunk's messages become visible when its script ends) while one write still carries
@@ -74,7 +72,7 @@ def _render_expression() -> tuple[str, str]:
     splice a tick's run id and task name with one concatenation instead of a loop over
     the pieces; templates of another layout (none today) take the loop.
     """
-    probe = TickTemplate("q", "schedule", "{}")
+    probe = TickTemplate("q", Trigger.SCHEDULE, "{}")
     shape = [_CODES[m] for m in probe.markers() if _CODES[m] in (1, 2)]
     names = {1: "task", 2: "rid"}
     expr = ["c[1]"]
@@ -250,7 +248,7 @@ class OutTick:
     """One message to send for ``(job_key, epoch_ms)``, its script argument pre-encoded.
 
     Either a whole payload (:meth:`full`: catch-up and skip records) or, for the ticks
-    sent every second, a shared :class:`~worker.messages.TickTemplate` plus the values
+    sent every second, a shared :class:`~jobs_core.wire.TickTemplate` plus the values
     the script splices in (:meth:`templated`).
     """
 
@@ -309,7 +307,7 @@ class NotLeader(Exception):
 class TickSender:
     """Sends batches of ticks through the claim script."""
 
-    def __init__(self, client: redis.Redis, *, lease_key: str = keys.LEASE) -> None:
+    def __init__(self, client: redis.Redis, *, lease_key: str = Keys.LEASE) -> None:
         self.client = client
         self.lease_key = lease_key
         self.sha = str(client.script_load(_SCRIPT))
@@ -344,7 +342,7 @@ class TickSender:
         """:meth:`send` of a batch encoded by :meth:`prepare`."""
         if not batch.ticks:
             return []
-        head = [self.lease_key, token or "", keys.DISABLED, keys.LAST, keys.TEMPLATES]
+        head = [self.lease_key, token or "", Keys.DISABLED, Keys.LAST, Keys.TEMPLATES]
         head.append(datetime.now(UTC).isoformat())
         try:
             replies = self._run(head, batch.chunks)
@@ -373,24 +371,25 @@ class TickSender:
         return statuses
 
     def _register(self, ticks: Sequence[OutTick]) -> None:
-        new: dict[str, str] = {}
+        new: dict[Any, str] = {}  # redis-py types mapping keys as a wide union
         for tick in ticks:
             tpl = tick.template
             if tpl is not None and tpl.id not in self._registered:
                 new[tpl.id] = f"{tpl.queue}\n{tpl.text}"
         if new:
-            self.client.hset(keys.TEMPLATES, mapping=new)
+            self.client.hset(Keys.TEMPLATES, mapping=new)
             self._registered.update(new)
 
     def _run(self, head: list[str], chunks: list[tuple[int, bytes]]) -> list[Any]:
         # redis-py would re-encode every argument on every send; the chunks are encoded
         # already, so the whole batch is joined and written at once.
-        fixed = b"".join(_bulk(a) for a in ("EVALSHA", self.sha, 0, *head))
+        args: tuple[str | int, ...] = ("EVALSHA", self.sha, 0, *head)
+        fixed = b"".join(_bulk(a) for a in args)
         parts: list[bytes] = []
         for nargs, body in chunks:
             parts += (b"*%d\r\n" % (3 + len(head) + nargs), fixed, body)
         pool = self.client.connection_pool
-        conn = pool.get_connection()
+        conn: Any = pool.get_connection()  # redis-py leaves Connection untyped
         replies: list[Any] = []
         error: ResponseError | None = None
         try:

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cli.embedded import RedisServer  # noqa: E402
-from worker.messages import decode  # noqa: E402
+from jobs_core.wire import decode  # noqa: E402
 
 WARMUP_S = 3.0
 

@@ -14,7 +14,7 @@ prefetch multiplier 1, task events on) and the same command line (``-P prefork -
   ``tests.worker_fixtures`` (overlap ``allow``), run history on.
 
 Both sides get N messages enqueued the same way (hand-built protocol-2 messages from
-``worker.messages.task_message``, LPUSHed in pipelines: what the beat does), with the same
+``jobs_core.wire.task_message``, LPUSHed in pipelines: what the beat does), with the same
 kwargs payload, after a warm-up batch (pool processes forked, connections and the DB pool
 open). A round is timed from the first enqueue to the moment the last run was recorded:
 
@@ -64,8 +64,11 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from worker.messages import job_kwargs, task_message  # noqa: E402
-from worker.naming import task_name  # noqa: E402
+from jobs_core.wire import (  # noqa: E402
+    job_kwargs,
+    task_message,
+    task_name,
+)
 
 VENV_BIN = Path(sys.executable).parent
 JOB_KEY = "testjobs/noop"

@@ -62,7 +62,7 @@ class CliContext:
 
     @property
     def redis_url(self) -> str:
-        from worker.config import DEFAULT_REDIS_URL
+        from jobs_core.wire import DEFAULT_REDIS_URL
 
         return self.profile.redis_url or DEFAULT_REDIS_URL
 

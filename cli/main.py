@@ -13,6 +13,7 @@ import click
 
 from jobs_core.errors import ConfigError, JobsError
 from jobs_core.registry import JobDefinition
+from jobs_core.status import RunStatus
 from jobs_core.store import Run, RunStore
 
 from . import render
@@ -149,9 +150,9 @@ def _select(
 
 def _describe_change(run: Run) -> str:
     text = f"{run.job_key} {run.id[:8]}: {run.status}"
-    if run.status in ("running", "retrying") or run.attempt > 1:
+    if run.status in (RunStatus.RUNNING, RunStatus.RETRYING) or run.attempt > 1:
         text += f" (attempt {run.attempt}/{run.max_attempts})"
-    if run.worker and run.status == "running":
+    if run.worker and run.status is RunStatus.RUNNING:
         text += f" on {run.worker}"
     if run.finished and run.message:
         text += f": {render.one_line(run.message, 200)}"
@@ -204,7 +205,7 @@ def run_jobs(
             results.append({"id": run_id, "job": jd.key, "status": final, "message": message})
         if as_json:
             click.echo(render.dumps(results))
-        sys.exit(0 if all(r["status"] == "succeeded" for r in results) else 1)
+        sys.exit(0 if all(r["status"] is RunStatus.SUCCEEDED for r in results) else 1)
 
     if wait:
         ctx.require_database("jobs run --wait")
@@ -216,7 +217,7 @@ def run_jobs(
             click.echo(
                 render.dumps(
                     [
-                        {"id": r, "job": j.key, "status": "queued"}
+                        {"id": r, "job": j.key, "status": RunStatus.QUEUED}
                         for j, r in zip(selected, run_ids, strict=True)
                     ]
                 )
@@ -228,7 +229,7 @@ def run_jobs(
     if len(done) < len(run_ids):
         click.echo(f"error: gave up waiting after {timeout}s", err=True)
         sys.exit(1)
-    sys.exit(0 if all(done[r].status == "succeeded" for r in run_ids) else 1)
+    sys.exit(0 if all(done[r].status is RunStatus.SUCCEEDED for r in run_ids) else 1)
 
 
 # ---------------------------------------------------------------- status / history
@@ -278,7 +279,8 @@ def status(ctx: CliContext, name: str, as_json: bool) -> None:
         last = await store.get_run(recent[0].id) if recent else None
         return last, await store.counts_since(jd.key, now - timedelta(hours=24))
 
-    last, counts = (None, {})
+    last: Run | None = None
+    counts: dict[str, int] = {}
     if ctx.profile.database_url:
         last, counts = ctx.with_store("jobs status", fetch)
     if as_json:

@@ -8,8 +8,6 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import click
-
 
 def dumps(value: Any) -> str:
     return json.dumps(value, indent=2, default=str)
@@ -50,23 +48,6 @@ def seconds(value: float) -> str:
     from jobs_core.durations import format_duration
 
     return format_duration(value)
-
-
-STATUS_COLORS = {
-    "succeeded": "green",
-    "failed": "red",
-    "timed_out": "red",
-    "retrying": "yellow",
-    "running": "cyan",
-    "queued": "cyan",
-    "skipped": "bright_black",
-}
-
-
-def status(value: str | None) -> str:
-    if not value:
-        return "-"
-    return click.style(value, fg=STATUS_COLORS.get(value))
 
 
 def one_line(text: str | None, width: int = 60) -> str:

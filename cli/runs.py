@@ -10,8 +10,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from jobs_core.context import Trigger
 from jobs_core.registry import JobDefinition
+from jobs_core.status import Action, RunStatus, Trigger
 from jobs_core.store import Run, RunStore
 
 from .context import CliContext
@@ -21,9 +21,8 @@ POLL_INTERVAL = 0.2
 
 def enqueue(ctx: CliContext, jobs: list[JobDefinition], overrides: dict[str, Any]) -> list[str]:
     """Record a queued manual run per job (when history is configured), then send it."""
+    from jobs_core.wire import job_kwargs, task_name
     from worker.factory import create_app
-    from worker.messages import job_kwargs
-    from worker.naming import task_name
 
     ctx.redis()  # fail early, with the URL, if the broker is unreachable
     runs = [(jd, str(uuid.uuid4())) for jd in jobs]
@@ -45,7 +44,7 @@ def enqueue(ctx: CliContext, jobs: list[JobDefinition], overrides: dict[str, Any
         for jd, run_id in runs:
             kwargs = job_kwargs(
                 run_id=run_id,
-                trigger=Trigger.MANUAL.value,
+                trigger=Trigger.MANUAL,
                 scheduled_for=None,
                 enqueued_at=datetime.now(UTC),
                 parameters=overrides,
@@ -93,7 +92,7 @@ def follow(
 
 def run_inline(
     ctx: CliContext, jd: JobDefinition, overrides: dict[str, Any], on_change: Callable[[str], None]
-) -> tuple[str, str, str | None]:
+) -> tuple[str, RunStatus | None, str | None]:
     """Run ``jd`` in this process with a real JobContext, retries included.
 
     Returns ``(run_id, final_status, message)``. History is recorded when a database is
@@ -117,11 +116,11 @@ def run_inline(
     try:
         while True:
             outcome = runtime.run(run_attempt(runtime, jd, req, hostname))
-            if outcome.status == "requeue":
+            if outcome.action is Action.REQUEUE:
                 on_change("waiting: another run of this job is active (overlap)")
                 time.sleep(outcome.retry_in or 1.0)
                 continue
-            if outcome.status == "retrying":
+            if outcome.action is Action.RETRY:
                 on_change(
                     f"attempt {req.attempt} failed: {outcome.message}; retrying in "
                     f"{outcome.retry_in or 0:.1f}s"

@@ -7,23 +7,16 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from .errors import NoDatabaseConfigured, ParameterError, UnknownService
+from .status import Trigger
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
 
 T = TypeVar("T")
 _MISSING: Any = object()
-
-
-class Trigger(StrEnum):
-    SCHEDULE = "schedule"
-    MANUAL = "manual"
-    CATCH_UP = "catch-up"
-    BOOTSTRAP = "bootstrap"
 
 
 @dataclass(frozen=True)

@@ -3,59 +3,28 @@
 A run is one execution request: a scheduled tick, a catch-up tick, a manual or a bootstrap
 run. It moves ``queued -> running -> succeeded | failed | timed_out | skipped`` with
 ``retrying`` between attempts; every attempt also gets a row in ``job_run_attempts``.
-Scheduled ticks have deterministic ids (:func:`tick_run_id`), so a redelivered message
-for a tick lands on the same row and a finished tick is never run again.
+Scheduled ticks have deterministic ids (:func:`jobs_core.wire.tick_run_id`), so a
+redelivered message for a tick lands on the same row and a finished tick is never run again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from .context import Trigger
 from .errors import ServiceUnavailable, StoreError
+from .status import TERMINAL, RunStatus, Trigger
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
 
     from .job import Extension
 
-TERMINAL = ("succeeded", "failed", "timed_out", "skipped")
-ACTIVE = ("queued", "running", "retrying")
-STATUSES = (*ACTIVE, *TERMINAL)
-_TICK_NS = uuid.UUID("6f1c2a52-58f4-4d0e-9a0e-3c3b8f6c1d2e")
-_TICK_NS_BYTES = _TICK_NS.bytes
 _MIGRATION_LOCK = 0x5359_5350_4A4F_4253  # arbitrary, constant: serialises concurrent migrates
-
-
-def tick_run_id(job_key: str, scheduled_for: datetime) -> str:
-    """The run id of a scheduled tick: the same for every delivery of that tick."""
-    return _tick_id(f"{job_key}@{scheduled_for.timestamp():.6f}")
-
-
-def tick_run_id_ms(job_key: str, epoch_ms: int) -> str:
-    """:func:`tick_run_id` of the instant ``epoch_ms`` (milliseconds since the epoch).
-
-    The beat computes thousands a second; this skips the datetime. The text hashed is
-    the one ``tick_run_id`` formats: ``.6f`` of a whole number of milliseconds.
-    """
-    if epoch_ms < 0:
-        return tick_run_id(job_key, datetime.fromtimestamp(epoch_ms / 1000, UTC))
-    seconds, millis = divmod(epoch_ms, 1000)
-    return _tick_id(f"{job_key}@{seconds}.{millis:03d}000")
-
-
-def _tick_id(name: str) -> str:
-    # str(uuid.uuid5(_TICK_NS, name)), formatted from the digest directly (a third of
-    # the time): version nibble 5, RFC 4122 variant bits 10.
-    h = hashlib.sha1(_TICK_NS_BYTES + name.encode()).hexdigest()
-    variant = "89ab"[int(h[16], 16) & 3]
-    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -65,7 +34,7 @@ def _iso(value: datetime | None) -> str | None:
 @dataclass(frozen=True)
 class Attempt:
     attempt: int
-    status: str
+    status: RunStatus
     started_at: datetime
     finished_at: datetime | None
     duration_ms: int | None
@@ -92,8 +61,8 @@ class Run:
 
     id: str
     job_key: str
-    trigger: str
-    status: str
+    trigger: Trigger
+    status: RunStatus
     scheduled_for: datetime | None
     enqueued_at: datetime
     started_at: datetime | None
@@ -150,7 +119,9 @@ _RUN_COLUMNS = (
 
 
 def _run_from_row(row: Sequence[Any], attempts: Iterable[Attempt] = ()) -> Run:
-    return Run(*row, attempts=tuple(attempts))  # type: ignore[misc]
+    rid, job_key, trigger, status, *rest = row
+    fields = (rid, job_key, Trigger(trigger), RunStatus(status), *rest)
+    return Run(*fields, attempts=tuple(attempts))  # type: ignore[misc]
 
 
 # ---------------------------------------------------------------- migrations
@@ -245,8 +216,10 @@ def finish_params(
     ``retrying`` keeps the run open (``next_attempt_at`` tells when it runs again);
     any terminal status closes it. The attempt row records what this attempt did.
     """
-    if status not in STATUSES:
-        raise StoreError(f"unknown run status {status!r}")
+    try:
+        status = RunStatus(status)
+    except ValueError:
+        raise StoreError(f"unknown run status {status!r}") from None
     from psycopg.types.json import Jsonb
 
     return {
@@ -362,7 +335,7 @@ class RunStore:
         parameters: dict[str, Any] | None = None,
         scheduled_for: datetime | None = None,
         run_id: str | None = None,
-        status: str = "queued",
+        status: RunStatus = RunStatus.QUEUED,
         message: str | None = None,
     ) -> str:
         """Insert a run (manual, bootstrap or skipped tick); returns its id.
@@ -482,7 +455,7 @@ class RunStore:
                     " error, worker FROM job_run_attempts WHERE run_id = %s ORDER BY attempt",
                     (run_id,),
                 )
-                attempts = [Attempt(*a) for a in await cur.fetchall()]
+                attempts = [Attempt(a[0], RunStatus(a[1]), *a[2:]) for a in await cur.fetchall()]
         return _run_from_row(row, attempts)
 
     async def history(self, job_key: str | None = None, *, limit: int = 20) -> list[Run]:

@@ -19,8 +19,8 @@ from typing import Any
 import redis as redis_lib
 
 from jobs_core import Extension, Job, JobContext, JobResult
+from jobs_core.wire import decode
 from tests import procs
-from worker.messages import decode
 
 ROOT = Path(__file__).resolve().parent.parent
 EXT = "beattest"

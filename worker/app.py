@@ -18,12 +18,12 @@ __all__ = ["app", "create_app", "registry", "runtime"]
 app, registry, runtime = create_app()
 
 
-@signals.worker_process_shutdown.connect
+@signals.worker_process_shutdown.connect  # type: ignore[untyped-decorator]
 def _close_process_resources(**_: Any) -> None:
     runtime.close()
 
 
-@signals.worker_shutdown.connect
+@signals.worker_shutdown.connect  # type: ignore[untyped-decorator]
 def _close_main_resources(**_: Any) -> None:
     # solo and threads pools run tasks in the main process
     runtime.close()

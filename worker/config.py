@@ -7,11 +7,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from jobs_core.registry import JobRegistry
+from jobs_core.wire import DEFAULT_QUEUE, DEFAULT_REDIS_URL, task_name
 
 from .execution import hard_time_limit
-from .naming import DEFAULT_QUEUE, task_name
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 _CERT_REQS = {
     "required": ssl.CERT_REQUIRED,
     "cert_required": ssl.CERT_REQUIRED,

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jobs_core.context import JobContext, RunInfo, Trigger
+from jobs_core.context import JobContext, RunInfo
 from jobs_core.policy import Overlap
 from jobs_core.registry import JobDefinition
 from jobs_core.result import JobResult
+from jobs_core.status import Action, RunStatus, Trigger
 from jobs_core.store import RunStore
 
 from .overlap import OverlapLock
@@ -85,11 +86,15 @@ class TaskRequest:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened; ``status`` is a run status or ``duplicate`` / ``requeue``."""
+    """What an attempt came to: the status history records and what to do next.
+
+    ``status`` is None when nothing was recorded (a duplicate delivery, an overlap wait).
+    """
 
     run_id: str
     job_key: str
-    status: str
+    status: RunStatus | None
+    action: Action
     attempt: int
     message: str | None = None
     error: str | None = None
@@ -98,6 +103,10 @@ class Outcome:
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    @property
+    def retry_after(self) -> float:
+        return self.retry_in or 0.0
 
 
 def format_error(exc: BaseException) -> str:
@@ -132,7 +141,9 @@ async def run_attempt(
     if req.skip_reason is not None:
         await _record_skipped(store, jd, req, req.skip_reason)
         log.info("run %s %s skipped: %s", req.run_id, key, req.skip_reason)
-        return Outcome(req.run_id, key, "skipped", req.attempt, message=req.skip_reason)
+        return Outcome(
+            req.run_id, key, RunStatus.SKIPPED, Action.ACK, req.attempt, message=req.skip_reason
+        )
 
     lock: OverlapLock | None = None
     # Without Redis (an inline run with no redis_url) there is no one to overlap with.
@@ -140,15 +151,16 @@ async def run_attempt(
         lock = OverlapLock(runtime.redis())
         holder = await lock.acquire(key, req.run_id, lock_ttl(jd))
         if holder is not None:
-            is_tick = req.trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP)
-            if jd.policy.overlap is Overlap.SKIP and is_tick:
+            if jd.policy.overlap is Overlap.SKIP and req.trigger.is_tick:
                 reason = f"skipped: run {holder} of {key} was still active (overlap: skip)"
                 await _record_skipped(store, jd, req, reason)
                 log.info("run %s %s %s", req.run_id, key, reason)
-                return Outcome(req.run_id, key, "skipped", req.attempt, message=reason)
+                return Outcome(
+                    req.run_id, key, RunStatus.SKIPPED, Action.ACK, req.attempt, message=reason
+                )
             # overlap: queue (and manual runs, which an operator asked for explicitly):
             # wait for the active run without holding a worker slot.
-            return Outcome(req.run_id, key, "requeue", req.attempt, retry_in=1.0)
+            return Outcome(req.run_id, key, None, Action.REQUEUE, req.attempt, retry_in=1.0)
 
     try:
         return await _claimed_attempt(runtime, store, jd, req, hostname)
@@ -167,7 +179,7 @@ async def _record_skipped(
             trigger=req.trigger,
             scheduled_for=req.scheduled_for,
             max_attempts=jd.policy.retry.max_attempts,
-            status="skipped",
+            status=RunStatus.SKIPPED,
             message=reason,
         )
 
@@ -215,7 +227,9 @@ async def _claimed_attempt(
                 req.attempt,
                 claim.status,
             )
-            return Outcome(req.run_id, key, "duplicate", req.attempt, message=claim.status)
+            return Outcome(
+                req.run_id, key, None, Action.DUPLICATE, req.attempt, message=claim.status
+            )
         if claim.took_over:
             log.warning("run %s %s: taking over from a worker that died", req.run_id, key)
 
@@ -256,10 +270,16 @@ async def _claimed_attempt(
     elapsed_ms = int((time.monotonic() - started) * 1000)
 
     if result is not None:
-        status = "succeeded" if result.success else "failed"
+        status = RunStatus.SUCCEEDED if result.success else RunStatus.FAILED
         duration = result.duration_ms if result.duration_ms is not None else elapsed_ms
         outcome = Outcome(
-            req.run_id, key, status, req.attempt, message=result.message, duration_ms=duration
+            req.run_id,
+            key,
+            status,
+            Action.ACK,
+            req.attempt,
+            message=result.message,
+            duration_ms=duration,
         )
         finish: dict[str, Any] = {
             "message": result.message,
@@ -269,14 +289,15 @@ async def _claimed_attempt(
             "duration_ms": duration,
         }
     else:
-        final = "timed_out" if timed_out else "failed"
+        final = RunStatus.TIMED_OUT if timed_out else RunStatus.FAILED
         delay = None if run.is_last_attempt else retry.delay(req.attempt)
-        status = final if delay is None else "retrying"
+        status = final if delay is None else RunStatus.RETRYING
         first_line = (error or "").strip().splitlines()[-1] if error else None
         outcome = Outcome(
             req.run_id,
             key,
             status,
+            Action.ACK if delay is None else Action.RETRY,
             req.attempt,
             message=first_line,
             error=error,
@@ -323,9 +344,9 @@ async def _claimed_attempt(
 
 def _log_outcome(o: Outcome, max_attempts: int) -> None:
     where = f"run {o.run_id} {o.job_key} attempt {o.attempt}/{max_attempts}"
-    if o.status == "succeeded":
+    if o.status is RunStatus.SUCCEEDED:
         log.info("%s succeeded in %s ms: %s", where, o.duration_ms, o.message or "")
-    elif o.status == "retrying":
+    elif o.action is Action.RETRY:
         log.warning("%s failed, retrying in %.1fs: %s", where, o.retry_in or 0, o.message)
     else:
         log.error("%s %s: %s", where, o.status, o.message)

@@ -6,8 +6,9 @@ from celery import Celery
 
 from jobs_core.profile import Profile, load_profile
 from jobs_core.registry import JobRegistry, build_registry
+from jobs_core.wire import DEFAULT_REDIS_URL
 
-from .config import DEFAULT_REDIS_URL, celery_settings
+from .config import celery_settings
 from .runtime import WorkerRuntime
 from .tasks import register_job_tasks
 

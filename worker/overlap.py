@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-LOCK_PREFIX = "sp:lock:"
+from jobs_core.wire import Keys
 
 _ACQUIRE = """
 local holder = redis.call('GET', KEYS[1])
@@ -38,15 +38,11 @@ class OverlapLock:
     async def acquire(self, job_key: str, run_id: str, ttl_s: float) -> str | None:
         """Take the lock for ``run_id``; returns None on success, else the holder's run id."""
         holder = await self._acquire(
-            keys=[LOCK_PREFIX + job_key], args=[run_id, max(1, int(ttl_s * 1000))]
+            keys=[Keys.lock(job_key)], args=[run_id, max(1, int(ttl_s * 1000))]
         )
         if isinstance(holder, bytes):
             holder = holder.decode()
         return holder or None
 
     async def release(self, job_key: str, run_id: str) -> None:
-        await self._release(keys=[LOCK_PREFIX + job_key], args=[run_id])
-
-    async def holder(self, job_key: str) -> str | None:
-        value = await self._client.get(LOCK_PREFIX + job_key)
-        return value.decode() if isinstance(value, bytes) else value
+        await self._release(keys=[Keys.lock(job_key)], args=[run_id])

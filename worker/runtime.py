@@ -18,7 +18,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from jobs_core.errors import NoDatabaseConfigured
+from jobs_core.errors import ConfigError, NoDatabaseConfigured
 from jobs_core.store import RunStore
 from jobs_core.urls import mask_url
 
@@ -175,6 +175,8 @@ class WorkerRuntime:
         if self._redis is None:
             import redis.asyncio as aioredis
 
+            if not self.redis_url:
+                raise ConfigError("no Redis URL: set redis_url in the profile or REDIS_URL")
             self._redis = aioredis.Redis.from_url(
                 self.redis_url, health_check_interval=30, socket_keepalive=True
             )
@@ -191,7 +193,7 @@ def _pool_class() -> Any:
 def _lazy_pool_class() -> Any:
     from psycopg_pool import AsyncConnectionPool
 
-    class LazyAsyncConnectionPool(AsyncConnectionPool):  # type: ignore[misc]
+    class LazyAsyncConnectionPool(AsyncConnectionPool):
         """An AsyncConnectionPool that opens on the first connection request.
 
         ``open()`` is idempotent (and serialised by the pool's lock), so concurrent first
@@ -203,7 +205,7 @@ def _lazy_pool_class() -> Any:
         async def getconn(self, timeout: float | None = None) -> Any:
             if self.closed and not self._closed_on_purpose:
                 await self.open()
-                log.info("jobs database pool open (%s)", mask_url(self.conninfo))
+                log.info("jobs database pool open (%s)", mask_url(str(self.conninfo)))
             return await super().getconn(timeout)
 
         async def close(self, timeout: float = 5.0) -> None:

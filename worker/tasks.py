@@ -12,11 +12,11 @@ from typing import Any
 from celery import Celery, Task
 
 from jobs_core.registry import JobDefinition, JobRegistry
+from jobs_core.status import Action, RunStatus
 from jobs_core.store import settle_attempt_sync
+from jobs_core.wire import Keys, task_name
 
 from .execution import CANCEL_GRACE, Outcome, TaskRequest, hard_time_limit, run_attempt, stuck_after
-from .naming import task_name
-from .overlap import LOCK_PREFIX
 from .runtime import WorkerRuntime
 
 log = logging.getLogger("worker.tasks")
@@ -78,11 +78,11 @@ def execute_task(
         raise task.retry(
             kwargs=req.to_kwargs(), countdown=INFRA_RETRY_DELAY, max_retries=None, exc=exc
         ) from exc
-    if outcome.status == "retrying":
+    if outcome.action is Action.RETRY:
         raise task.retry(
             kwargs=req.next_attempt_kwargs(), countdown=outcome.retry_in, max_retries=None
         )
-    if outcome.status == "requeue":
+    if outcome.action is Action.REQUEUE:
         raise task.retry(kwargs=req.to_kwargs(), countdown=outcome.retry_in, max_retries=None)
     return outcome.to_json()
 
@@ -94,7 +94,7 @@ def _abandon_stuck_attempt(
     retry = jd.policy.retry
     last = req.attempt >= retry.max_attempts
     delay = None if last else retry.delay(req.attempt)
-    status = "timed_out" if last else "retrying"
+    status = RunStatus.TIMED_OUT if last else RunStatus.RETRYING
     error = (
         f"timed out after {jd.policy.timeout:g}s and ignored cancellation for "
         f"{CANCEL_GRACE:g}s; its worker thread was abandoned"
@@ -128,14 +128,15 @@ def _abandon_stuck_attempt(
         import redis
 
         client = redis.Redis.from_url(runtime.redis_url or "")
-        if client.get(LOCK_PREFIX + jd.key) == req.run_id.encode():
-            client.delete(LOCK_PREFIX + jd.key)
+        if client.get(Keys.lock(jd.key)) == req.run_id.encode():
+            client.delete(Keys.lock(jd.key))
         client.close()
     except Exception:
         log.exception("run %s %s: could not release the overlap lock", req.run_id, jd.key)
     if not runtime.loop.responsive():
         runtime.abandon_loop()
     log.error("run %s %s attempt %d: %s", req.run_id, jd.key, req.attempt, error)
+    action = Action.ACK if last else Action.RETRY
     return Outcome(
-        req.run_id, jd.key, status, req.attempt, message=error, error=error, retry_in=delay
+        req.run_id, jd.key, status, action, req.attempt, message=error, error=error, retry_in=delay
     )

@@ -19,10 +19,8 @@ from beat.lease import Lease
 from beat.schedule import from_ms
 from beat.service import Beat
 from beat.ticks import DISABLED, DUPLICATE, SENT, NotLeader, OutTick, TickSender
-from jobs_core.store import tick_run_id
+from jobs_core.wire import decode, task_name, tick_run_id, tick_template
 from tests.beat_fixtures import EXT, messages, wait_for, write_profile
-from worker.messages import decode, tick_template
-from worker.naming import task_name
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from jobs_core.store import tick_run_id
+from jobs_core.wire import job_kwargs, task_message, task_name, tick_run_id
 from tests.procs import (
     flower_proc,
     free_port_for_tests,
@@ -24,8 +24,6 @@ from tests.procs import (
     wait_for,
 )
 from worker.factory import create_app
-from worker.messages import job_kwargs, task_message
-from worker.naming import task_name
 
 from .worker_support import History, registry_for, send, write_profile
 

@@ -12,8 +12,7 @@ from jobs_core.context import Trigger
 from jobs_core.profile import load_profile
 from jobs_core.registry import JobRegistry, build_registry
 from jobs_core.store import Run, RunStore
-from worker.messages import job_kwargs
-from worker.naming import task_name
+from jobs_core.wire import job_kwargs, task_name
 
 WORKER_PROFILE = """
 extensions: [tests.worker_fixtures:WorkerTestExtension]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobs_core.store import _TICK_NS, tick_run_id, tick_run_id_ms
+from jobs_core.wire import _TICK_NS, tick_run_id, tick_run_id_ms
 
 keys = st.from_regex(r"[a-z0-9][a-z0-9_.-]{0,20}/[a-z0-9][a-z0-9_.-]{0,20}", fullmatch=True)
 # 1970 .. 2200, whole milliseconds (what the beat schedules), and a few before 1970

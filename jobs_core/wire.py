@@ -1,13 +1,9 @@
-"""Celery protocol-2 task messages as the Redis transport stores them, built by hand.
+"""The wire contract between the CLI, the beat and the workers.
 
-The beat sends thousands of ticks per second; going through ``app.send_task`` costs a
-producer round trip and ~100 µs of Python per message. These helpers build the exact
-JSON envelope kombu's Redis transport LPUSHes, so a caller can put many ticks into one
-pipeline. JSON only: the body is ``[args, kwargs, embed]`` serialised with ``json``.
-
-The envelope is kept small on purpose (no base64 body, no optional headers that Celery
-reads with a default): the beat's claim-and-send script moves every byte of it through
-Redis, and at 1,000 ticks per second the payload size is what its latency is made of.
+Everything two processes must agree on lives here and nowhere else: task names, the JSON
+run message (Celery protocol 2 as kombu's Redis transport stores it, built by hand so the
+beat can pipeline thousands of ticks), tick run ids, and every Redis key name. JSON only:
+a message body is ``[args, kwargs, embed]`` serialised with :mod:`json`.
 """
 
 from __future__ import annotations
@@ -16,11 +12,79 @@ import base64
 import hashlib
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from .naming import DEFAULT_QUEUE
+from .status import Trigger
+
+DEFAULT_QUEUE = "jobs"
+TASK_PREFIX = "jobs."
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class Keys:
+    """Every Redis key the project reads or writes (all under the ``sp:`` prefix)."""
+
+    PREFIX = "sp:"
+    #: Leader lease: a random token, ``SET NX PX <lease_ttl>``; renewed and released by token.
+    LEASE = f"{PREFIX}beat:lease"
+    #: Hash written by the leader at every renewal: beat_id, host, pid, since, heartbeat...
+    LEADER = f"{PREFIX}beat:leader"
+    #: Hash ``job key -> epoch ms`` of the last tick handled (sent, recorded skipped or
+    #: deliberately not sent because the job is disabled). Catch-up starts after it, and
+    #: the claim script's compare-and-set on it is what sends every tick at most once.
+    LAST = f"{PREFIX}beat:last"
+    #: Set of job keys paused at runtime (``jobs disable``); read at every tick.
+    DISABLED = f"{PREFIX}jobs:disabled"
+    #: Hash: template id -> "<queue>\n<message with placeholders>" (see beat.ticks).
+    TEMPLATES = f"{PREFIX}beat:templates"
+    #: Id of the current beat "session": alive while at least one beat process is running.
+    SESSION = f"{PREFIX}beat:session"
+    #: Session id whose bootstrap jobs were enqueued.
+    BOOTSTRAPPED = f"{PREFIX}beat:bootstrapped"
+    #: Prefix of the per-job overlap lock (value: the run id holding it).
+    LOCK_PREFIX = f"{PREFIX}lock:"
+
+    @classmethod
+    def lock(cls, job_key: str) -> str:
+        return cls.LOCK_PREFIX + job_key
+
+
+def task_name(job_key: str) -> str:
+    """``maintenance/cleanup`` -> ``jobs.maintenance.cleanup`` (what Flower shows)."""
+    extension, _, job = job_key.partition("/")
+    return f"{TASK_PREFIX}{extension}.{job}"
+
+
+_TICK_NS = uuid.UUID("6f1c2a52-58f4-4d0e-9a0e-3c3b8f6c1d2e")
+_TICK_NS_BYTES = _TICK_NS.bytes
+
+
+def tick_run_id(job_key: str, scheduled_for: datetime) -> str:
+    """The run id of a scheduled tick: the same for every delivery of that tick."""
+    return _tick_id(f"{job_key}@{scheduled_for.timestamp():.6f}")
+
+
+def tick_run_id_ms(job_key: str, epoch_ms: int) -> str:
+    """:func:`tick_run_id` of the instant ``epoch_ms`` (milliseconds since the epoch).
+
+    The beat computes thousands a second; this skips the datetime. The text hashed is
+    the one ``tick_run_id`` formats: ``.6f`` of a whole number of milliseconds.
+    """
+    if epoch_ms < 0:
+        return tick_run_id(job_key, datetime.fromtimestamp(epoch_ms / 1000, UTC))
+    seconds, millis = divmod(epoch_ms, 1000)
+    return _tick_id(f"{job_key}@{seconds}.{millis:03d}000")
+
+
+def _tick_id(name: str) -> str:
+    # str(uuid.uuid5(_TICK_NS, name)), formatted from the digest directly (a third of
+    # the time): version nibble 5, RFC 4122 variant bits 10.
+    h = hashlib.sha1(_TICK_NS_BYTES + name.encode()).hexdigest()
+    variant = "89ab"[int(h[16], 16) & 3]
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
+
 
 _EMBED: dict[str, Any] = {}  # no callbacks, errbacks, chain or chord
 _COMPACT = (",", ":")
@@ -29,7 +93,7 @@ _COMPACT = (",", ":")
 def job_kwargs(
     *,
     run_id: str,
-    trigger: str,
+    trigger: Trigger,
     scheduled_for: datetime | None,
     enqueued_at: datetime,
     attempt: int = 1,
@@ -38,7 +102,7 @@ def job_kwargs(
     """The JSON-safe keyword arguments every job task takes."""
     return {
         "run_id": run_id,
-        "trigger": trigger,
+        "trigger": Trigger(trigger).value,
         "scheduled_for": scheduled_for.isoformat() if scheduled_for else None,
         "enqueued_at": enqueued_at.isoformat(),
         "attempt": attempt,
@@ -111,10 +175,10 @@ class TickTemplate:
 
     __slots__ = ("_parts", "id", "queue", "text")
 
-    def __init__(self, queue: str, trigger: str, parameters_json: str) -> None:
+    def __init__(self, queue: str, trigger: Trigger, parameters_json: str) -> None:
         kwargs = {
             "run_id": RUN_ID,
-            "trigger": trigger,
+            "trigger": Trigger(trigger).value,
             "scheduled_for": SCHEDULED,
             "enqueued_at": ENQUEUED,
             "attempt": 1,
@@ -148,7 +212,7 @@ def _split(text: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=4096)
-def tick_template(queue: str, trigger: str, parameters_json: str) -> TickTemplate | None:
+def tick_template(queue: str, trigger: Trigger, parameters_json: str) -> TickTemplate | None:
     """The shared template, or None when this job's values cannot be templated."""
     try:
         return TickTemplate(queue, trigger, parameters_json)
