@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from beat import control, keys
+from beat import control
 from beat.lease import Lease
 from beat.schedule import from_ms
 from beat.service import Beat
 from beat.ticks import DISABLED, DUPLICATE, SENT, NotLeader, OutTick, TickSender
-from jobs_core.wire import decode, task_name, tick_run_id, tick_template
+from jobs_core.wire import Keys, decode, task_name, tick_run_id, tick_template
 from tests.beat_fixtures import EXT, messages, wait_for, write_profile
 
 pytestmark = pytest.mark.integration
@@ -42,9 +42,9 @@ def test_lease_is_exclusive_renewable_and_fenced(client: redis.Redis) -> None:
     assert not b.acquire({"beat_id": "b"})
     assert a.renew({"beat_id": "a"}) and not b.renew()
     assert a.acquire()  # re-acquiring one's own lease extends it
-    assert 1000 < client.pttl(keys.LEASE) <= 2000
+    assert 1000 < client.pttl(Keys.LEASE) <= 2000
     assert not b.release()  # fencing: b cannot drop a's lease
-    assert client.get(keys.LEASE) == a.token
+    assert client.get(Keys.LEASE) == a.token
     assert a.release()
     assert b.acquire() and not a.renew()
 
@@ -82,7 +82,7 @@ def test_claims_send_each_tick_once_and_respect_disable(client: redis.Redis) -> 
     assert sender.send([tick("e/a", 3000)], None) == [SENT]
     assert client.llen("q") == 5
     # The claim needs no key per tick: nothing but the queue and the last-handled hash.
-    assert set(client.keys("*")) == {"q", keys.LAST}
+    assert set(client.keys("*")) == {"q", Keys.LAST}
 
 
 def test_two_senders_racing_on_one_batch_send_each_tick_once(redis_url: str) -> None:
