@@ -212,3 +212,10 @@ def test_never_firing_expressions_are_rejected(fields: list[list[Item]]) -> None
     else:
         with pytest.raises(InvalidSchedule, match="can never fire"):
             CronSchedule(expr)
+
+
+def test_property_tests_are_derandomized_exactly_when_ci_is_set() -> None:
+    # tests/conftest.py loads the profile; settings built by test modules inherit it.
+    in_ci = bool(os.environ.get("CI"))
+    assert settings.default.derandomize is in_ci
+    assert SETTINGS.derandomize is in_ci
