@@ -1,10 +1,9 @@
-"""profile.yaml: loading, environment substitution, validation and located errors.
+"""profile.yaml: loading, ``${VAR}`` substitution, validation, located errors; and the
+policy settings model that Job class attributes share with it.
 
-Also the policy settings shared with ``Job`` class attributes (:class:`PolicySettings`),
-so a key means the same in code and in the profile. Keywords (booleans, overlap modes)
-are read case-insensitively; names (extensions, jobs, queues) are not. Every mistake is
-one :class:`~jobs_core.errors.ProfileError` naming the file, line, key path and what is
-allowed: operators should never have to read a pydantic dump.
+Main rule: every mistake is one :class:`~jobs_core.errors.ProfileError` naming the file,
+line, key path and what is allowed. Keywords (booleans, overlap modes) are read
+case-insensitively, names (extensions, jobs, queues) are not, in code as in the profile.
 """
 
 from __future__ import annotations
