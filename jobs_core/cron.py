@@ -1,18 +1,10 @@
-"""Six-field cron schedules (second first) with cronie's time-zone and DST rules.
+"""Six-field cron schedules (seconds first) under cronie's time-zone and DST rules.
 
-Written from scratch rather than wrapping croniter: croniter fires fixed-time jobs twice on
-fall-back days when seconds come first, and reads one-value ranges such as ``59-59`` as
-``*``. The beat calls :meth:`CronSchedule.next_after` for every fire of every job, so all
-fields are compiled once into sorted tuples and the search works on plain integers.
-
-DST rules (cronie):
-
-* hour field starting with ``*`` ("interval-like"): fire at every instant whose local wall
-  time matches; wall times inside a spring-forward gap do not exist, and wall times of a
-  fall-back repeat fire at both occurrences, so real time keeps its rhythm.
-* any other hour field ("fixed time"): a fall-back repeat fires only at its first
-  occurrence; a wall time swallowed by a spring-forward gap fires once, at the first
-  instant after the gap.
+Main rule: an hour field starting with ``*`` (``*/2`` too) is interval-like: every instant
+whose wall time matches fires, so a spring-forward gap skips its times and a fall-back
+repeat fires twice. Any other hour field is fixed-time: a repeat fires at its first
+occurrence only, and a time swallowed by a gap fires once, right after the gap. Written
+from scratch because croniter double-fires fixed-time jobs on fall-back days.
 """
 
 from __future__ import annotations
@@ -261,6 +253,7 @@ class CronSchedule:
                 f'got {len(parts)} in "{expr}"{hint}'
             )
         fields = [_parse_field(expr, i, part) for i, part in enumerate(parts)]
+        # Compiled once into sorted tuples: the beat asks for every fire of every job.
         self._seconds = tuple(sorted(fields[_SECOND].values))
         self._minutes = tuple(sorted(fields[_MINUTE].values))
         self._hours = tuple(sorted(fields[_HOUR].values))

@@ -17,8 +17,10 @@ class Job(ABC):
     """A background job. Subclass it, set the class attributes, implement ``execute``.
 
     ``schedule`` is a 6-field cron expression (seconds first) or ``None`` for a job
-    that only runs by hand or as a bootstrap job. The optional policy attributes are
-    the job's own defaults; profile.yaml overrides them.
+    that only runs by hand or as a bootstrap job. The optional policy attributes take
+    the keys and spellings of profile.yaml's ``scheduler.defaults`` and are checked the
+    same way; they win over ``scheduler.defaults`` and lose to the job's own entry in
+    ``scheduler.jobs``.
     """
 
     name: ClassVar[str] = ""
@@ -26,7 +28,7 @@ class Job(ABC):
     schedule: ClassVar[str | None] = None
     tags: ClassVar[tuple[str, ...]] = ()
 
-    # Optional per-job defaults (None = take the profile's scheduler.defaults).
+    # Optional policy settings (None = not set here).
     retry: ClassVar[dict[str, Any] | None] = None  # e.g. {"max_attempts": 5, "backoff": "30s"}
     timeout: ClassVar[str | float | None] = None  # "30s" or seconds
     overlap: ClassVar[str | None] = None  # "skip" | "allow" | "queue"

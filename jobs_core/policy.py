@@ -1,7 +1,12 @@
-"""Execution policies: retry, timeout, overlap and misfire grace."""
+"""The effective execution policies of a job: retry, timeout, overlap, misfire grace, queue.
+
+These are resolved values; the settings that produce them (profile.yaml and Job class
+attributes alike) are validated by the models in :mod:`jobs_core.profile`.
+"""
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from enum import StrEnum
@@ -38,8 +43,13 @@ class RetryPolicy:
 
     def delay(self, failed_attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after ``failed_attempt`` (1-based) before the next one."""
-        exp = min(max(failed_attempt - 1, 0), 62)
-        capped = min(self.max_backoff, self.backoff * float(1 << exp))
+        exp = max(failed_attempt - 1, 0)
+        try:
+            # ldexp scales by 2**exp exactly; past the float range any finite cap wins.
+            raw = math.ldexp(self.backoff, exp)
+        except OverflowError:
+            raw = math.inf
+        capped = min(float(self.max_backoff), raw)
         if self.jitter:
             return (rng or _RNG).uniform(0, capped)
         return capped

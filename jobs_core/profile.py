@@ -1,8 +1,9 @@
-"""profile.yaml: loading, environment substitution, validation and located errors.
+"""profile.yaml: loading, ``${VAR}`` substitution, validation, located errors; and the
+policy settings model that Job class attributes share with it.
 
-Every mistake becomes one :class:`~jobs_core.errors.ProfileError` that names the file,
-the line, the key path (``scheduler.jobs[0].timeout``) and what is allowed, because the
-profile is edited by operators who should never have to read a pydantic dump.
+Main rule: every mistake is one :class:`~jobs_core.errors.ProfileError` naming the file,
+line, key path and what is allowed. Keywords (booleans, overlap modes) are read
+case-insensitively, names (extensions, jobs, queues) are not, in code as in the profile.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import re
 import types
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -37,15 +39,17 @@ from .urls import mask_url
 
 __all__ = [
     "DEFAULT_PROFILE_FILE",
+    "POLICY_KEYS",
     "PROFILE_ENV",
     "URL_ENV",
     "JobOverride",
     "KeyPath",
+    "PolicySettings",
     "Profile",
-    "RetryDefaults",
-    "RetryOverride",
+    "RetrySettings",
     "SchedulerConfig",
     "SchedulerDefaults",
+    "explain",
     "load_profile",
     "parse_profile",
 ]
@@ -192,25 +196,12 @@ def _no_null(value: object) -> object:
     return value
 
 
-class RetryDefaults(_Section):
-    """``scheduler.defaults.retry``: the retry policy of every job unless overridden."""
-
-    max_attempts: Attempts = 3
-    backoff: Duration = 10.0
-    max_backoff: Duration = 600.0
-    jitter: bool = True
-
-    def policy(self) -> RetryPolicy:
-        return RetryPolicy(
-            max_attempts=self.max_attempts,
-            backoff=self.backoff,
-            max_backoff=self.max_backoff,
-            jitter=self.jitter,
-        )
+#: The keys of :class:`PolicySettings`, in the order operators read them.
+POLICY_KEYS = ("retry", "timeout", "overlap", "misfire_grace", "queue")
 
 
-class RetryOverride(_Section):
-    """``scheduler.jobs[i].retry``: only the keys given replace the defaults."""
+class RetrySettings(_Section):
+    """``retry``: the keys given replace those of the layer below; the others are kept."""
 
     max_attempts: Attempts | None = None
     backoff: Duration | None = None
@@ -219,8 +210,49 @@ class RetryOverride(_Section):
 
     _reject_null = field_validator("*", mode="before")(_no_null)
 
+    def apply(self, base: RetryPolicy) -> RetryPolicy:
+        """``base`` with the keys given here replaced."""
+        given = {name: getattr(self, name) for name in self.model_fields_set}
+        return replace(base, **given) if given else base
 
-class JobOverride(_Section):
+
+class PolicySettings(_Section):
+    """The policy keys of ``scheduler.defaults``, of a ``scheduler.jobs`` entry and of the
+    ``Job`` class attributes: one model, so one spelling means one thing in all three.
+
+    Only the keys given count; a job's policy is built by applying, in order, the
+    built-in defaults, ``scheduler.defaults``, the class attributes, the profile entry.
+    """
+
+    retry: RetrySettings | None = None
+    timeout: Duration | None = None
+    overlap: OverlapMode | None = None
+    misfire_grace: Duration | None = None
+    queue: QueueName | None = None
+
+    _NULL_IS_DEFAULT = frozenset({"retry"})
+
+    _reject_null = field_validator("timeout", "overlap", "misfire_grace", "queue", mode="before")(
+        _no_null
+    )
+
+    def given(self) -> frozenset[str]:
+        """The policy keys this layer changes (``retry`` when any retry key is given)."""
+        keys = set(self.model_fields_set) & set(POLICY_KEYS)
+        if self.retry is None or not self.retry.model_fields_set:
+            keys.discard("retry")
+        return frozenset(keys)
+
+    def apply(self, base: JobPolicy) -> JobPolicy:
+        """``base`` with the keys given here replaced (retry key by key)."""
+        changes: dict[str, Any] = {}
+        for name in self.given():
+            value = getattr(self, name)
+            changes[name] = value.apply(base.retry) if name == "retry" else value
+        return replace(base, **changes) if changes else base
+
+
+class JobOverride(PolicySettings):
     """One entry of ``scheduler.jobs``: what the profile changes for one job."""
 
     extension: Name
@@ -228,19 +260,12 @@ class JobOverride(_Section):
     # Explicit null is meaningful ("manual only"), so it is kept apart from "not given".
     schedule: str | None = None
     enabled: bool | None = None
-    retry: RetryOverride | None = None
-    timeout: Duration | None = None
-    overlap: OverlapMode | None = None
-    misfire_grace: Duration | None = None
-    queue: QueueName | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
 
     _NULL_IS_DEFAULT = frozenset({"retry", "parameters"})
     _line: int | None = PrivateAttr(default=None)
 
-    _reject_null = field_validator(
-        "enabled", "timeout", "overlap", "misfire_grace", "queue", mode="before"
-    )(_no_null)
+    _reject_null_enabled = field_validator("enabled", mode="before")(_no_null)
 
     @property
     def key(self) -> str:
@@ -256,48 +281,13 @@ class JobOverride(_Section):
         """Whether ``name`` was written in the profile (``schedule: null`` counts)."""
         return name in self.model_fields_set
 
-    def retry_fields(self) -> dict[str, Any]:
-        """The retry keys this entry gives, durations in seconds."""
-        if self.retry is None:
-            return {}
-        return {name: getattr(self.retry, name) for name in sorted(self.retry.model_fields_set)}
 
+class SchedulerDefaults(PolicySettings):
+    """``scheduler.defaults``: policies for every job, below its class attributes."""
 
-class SchedulerDefaults(_Section):
-    """``scheduler.defaults``: policies for every job that has no override."""
-
-    retry: RetryDefaults = Field(default_factory=RetryDefaults)
-    timeout: Duration = 15 * 60.0
-    overlap: OverlapMode = Overlap.SKIP
-    misfire_grace: Duration = 5 * 60.0
-    queue: QueueName = "jobs"
-
-    _NULL_IS_DEFAULT = frozenset({"retry"})
-
-    def retry_policy(self) -> RetryPolicy:
-        return self.retry.policy()
-
-    def job_policy(self, override: JobOverride | None = None) -> JobPolicy:
-        """The effective policy of a job: these defaults, then ``override``'s given keys."""
-        if override is None:
-            return JobPolicy(
-                retry=self.retry_policy(),
-                timeout=self.timeout,
-                overlap=self.overlap,
-                misfire_grace=self.misfire_grace,
-                queue=self.queue,
-            )
-        retry = self.retry.model_dump()
-        retry.update(override.retry_fields())
-        return JobPolicy(
-            retry=RetryPolicy(**retry),
-            timeout=self.timeout if override.timeout is None else override.timeout,
-            overlap=self.overlap if override.overlap is None else override.overlap,
-            misfire_grace=(
-                self.misfire_grace if override.misfire_grace is None else override.misfire_grace
-            ),
-            queue=self.queue if override.queue is None else override.queue,
-        )
+    def policy(self) -> JobPolicy:
+        """The built-in defaults with these applied: a job's policy before its own layers."""
+        return self.apply(JobPolicy())
 
 
 class SchedulerConfig(_Section):
@@ -447,9 +437,9 @@ def _unwrap(tp: Any) -> Any:
             return tp
 
 
-def _model_at(keypath: KeyPath) -> type[BaseModel] | None:
+def _model_at(root: type[BaseModel], keypath: KeyPath) -> type[BaseModel] | None:
     """The model class that validates the mapping at ``keypath`` (for allowed-key lists)."""
-    tp: Any = Profile
+    tp: Any = root
     for part in keypath:
         tp = _unwrap(tp)
         if isinstance(tp, type) and issubclass(tp, BaseModel):
@@ -467,20 +457,20 @@ def _model_at(keypath: KeyPath) -> type[BaseModel] | None:
     return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
 
 
-def _describe(err: ErrorDetails) -> tuple[KeyPath, str]:
+def _describe(err: ErrorDetails, root: type[BaseModel]) -> tuple[KeyPath, str]:
     loc: KeyPath = tuple(p for p in err["loc"] if p != "[key]")
     kind = err["type"]
     value = err.get("input")
     ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        model = _model_at(loc[:-1])
+        model = _model_at(root, loc[:-1])
         allowed = list(model.model_fields) if model else []
         close = difflib.get_close_matches(key, allowed, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return loc, f"unknown key {key!r}{hint}; allowed keys: {', '.join(allowed)}"
     if kind == "missing":
-        model = _model_at(loc[:-1])
+        model = _model_at(root, loc[:-1])
         required = [n for n, f in model.model_fields.items() if f.is_required()] if model else []
         also = f" (required here: {', '.join(required)})" if len(required) > 1 else ""
         return loc, f"required key {str(loc[-1])!r} is missing{also}"
@@ -499,6 +489,11 @@ def _describe(err: ErrorDetails) -> tuple[KeyPath, str]:
     return loc, str(err["msg"])
 
 
+def explain(exc: ValidationError, root: type[BaseModel]) -> list[tuple[KeyPath, str]]:
+    """Each error of ``exc`` (from validating ``root``) as its key path and a one-line message."""
+    return [_describe(err, root) for err in exc.errors(include_url=False)]
+
+
 def _from_validation_error(
     exc: ValidationError,
     path: str | None,
@@ -506,8 +501,7 @@ def _from_validation_error(
     env_sources: Mapping[str, str],
 ) -> ProfileError:
     located = []
-    for err in exc.errors(include_url=False):
-        keypath, message = _describe(err)
+    for keypath, message in explain(exc, Profile):
         found = _nearest_line(lines, keypath)
         located.append((found if found is not None else 1 << 30, keypath, message))
     # Report the first mistake in file order; that is where a reader starts fixing.

@@ -1,9 +1,9 @@
 """Extension discovery and the effective job table.
 
-The effective value of every job setting comes from, in order: the built-in defaults,
-the job class's own attributes ("code"), the profile's ``scheduler.defaults`` (only for
-what the job class does not set) and the profile's per-job override ("profile").
-Where each value came from is kept, so ``jobs status`` can tell the operator.
+A job's policy is layered, each layer replacing only the keys it gives: built-in
+defaults < ``scheduler.defaults`` < the job class's attributes ("code") < the profile's
+entry for the job ("profile"). Class attributes and profile keys go through the same
+model. Where each value came from is kept, so ``jobs status`` can tell the operator.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import ValidationError
+
 from .cron import CronSchedule
-from .durations import parse_duration
 from .errors import (
     AmbiguousJob,
     ConfigError,
@@ -27,7 +28,8 @@ from .errors import (
     UnknownJob,
 )
 from .job import NAME_RE, Extension, Job
-from .policy import JobPolicy, Overlap, RetryPolicy
+from .policy import JobPolicy
+from .profile import POLICY_KEYS, PolicySettings, explain
 
 if TYPE_CHECKING:
     from .profile import JobOverride, Profile
@@ -219,82 +221,31 @@ def discover_extensions(profile: Profile | None) -> list[Extension]:
 # ---------------------------------------------------------------- effective table
 
 
-def _job_policy_from_code(
-    job: Job, where: str, defaults: JobPolicy, sources: dict[str, Source]
-) -> JobPolicy:
-    retry = defaults.retry
-    timeout, overlap = defaults.timeout, defaults.overlap
-    grace, queue = defaults.misfire_grace, defaults.queue
+def _code_settings(job: Job, where: str) -> PolicySettings:
+    """The job class's policy attributes, validated by the profile's own model."""
+    data = {key: getattr(job, key) for key in POLICY_KEYS if getattr(job, key) is not None}
     try:
-        if job.retry is not None:
-            allowed = {"max_attempts", "backoff", "max_backoff", "jitter"}
-            unknown = set(job.retry) - allowed
-            if unknown:
-                raise ValueError(
-                    f"retry has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}"
-                )
-            values: dict[str, Any] = {
-                "max_attempts": int(job.retry.get("max_attempts", retry.max_attempts)),
-                "backoff": parse_duration(job.retry.get("backoff", retry.backoff)),
-                "max_backoff": parse_duration(job.retry.get("max_backoff", retry.max_backoff)),
-                "jitter": bool(job.retry.get("jitter", retry.jitter)),
-            }
-            retry = RetryPolicy(**values)
-            sources["retry"] = "code"
-        if job.timeout is not None:
-            timeout = parse_duration(job.timeout, key="timeout")
-            sources["timeout"] = "code"
-        if job.overlap is not None:
-            overlap = Overlap(job.overlap)
-            sources["overlap"] = "code"
-        if job.misfire_grace is not None:
-            grace = parse_duration(job.misfire_grace, key="misfire_grace")
-            sources["misfire_grace"] = "code"
-        if job.queue is not None:
-            queue = job.queue
-            sources["queue"] = "code"
-    except ValueError as exc:
-        raise RegistryError(f"{where}: {exc}") from None
-    return JobPolicy(
-        retry=retry, timeout=timeout, overlap=overlap, misfire_grace=grace, queue=queue
-    )
+        return PolicySettings.model_validate(data)
+    except ValidationError as exc:
+        problems = explain(exc, PolicySettings)
+        keypath, message = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        key = ".".join(str(part) for part in keypath)
+        raise RegistryError(f"{where}: class attribute {key}: {message}{more}") from None
 
 
-def _apply_override(policy: JobPolicy, ov: JobOverride, sources: dict[str, Source]) -> JobPolicy:
-    retry = policy.retry
-    fields = ov.retry_fields()
-    if fields:
-        retry = RetryPolicy(**{**retry.__dict__, **fields})
-        sources["retry"] = "profile"
-    values: dict[str, Any] = {"retry": retry}
-    for name in ("timeout", "overlap", "misfire_grace", "queue"):
-        if ov.is_set(name) and getattr(ov, name) is not None:
-            values[name] = getattr(ov, name)
-            sources[name] = "profile"
-    return JobPolicy(**{**policy.__dict__, **values})
-
-
-_POLICY_KEYS = ("retry", "timeout", "overlap", "misfire_grace", "queue")
-
-
-def _defaults_policy(profile: Profile | None) -> tuple[JobPolicy, dict[str, Source]]:
-    """The profile's ``scheduler.defaults`` and, per key, whether the profile set it."""
-    if profile is None:
-        return JobPolicy(), dict.fromkeys(_POLICY_KEYS, "built-in")
-    d = profile.scheduler.defaults
-    given = set(d.model_fields_set)
-    if not d.retry.model_fields_set:
-        given.discard("retry")
-    sources: dict[str, Source] = {
-        k: "profile defaults" if k in given else "built-in" for k in _POLICY_KEYS
-    }
-    policy = JobPolicy(
-        retry=d.retry_policy(),
-        timeout=d.timeout,
-        overlap=Overlap(d.overlap),
-        misfire_grace=d.misfire_grace,
-        queue=d.queue,
-    )
+def _effective_policy(
+    layers: Iterable[tuple[Source, PolicySettings | None]],
+) -> tuple[JobPolicy, dict[str, Source]]:
+    """Apply ``layers`` in order over the built-in defaults; remember who set each key."""
+    policy = JobPolicy()
+    sources: dict[str, Source] = dict.fromkeys(POLICY_KEYS, "built-in")
+    for source, settings in layers:
+        if settings is None:
+            continue
+        policy = settings.apply(policy)
+        for key in settings.given():
+            sources[key] = source
     return policy, sources
 
 
@@ -305,7 +256,7 @@ def build_registry(
     if extensions is None:
         extensions = discover_extensions(profile)
     tz = profile.scheduler.timezone if profile else "UTC"
-    defaults, default_sources = _defaults_policy(profile)
+    defaults = profile.scheduler.defaults if profile else None
     overrides: dict[tuple[str, str], tuple[int, JobOverride]] = {}
     if profile is not None:
         for index, ov in enumerate(profile.scheduler.jobs):
@@ -331,7 +282,7 @@ def build_registry(
         for job in jobs:
             if not isinstance(job, Job):
                 raise RegistryError(f"extension {ext.name!r}: {job!r} is not a Job instance")
-            where = f"extension {ext.name!r}, job {type(job).__name__}"
+            where = f"extension {ext.name!r}, job class {type(job).__name__}"
             if not job.name:
                 raise RegistryError(f"{where}: the job has no name (set the class attribute)")
             if not NAME_RE.match(job.name):
@@ -339,14 +290,18 @@ def build_registry(
                     f"{where}: invalid job name {job.name!r}: use lower-case letters, digits,"
                     " '-', '_' and '.'"
                 )
-            where = f"extension {ext.name!r}, job {job.name!r}"
+            where = f"job {ext.name}/{job.name}"
             if job.name in names:
                 raise RegistryError(f"{where}: duplicate job key {ext.name}/{job.name}")
             names.add(job.name)
-            sources: dict[str, Source] = dict(default_sources)
+            code = _code_settings(job, where)
+            found = overrides.pop((ext.name, job.name), None)
+            override = found[1] if found is not None else None
+            policy, sources = _effective_policy(
+                (("profile defaults", defaults), ("code", code), ("profile", override))
+            )
             sources["schedule"] = "code"
             sources["enabled"] = "built-in"
-            policy = _job_policy_from_code(job, where, defaults, sources)
             schedule = job.schedule
             if schedule is not None:
                 try:
@@ -355,17 +310,14 @@ def build_registry(
                     raise RegistryError(f"{where}: invalid schedule: {exc}") from None
             enabled = True
             parameters: dict[str, Any] = {}
-            found = overrides.pop((ext.name, job.name), None)
-            if found is not None:
-                index, ov = found
-                policy = _apply_override(policy, ov, sources)
-                if ov.is_set("schedule"):
-                    schedule = ov.schedule
+            if override is not None:
+                if override.is_set("schedule"):
+                    schedule = override.schedule
                     sources["schedule"] = "profile"
-                if ov.is_set("enabled") and ov.enabled is not None:
-                    enabled = ov.enabled
+                if override.enabled is not None:
+                    enabled = override.enabled
                     sources["enabled"] = "profile"
-                parameters = dict(ov.parameters or {})
+                parameters = dict(override.parameters)
             cron = CronSchedule(schedule, tz) if schedule else None
             definitions.append(
                 JobDefinition(

@@ -6,15 +6,29 @@ a throw-away directory, so fault tests can stop, kill and restart them.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 
 from cli.embedded import PostgresServer, RedisServer
+
+# Property tests: random locally, so new cases keep being found; derandomized when CI is
+# set, so a red build is the code's fault and reproduces. Both profiles say derandomize
+# explicitly and derive from Hypothesis's own default: recent Hypothesis versions load a
+# derandomized profile of their own whenever CI exists, even empty. Loaded here, before
+# the test modules build their settings, which inherit the loaded profile.
+_HYPOTHESIS_BASE = hypothesis.settings.get_profile("default")
+hypothesis.settings.register_profile(
+    "ci", _HYPOTHESIS_BASE, derandomize=True, database=None, deadline=None, print_blob=True
+)
+hypothesis.settings.register_profile("dev", _HYPOTHESIS_BASE, derandomize=False)
+hypothesis.settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 def _tmpdir(prefix: str) -> Path:

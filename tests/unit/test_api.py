@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from fractions import Fraction
 
 import pytest
 from hypothesis import given
@@ -85,20 +86,52 @@ def test_run_info_and_log_carry_the_run() -> None:
     assert ctx.log.extra == {"job": "ext/job", "run_id": "r1", "attempt": 2}
 
 
+def _documented_delay(attempt: int, backoff: float, cap: float) -> float:
+    """``min(max_backoff, backoff * 2**(attempt-1))`` computed exactly, without floats."""
+    if backoff == 0:
+        return 0.0
+    # The smallest positive float times 2**2200 exceeds the largest float: the cap wins.
+    return float(min(Fraction(cap), Fraction(backoff) * 2 ** min(attempt - 1, 2200)))
+
+
 @given(
-    attempt=st.integers(1, 80),
-    backoff=st.floats(0, 100),
-    cap=st.floats(0, 1000),
+    attempt=st.integers(1, 3000),
+    backoff=st.floats(0, 100) | st.floats(0, 1e-12),
+    cap=st.floats(0, 1000) | st.just(1e300),
     seed=st.integers(0, 2**32),
 )
 def test_retry_delay_is_exponential_capped_and_jitter_stays_below(
     attempt: int, backoff: float, cap: float, seed: int
 ) -> None:
     plain = RetryPolicy(max_attempts=100, backoff=backoff, max_backoff=cap, jitter=False)
-    expected = min(cap, backoff * 2 ** (attempt - 1))
+    expected = _documented_delay(attempt, backoff, cap)
     assert plain.delay(attempt) == pytest.approx(expected)
     jittered = RetryPolicy(max_attempts=100, backoff=backoff, max_backoff=cap, jitter=True)
     assert 0 <= jittered.delay(attempt, random.Random(seed)) <= expected + 1e-9
+
+
+@pytest.mark.parametrize(
+    ("attempt", "backoff", "cap", "expected"),
+    [
+        (1, 10.0, 600.0, 10.0),
+        (4, 10.0, 600.0, 80.0),
+        (7, 10.0, 600.0, 600.0),
+        # A tiny backoff reaches the cap only past attempt 63: no exponent limit may stop it.
+        (64, 2.0**-70, 1000.0, 2.0**-7),
+        (80, 2.0**-70, 1000.0, 512.0),
+        (81, 2.0**-70, 1000.0, 1000.0),
+        # Far past the float range: the cap, no OverflowError.
+        (2000, 10.0, 600.0, 600.0),
+        (10**9, 1e-300, 1e300, 1e300),
+        (10**9, 0.0, 600.0, 0.0),
+    ],
+)
+def test_retry_delay_follows_its_formula_for_any_attempt(
+    attempt: int, backoff: float, cap: float, expected: float
+) -> None:
+    policy = RetryPolicy(max_attempts=3, backoff=backoff, max_backoff=cap, jitter=False)
+    assert policy.delay(attempt) == expected
+    assert policy.delay(attempt) == _documented_delay(attempt, backoff, cap)
 
 
 def test_retry_policy_validates() -> None:

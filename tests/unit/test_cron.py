@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from jobs_core import errors
 from jobs_core.cron import CronSchedule, InvalidSchedule
+from tests.unit.cron_reference import Item, reference_next, render, spec_of, transitions
 
 
 def utc(*args: int) -> datetime:
@@ -252,6 +253,48 @@ def test_fixed_offset_zone_fast_path() -> None:
     ]
 
 
+LONDON, NEW_YORK = ZoneInfo("Europe/London"), ZoneInfo("America/New_York")
+
+
+@pytest.mark.parametrize(
+    ("expr", "zone", "start", "expected"),
+    [
+        # 09:30 BST is 08:30Z: the next hour of a UTC schedule is 09:00Z, not 10:00Z.
+        ("0 0 * * * *", "UTC", datetime(2026, 6, 1, 9, 30, tzinfo=LONDON), utc(2026, 6, 1, 9)),
+        # In winter London is on UTC: 09:30 GMT is 09:30Z.
+        ("0 0 * * * *", "UTC", datetime(2026, 1, 15, 9, 30, tzinfo=LONDON), utc(2026, 1, 15, 10)),
+        # 23:30 EDT on May 4th is 03:30Z on May 5th.
+        ("0 0 0 * * *", "UTC", datetime(2026, 5, 4, 23, 30, tzinfo=NEW_YORK), utc(2026, 5, 6)),
+        # 07:30 EDT is 11:30Z, 14:30 at UTC+3: 09:00 UTC+3 comes the next day.
+        (
+            "0 0 9 * * *",
+            "Etc/GMT-3",
+            datetime(2026, 5, 4, 7, 30, tzinfo=NEW_YORK),
+            utc(2026, 5, 5, 6),
+        ),
+        # 05:59:59.5 at UTC+05:45 is 00:14:59.5Z: strictly after it is 00:15Z.
+        (
+            "0 */15 * * * *",
+            "Etc/GMT+5",
+            datetime(2026, 2, 1, 5, 59, 59, 500_000, tzinfo=timezone(timedelta(hours=5.75))),
+            utc(2026, 2, 1, 0, 15),
+        ),
+        # A fire instant given in another zone is not "after" itself.
+        ("0 0 * * * *", "UTC", datetime(2026, 6, 1, 10, 0, tzinfo=LONDON), utc(2026, 6, 1, 10)),
+    ],
+)
+def test_fixed_offset_fast_path_reads_the_instant_not_the_wall_time(
+    expr: str, zone: str, start: datetime, expected: datetime
+) -> None:
+    schedule = CronSchedule(expr, zone)
+    got = schedule.next_after(start)
+    assert got.tzinfo is schedule.tz
+    assert got == expected
+    # Whatever zone the same instant is given in, the answer is the same.
+    assert schedule.next_after(start.astimezone(UTC)) == got
+    assert schedule.next_after(start.astimezone(schedule.tz)) == got
+
+
 # ------------------------------------------------------------------------------ DST
 
 
@@ -357,6 +400,115 @@ def test_new_york_fall_back_starting_inside_the_repeat(
     assert fires("0 */15 * * * *", start, 2, "America/New_York") == interval
     # The fixed-time job never fires in the second 01:xx; next is 02:00 EST.
     assert fires("0 */15 1-2 * * *", start, 1, "America/New_York") == [fixed]
+
+
+# Interval-like hour fields other than "*": "*/2" and "*/3" start with "*", so cronie
+# treats them like "*" across DST. Their fixed-time twins ("0-22/2", "0-21/3") list the
+# same hours and follow the fixed-time rules. Europe/Berlin skips 02:xx in spring and
+# repeats it in autumn (01:00Z both times); America/Havana does the same with 00:xx
+# (2026-03-08 05:00Z and 2026-11-01 05:00Z).
+@pytest.mark.parametrize(
+    ("zone", "start", "interval_expr", "interval", "fixed_expr", "fixed"),
+    [
+        (  # Berlin spring: 02:30 does not exist; the fixed twin fires at 03:00 CEST.
+            "Europe/Berlin",
+            utc(2026, 3, 28, 22),
+            "0 30 */2 * * *",
+            [utc(2026, 3, 28, 23, 30), utc(2026, 3, 29, 2, 30), utc(2026, 3, 29, 4, 30)],
+            "0 30 0-22/2 * * *",
+            [utc(2026, 3, 28, 23, 30), utc(2026, 3, 29, 1), utc(2026, 3, 29, 2, 30)],
+        ),
+        (  # Berlin autumn: 02:30 CEST and 02:30 CET; the fixed twin only the first.
+            "Europe/Berlin",
+            utc(2026, 10, 24, 21),
+            "0 30 */2 * * *",
+            [
+                utc(2026, 10, 24, 22, 30),
+                utc(2026, 10, 25, 0, 30),
+                utc(2026, 10, 25, 1, 30),
+                utc(2026, 10, 25, 3, 30),
+            ],
+            "0 30 0-22/2 * * *",
+            [utc(2026, 10, 24, 22, 30), utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 3, 30)],
+        ),
+        (  # Havana spring: midnight does not exist; the fixed twin fires at 01:00 CDT.
+            "America/Havana",
+            utc(2026, 3, 8, 1),
+            "0 0 */3 * * *",
+            [utc(2026, 3, 8, 2), utc(2026, 3, 8, 7), utc(2026, 3, 8, 10)],
+            "0 0 0-21/3 * * *",
+            [utc(2026, 3, 8, 2), utc(2026, 3, 8, 5), utc(2026, 3, 8, 7)],
+        ),
+        (  # Havana autumn: midnight CDT and midnight CST; the fixed twin only the first.
+            "America/Havana",
+            utc(2026, 11, 1),
+            "0 0 */3 * * *",
+            [utc(2026, 11, 1, 1), utc(2026, 11, 1, 4), utc(2026, 11, 1, 5), utc(2026, 11, 1, 8)],
+            "0 0 0-21/3 * * *",
+            [utc(2026, 11, 1, 1), utc(2026, 11, 1, 4), utc(2026, 11, 1, 8)],
+        ),
+        (  # Havana autumn, starting inside the first midnight hour.
+            "America/Havana",
+            utc(2026, 11, 1, 4, 30),
+            "0 0 */3 * * *",
+            [utc(2026, 11, 1, 5), utc(2026, 11, 1, 8)],
+            "0 0 0-21/3 * * *",
+            [utc(2026, 11, 1, 8), utc(2026, 11, 1, 11)],
+        ),
+        (  # New York spring: 02:30 does not exist for "*/2"; its twin fires at 03:00 EDT.
+            "America/New_York",
+            utc(2026, 3, 8, 5),
+            "0 30 */2 * * *",
+            [utc(2026, 3, 8, 5, 30), utc(2026, 3, 8, 8, 30)],
+            "0 30 0-22/2 * * *",
+            [utc(2026, 3, 8, 5, 30), utc(2026, 3, 8, 7), utc(2026, 3, 8, 8, 30)],
+        ),
+    ],
+)
+def test_star_step_hours_are_interval_like_across_both_dst_changes(
+    zone: str,
+    start: datetime,
+    interval_expr: str,
+    interval: list[datetime],
+    fixed_expr: str,
+    fixed: list[datetime],
+) -> None:
+    assert fires(interval_expr, start, len(interval), zone) == interval
+    assert fires(fixed_expr, start, len(fixed), zone) == fixed
+
+
+def _star_step_hours(second: int, minutes: list[Item], step: int) -> list[list[Item]]:
+    star = [Item("star")]
+    return [[Item("value", second)], minutes, [Item("star", step=step)], star, star, star]
+
+
+@pytest.mark.parametrize(
+    "zone",
+    ["Europe/Berlin", "America/Havana", "America/New_York", "Europe/London", "Australia/Lord_Howe"],
+)
+@pytest.mark.parametrize(
+    "fields",
+    [
+        _star_step_hours(0, [Item("value", 30)], 2),  # 0 30 */2 * * *
+        _star_step_hours(0, [Item("value", 0)], 3),  # 0 0 */3 * * *
+        _star_step_hours(0, [Item("star", step=20)], 2),  # 0 */20 */2 * * *
+        _star_step_hours(30, [Item("value", 15)], 3),  # 30 15 */3 * * *
+    ],
+    ids=render,
+)
+def test_star_step_hours_match_the_reference_around_every_2026_transition(
+    zone: str, fields: list[list[Item]]
+) -> None:
+    spec = spec_of(fields)
+    schedule = CronSchedule(render(fields), zone)
+    for moment in transitions(zone, 2026):
+        for minutes in range(-6 * 60, 6 * 60 + 1, 37):
+            start = moment + timedelta(minutes=minutes)
+            expected = reference_next(spec, schedule.tz, start)
+            # Via UTC: Python never finds a datetime in a fall-back repeat equal to one in
+            # another zone.
+            got = schedule.next_after(start).astimezone(UTC)
+            assert got == expected, (schedule, start.isoformat())
 
 
 def test_lord_howe_half_hour_shift() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import calendar
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -27,7 +27,21 @@ from tests.unit.cron_reference import (
     wall_matches,
 )
 
-ZONES = ("Europe/London", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu", "UTC")
+ZONES = (
+    "Europe/London",
+    "America/New_York",
+    "Australia/Lord_Howe",
+    "Asia/Kathmandu",
+    "UTC",
+    "Etc/GMT+5",
+)
+# Zones callers may give their instants in, besides UTC and the schedule's own.
+INPUT_ZONES = (
+    ZoneInfo("Europe/London"),
+    ZoneInfo("America/New_York"),
+    timezone(timedelta(hours=5, minutes=45)),
+    timezone(-timedelta(hours=9, minutes=30)),
+)
 TRANSITIONS = {
     key: [t for year in (2025, 2026, 2027) for t in transitions(key, year)] for key in ZONES
 }
@@ -127,7 +141,7 @@ def starts(draw: st.DrawFn, key: str) -> datetime:
     if draw(st.integers(0, 4)) == 0:
         moment += timedelta(microseconds=draw(st.integers(1, 999_999)))
     # Callers pass instants in any zone; the result must not depend on it.
-    return moment.astimezone(draw(st.sampled_from([UTC, tz])))
+    return moment.astimezone(draw(st.sampled_from([UTC, tz, *INPUT_ZONES])))
 
 
 def _schedule(fields: list[list[Item]], key: str) -> tuple[CronSchedule, Spec]:
@@ -212,3 +226,10 @@ def test_never_firing_expressions_are_rejected(fields: list[list[Item]]) -> None
     else:
         with pytest.raises(InvalidSchedule, match="can never fire"):
             CronSchedule(expr)
+
+
+def test_property_tests_are_derandomized_exactly_when_ci_is_set() -> None:
+    # tests/conftest.py loads the profile; settings built by test modules inherit it.
+    in_ci = bool(os.environ.get("CI"))
+    assert settings.default.derandomize is in_ci
+    assert SETTINGS.derandomize is in_ci

@@ -92,12 +92,12 @@ def test_full_profile(tmp_path: Path) -> None:
     assert s.timezone == "Europe/London"
     assert str(s.tz) == "Europe/London"
     d = s.defaults
-    assert d.retry_policy() == RetryPolicy(4, 5.0, 3600.0, False)
-    assert (d.timeout, d.overlap, d.misfire_grace, d.queue) == (
-        5400.0,
-        Overlap.QUEUE,
-        120.0,
-        "default",
+    assert d.policy() == JobPolicy(
+        retry=RetryPolicy(4, 5.0, 3600.0, False),
+        timeout=5400.0,
+        overlap=Overlap.QUEUE,
+        misfire_grace=120.0,
+        queue="default",
     )
     assert s.bootstrap_jobs == ["cleanup", "maintenance/prune-history"]
 
@@ -106,11 +106,12 @@ def test_full_profile(tmp_path: Path) -> None:
     assert cleanup.line == 19
     assert cleanup.schedule == "0 */30 * * * *"
     assert cleanup.enabled is True
-    assert cleanup.retry_fields() == {"backoff": 60.0, "max_attempts": 5}
+    assert cleanup.retry is not None
+    assert cleanup.retry.model_fields_set == {"backoff", "max_attempts"}
     assert (cleanup.timeout, cleanup.overlap, cleanup.misfire_grace) == (30.0, Overlap.ALLOW, 10.0)
     assert cleanup.queue == "maintenance"
     assert cleanup.parameters == {"retention_days": 30}
-    assert d.job_policy(cleanup) == JobPolicy(
+    assert cleanup.apply(d.policy()) == JobPolicy(
         retry=RetryPolicy(5, 60.0, 3600.0, False),
         timeout=30.0,
         overlap=Overlap.ALLOW,
@@ -121,9 +122,9 @@ def test_full_profile(tmp_path: Path) -> None:
     assert heartbeat.line == 29
     assert heartbeat.is_set("schedule") and heartbeat.schedule is None
     assert not heartbeat.is_set("enabled") and heartbeat.enabled is None
-    assert heartbeat.retry_fields() == {}
+    assert heartbeat.given() == frozenset()
     assert heartbeat.parameters == {}
-    assert d.job_policy(heartbeat) == d.job_policy()
+    assert heartbeat.apply(d.policy()) == d.policy()
     assert s.override_for("maintenance", "heartbeat") is heartbeat
     assert s.override_for("maintenance", "nope") is None
 
@@ -135,12 +136,14 @@ def test_defaults() -> None:
     assert p.extensions == [] and p.config == {}
     s = p.scheduler
     assert s.enabled is True and s.timezone == "UTC"
-    assert s.defaults.retry_policy() == RetryPolicy(3, 10.0, 600.0, True)
-    assert s.defaults.timeout == 900.0
-    assert s.defaults.overlap is Overlap.SKIP
-    assert s.defaults.misfire_grace == 300.0
-    assert s.defaults.queue == "jobs"
-    assert s.defaults.job_policy() == JobPolicy()
+    assert s.defaults.given() == frozenset()
+    assert s.defaults.policy() == JobPolicy(
+        retry=RetryPolicy(3, 10.0, 600.0, True),
+        timeout=900.0,
+        overlap=Overlap.SKIP,
+        misfire_grace=300.0,
+        queue="jobs",
+    )
     assert s.jobs == [] and s.bootstrap_jobs == []
 
 
@@ -157,11 +160,31 @@ def test_partial_retry_keeps_other_defaults(tmp_path: Path) -> None:
         ),
         env={},
     )
-    assert p.scheduler.defaults.retry_policy() == RetryPolicy(3, 1.0, 600.0, True)
+    assert p.scheduler.defaults.policy().retry == RetryPolicy(3, 1.0, 600.0, True)
     ov = p.scheduler.jobs[0]
-    assert ov.retry_fields() == {"jitter": False}
+    assert ov.given() == {"retry"}
     assert not ov.is_set("schedule")
-    assert p.scheduler.defaults.job_policy(ov).retry == RetryPolicy(3, 1.0, 600.0, False)
+    assert ov.apply(p.scheduler.defaults.policy()).retry == RetryPolicy(3, 1.0, 600.0, False)
+
+
+def test_quoted_keywords_mean_what_they_say(tmp_path: Path) -> None:
+    p = load_profile(
+        write(
+            tmp_path,
+            """\
+            scheduler:
+              defaults: {retry: {jitter: "false", max_attempts: "2"}, overlap: "SKIP"}
+              jobs:
+                - {extension: m, job: x, retry: {jitter: "False"}, overlap: Allow}
+            """,
+        ),
+        env={},
+    )
+    base = p.scheduler.defaults.policy()
+    assert base.retry.jitter is False and base.retry.max_attempts == 2
+    assert base.overlap is Overlap.SKIP
+    entry = p.scheduler.jobs[0].apply(base)
+    assert entry.retry.jitter is False and entry.overlap is Overlap.ALLOW
 
 
 def test_empty_file_and_empty_sections_are_defaults(tmp_path: Path) -> None:
@@ -213,7 +236,7 @@ def test_env_substitution(tmp_path: Path) -> None:
     assert p.database_url == "postgresql://me:x@localhost/app"
     assert p.config["ext"] == {"a": "alpha", "b": "fallback", "c": "used", "lit": "${A}", "n": 5}
     assert p.scheduler.defaults.timeout == 60.0
-    assert p.scheduler.defaults.retry.max_attempts == 2
+    assert p.scheduler.defaults.policy().retry.max_attempts == 2
 
 
 def test_env_unset_without_default(tmp_path: Path) -> None:
@@ -406,6 +429,19 @@ def test_top_level_not_a_mapping(tmp_path: Path) -> None:
             5,
             "scheduler.jobs[0].retry.max_attempts",
             ["not a whole number", ">= 1"],
+        ),
+        (
+            "scheduler:\n  defaults:\n    retry:\n      max_attempts: 2.5\n",
+            4,
+            "scheduler.defaults.retry.max_attempts",
+            ["2.5 is not a whole number", "integer >= 1"],
+        ),
+        (
+            "scheduler:\n  jobs:\n    - extension: m\n      job: x\n"
+            "      retry:\n        jitter: sometimes\n",
+            6,
+            "scheduler.jobs[0].retry.jitter",
+            ["must be true or false", '"sometimes"'],
         ),
         (
             "scheduler:\n  jobs:\n    - extension: m\n      timeout: 5s\n",

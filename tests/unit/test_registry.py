@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jobs_core import Extension, Job, JobContext, JobResult
 from jobs_core.errors import AmbiguousJob, ProfileError, RegistryError, UnknownJob
-from jobs_core.policy import Overlap
-from jobs_core.profile import parse_profile
+from jobs_core.policy import JobPolicy, Overlap, RetryPolicy
+from jobs_core.profile import Profile, parse_profile
 from jobs_core.registry import build_registry
 
 
@@ -93,12 +97,12 @@ scheduler:
         ([CleanupJob(), CleanupJob()], "duplicate job key app/cleanup"),
         (
             [type("Bad", (CleanupJob,), {"schedule": "0 0 25 * * *"})()],
-            "extension 'app', job 'cleanup': invalid schedule: hour: 25 is out of range 0-23",
+            "job app/cleanup: invalid schedule: hour: 25 is out of range 0-23",
         ),
         ([type("Caps", (CleanupJob,), {"name": "Clean Up"})()], "invalid job name 'Clean Up'"),
         (
             [type("BadTimeout", (CleanupJob,), {"timeout": "soon"})()],
-            "job 'cleanup': \"soon\" is not a duration",
+            'job app/cleanup: class attribute timeout: "soon" is not a duration',
         ),
     ],
 )
@@ -138,3 +142,197 @@ def test_resolve_bare_names() -> None:
         registry.resolve("cleanup")
     with pytest.raises(UnknownJob, match="closest known: a/tuned"):
         registry.resolve("tunde")
+
+
+# ------------------------------------------------------------ one policy path
+
+
+def with_attrs(**attrs: Any) -> Job:
+    """A CleanupJob whose class sets the given policy attributes."""
+    return type("Custom", (CleanupJob,), attrs)()
+
+
+def through_code(key: str, value: Any) -> JobPolicy:
+    registry = build_registry(None, [ext("app", with_attrs(**{key: value}))])
+    return registry.resolve("app/cleanup").policy
+
+
+def through_profile(key: str, value: Any) -> JobPolicy:
+    entry = {"extension": "app", "job": "cleanup", key: value}
+    profile = Profile.from_dict({"scheduler": {"jobs": [entry]}}, path="p.yaml")
+    return build_registry(profile, [ext("app", CleanupJob())]).resolve("app/cleanup").policy
+
+
+SAME_SPELLING = [
+    ("retry", {"jitter": "false"}, lambda p: p.retry.jitter is False),
+    ("retry", {"jitter": "Off"}, lambda p: p.retry.jitter is False),
+    ("retry", {"jitter": "TRUE"}, lambda p: p.retry.jitter is True),
+    ("retry", {"jitter": False}, lambda p: p.retry.jitter is False),
+    ("retry", {"max_attempts": "4"}, lambda p: p.retry.max_attempts == 4),
+    ("retry", {"max_attempts": 2.0}, lambda p: p.retry.max_attempts == 2),
+    ("retry", {"backoff": "1m", "max_backoff": 90}, lambda p: p.retry.backoff == 60),
+    ("overlap", "SKIP", lambda p: p.overlap is Overlap.SKIP),
+    ("overlap", " Allow ", lambda p: p.overlap is Overlap.ALLOW),
+    ("overlap", "queue", lambda p: p.overlap is Overlap.QUEUE),
+    ("timeout", "1h30m", lambda p: p.timeout == 5400),
+    ("timeout", 45, lambda p: p.timeout == 45),
+    ("misfire_grace", "500ms", lambda p: p.misfire_grace == 0.5),
+    ("queue", "heavy", lambda p: p.queue == "heavy"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "check"), SAME_SPELLING)
+def test_same_spelling_same_meaning_in_class_and_profile(key: str, value: Any, check: Any) -> None:
+    in_code, in_profile = through_code(key, value), through_profile(key, value)
+    assert check(in_code), in_code
+    assert in_code == in_profile
+
+
+BAD_VALUES = [
+    ("retry", {"max_attempts": 2.5}, "retry.max_attempts", "2.5 is not a whole number"),
+    ("retry", {"max_attempts": "2.5"}, "retry.max_attempts", "not a whole number"),
+    ("retry", {"max_attempts": True}, "retry.max_attempts", "use an integer >= 1"),
+    ("retry", {"max_attempts": 0}, "retry.max_attempts", "must be at least 1"),
+    ("retry", {"jitter": "maybe"}, "retry.jitter", 'must be true or false, got "maybe"'),
+    ("retry", {"jitter": 2}, "retry.jitter", "must be true or false"),
+    ("retry", {"max_attemps": 3}, "retry.max_attemps", "did you mean 'max_attempts'"),
+    ("retry", {"backoff": "-5s"}, "retry.backoff", "backoff must not be negative"),
+    ("retry", 3, "retry", "must be a mapping"),
+    ("overlap", "never", "overlap", "use one of skip|allow|queue"),
+    ("overlap", 1, "overlap", "is not an overlap mode"),
+    ("timeout", "soon", "timeout", '"soon" is not a duration; use e.g. 30s'),
+    ("misfire_grace", -1, "misfire_grace", "must not be negative"),
+    ("queue", "not a queue", "queue", "is not a queue name; use letters"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "where", "detail"), BAD_VALUES)
+def test_bad_values_are_refused_alike_naming_job_and_key(
+    key: str, value: Any, where: str, detail: str
+) -> None:
+    with pytest.raises(RegistryError) as in_code:
+        through_code(key, value)
+    with pytest.raises(ProfileError) as in_profile:
+        through_profile(key, value)
+    assert str(in_code.value).startswith(f"job app/cleanup: class attribute {where}: ")
+    assert in_profile.value.key == f"scheduler.jobs[0].{where}"
+    assert detail in in_profile.value.detail
+    # One model, one message: the class attribute error says what the profile says.
+    assert str(in_code.value).endswith(f"{where}: {in_profile.value.detail}")
+
+
+def test_several_bad_class_attributes_are_counted() -> None:
+    with pytest.raises(RegistryError, match=r"retry\.max_attempts: .* \(and 1 more\)$"):
+        build_registry(None, [ext("app", with_attrs(retry={"max_attempts": 0}, timeout="x"))])
+
+
+def test_precedence_builtin_defaults_class_then_profile_entry() -> None:
+    job = with_attrs(retry={"backoff": "30s", "max_attempts": 4}, timeout="2m", queue="heavy")
+    profile = Profile.from_dict(
+        {
+            "scheduler": {
+                "defaults": {
+                    "retry": {"max_attempts": 7, "backoff": "1s", "max_backoff": "5m"},
+                    "timeout": "1h",
+                    "overlap": "allow",
+                },
+                "jobs": [
+                    {
+                        "extension": "app",
+                        "job": "cleanup",
+                        "retry": {"jitter": "no", "max_attempts": 2},
+                        "overlap": "queue",
+                    }
+                ],
+            }
+        }
+    )
+    jd = build_registry(profile, [ext("app", job)]).resolve("app/cleanup")
+    assert jd.policy == JobPolicy(
+        retry=RetryPolicy(max_attempts=2, backoff=30.0, max_backoff=300.0, jitter=False),
+        timeout=120.0,
+        overlap=Overlap.QUEUE,
+        misfire_grace=300.0,
+        queue="heavy",
+    )
+    assert {
+        k: jd.sources[k] for k in ("retry", "timeout", "overlap", "misfire_grace", "queue")
+    } == {
+        "retry": "profile",
+        "timeout": "code",
+        "overlap": "profile",
+        "misfire_grace": "built-in",
+        "queue": "code",
+    }
+
+
+# One value per layer and key; None means the layer leaves the key alone.
+_LAYER_VALUES: dict[str, list[Any]] = {
+    "max_attempts": [1, 2, 5],
+    "backoff": [0, 2, "3s"],
+    "max_backoff": [60, "2m"],
+    "jitter": [True, "false"],
+    "timeout": [5, "1m"],
+    "overlap": ["allow", "QUEUE"],
+    "misfire_grace": [0, "10s"],
+    "queue": ["a", "b"],
+}
+_RETRY_KEYS = ("max_attempts", "backoff", "max_backoff", "jitter")
+_AS_SECONDS = {"3s": 3.0, "2m": 120.0, "1m": 60.0, "10s": 10.0}
+_BUILT_IN = {
+    "max_attempts": 3,
+    "backoff": 10.0,
+    "max_backoff": 600.0,
+    "jitter": True,
+    "timeout": 900.0,
+    "overlap": Overlap.SKIP,
+    "misfire_grace": 300.0,
+    "queue": "jobs",
+}
+
+
+def _layer() -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries(
+        {}, optional={k: st.sampled_from(v) for k, v in _LAYER_VALUES.items()}
+    )
+
+
+def _settings(flat: dict[str, Any]) -> dict[str, Any]:
+    nested = {k: v for k, v in flat.items() if k not in _RETRY_KEYS}
+    retry = {k: v for k, v in flat.items() if k in _RETRY_KEYS}
+    if retry:
+        nested["retry"] = retry
+    return nested
+
+
+def _meaning(key: str, value: Any) -> Any:
+    if key == "jitter":
+        return value is True
+    if key == "overlap":
+        return Overlap(value.lower())
+    if key in ("backoff", "max_backoff", "timeout", "misfire_grace"):
+        return _AS_SECONDS.get(value, value)
+    return value
+
+
+@settings(max_examples=60, deadline=None)
+@given(defaults=_layer(), code=_layer(), entry=_layer())
+def test_each_key_comes_from_the_last_layer_that_sets_it(
+    defaults: dict[str, Any], code: dict[str, Any], entry: dict[str, Any]
+) -> None:
+    profile = Profile.from_dict(
+        {
+            "scheduler": {
+                "defaults": _settings(defaults),
+                "jobs": [{"extension": "app", "job": "cleanup", **_settings(entry)}],
+            }
+        }
+    )
+    jd = build_registry(profile, [ext("app", with_attrs(**_settings(code)))]).resolve("cleanup")
+    expected = dict(_BUILT_IN)
+    for layer in (defaults, code, entry):
+        expected.update({k: _meaning(k, v) for k, v in layer.items()})
+    retry = jd.policy.retry
+    got = {k: getattr(retry, k) for k in _RETRY_KEYS}
+    got.update({k: getattr(jd.policy, k) for k in _BUILT_IN if k not in _RETRY_KEYS})
+    assert got == expected
