@@ -1,7 +1,8 @@
 """Private redis-server and PostgreSQL processes on free loopback ports.
 
 Used by ``systemprompt infra up`` (data kept under ``.systemprompt/``) and by the test
-suite (throw-away data dirs, stopped and restarted by fault tests). PostgreSQL refuses
+suite (throw-away data dirs, stopped and restarted by fault tests); the binaries are
+the system's or bundled ones, as :mod:`cli.local_servers` finds them. PostgreSQL refuses
 to run as root, so when we are root the cluster is owned by and run as the
 ``postgres`` system user (or ``nobody`` when that user does not exist).
 """
@@ -9,10 +10,8 @@ to run as root, so when we are root the cluster is owned by and run as the
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import pwd
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,9 +21,13 @@ from pathlib import Path
 
 from jobs_core.errors import ConfigError
 
-
-class MissingBinary(ConfigError):
-    """A server binary needed for the embedded stack is not installed."""
+from .local_servers import (
+    MissingBinary,
+    ServerBinaries,
+    postgres_binaries,
+    postgres_binaries_for,
+    redis_binaries,
+)
 
 
 class ServerStartError(ConfigError):
@@ -47,32 +50,6 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], deadline: float, what: 
                 return
         time.sleep(0.02)
     raise TimeoutError(f"{what} did not accept connections on 127.0.0.1:{port} in time")
-
-
-def find_redis_server() -> str:
-    path = shutil.which("redis-server")
-    if not path:
-        raise MissingBinary(
-            "redis-server is not installed: install it (Debian/Ubuntu: apt-get install "
-            "redis-server) or set REDIS_URL to an existing Redis"
-        )
-    return path
-
-
-def find_pg_bin(name: str) -> str:
-    path = shutil.which(name)
-    if path:
-        return path
-    candidates = sorted(
-        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
-        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
-    )
-    if candidates:
-        return candidates[-1]
-    raise MissingBinary(
-        f"PostgreSQL's {name} is not installed: install the server (Debian/Ubuntu: "
-        "apt-get install postgresql) or set DATABASE_URL to an existing PostgreSQL"
-    )
 
 
 def _stop_process(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> None:
@@ -119,6 +96,7 @@ class RedisServer(_ChildServer):
     password: str | None = None
     persist: bool = False
     tls: dict[str, str] | None = None  # {"cert": ..., "key": ..., "ca": ...}
+    binaries: ServerBinaries | None = None  # found on first start when not given
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -129,7 +107,9 @@ class RedisServer(_ChildServer):
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 15.0) -> RedisServer:
-        binary = find_redis_server()
+        if self.binaries is None:
+            self.binaries = redis_binaries()
+        binary = self.binaries.program("redis-server")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.port:
             self.port = free_port()
@@ -151,7 +131,18 @@ class RedisServer(_ChildServer):
         return self
 
 
-def _pg_user() -> tuple[str, int, int] | None:
+@dataclass(frozen=True)
+class Account:
+    name: str
+    uid: int
+    gid: int
+
+    @property
+    def gids(self) -> set[int]:
+        return set(os.getgrouplist(self.name, self.gid))
+
+
+def postgres_account() -> Account | None:
     """The unprivileged account to run PostgreSQL as, when we are root."""
     if os.geteuid() != 0:
         return None
@@ -160,7 +151,7 @@ def _pg_user() -> tuple[str, int, int] | None:
             pw = pwd.getpwnam(name)
         except KeyError:
             continue
-        return name, pw.pw_uid, pw.pw_gid
+        return Account(name, pw.pw_uid, pw.pw_gid)
     raise MissingBinary("running as root and neither a 'postgres' nor a 'nobody' user exists")
 
 
@@ -173,6 +164,7 @@ class PostgresServer(_ChildServer):
     user: str = "systemprompt"
     database: str = "systemprompt"
     durable: bool = False  # tests turn fsync off; `infra up` keeps data safe
+    binaries: ServerBinaries | None = None  # found on first start when not given
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     # SIGINT is PostgreSQL's "fast" shutdown: no waiting for clients to leave.
     stop_signal: signal.Signals = field(default=signal.SIGINT, repr=False)
@@ -186,15 +178,23 @@ class PostgresServer(_ChildServer):
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
 
     def _run_as(self) -> dict[str, int]:
-        owner = _pg_user()
-        return {} if owner is None else {"user": owner[1], "group": owner[2]}
+        owner = postgres_account()
+        return {} if owner is None else {"user": owner.uid, "group": owner.gid}
+
+    def _binaries(self) -> ServerBinaries:
+        found = self.binaries or postgres_binaries()
+        owner = postgres_account()
+        if owner is not None:
+            found = postgres_binaries_for(found, owner.uid, owner.gids)
+        self.binaries = found
+        return found
 
     def _initdb(self) -> None:
-        owner = _pg_user()
+        owner = postgres_account()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if owner is not None:
-            os.chown(self.data_dir, owner[1], owner[2])
-        args = [find_pg_bin("initdb"), "-D", str(self.data_dir), "-U", self.user]
+            os.chown(self.data_dir, owner.uid, owner.gid)
+        args = [self._binaries().program("initdb"), "-D", str(self.data_dir), "-U", self.user]
         args += ["--auth=trust", "--encoding=UTF8", "--no-instructions"]
         if not self.durable:
             args.append("--no-sync")
@@ -210,7 +210,7 @@ class PostgresServer(_ChildServer):
             hint = ""
             if owner is not None:
                 hint = (
-                    f" (running as root, so PostgreSQL runs as user {owner[0]!r}, which must be"
+                    f" (running as root, so PostgreSQL runs as user {owner.name!r}, which must be"
                     f" able to reach {self.data_dir})"
                 )
             raise ServerStartError(
@@ -218,7 +218,7 @@ class PostgresServer(_ChildServer):
             )
 
     def start(self, timeout: float = 30.0) -> PostgresServer:
-        postgres = find_pg_bin("postgres")
+        postgres = self._binaries().program("postgres")
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
         if not self.port:

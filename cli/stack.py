@@ -1,9 +1,10 @@
 """``systemprompt infra up``: the whole system on one machine, for trying and developing.
 
 Redis and PostgreSQL are started privately (data under ``.systemprompt/``, reused on the
-next start) unless the profile or the environment names servers; then the schema is
-migrated and one beat, one worker and Flower (when installed) run as child processes
-whose log lines are streamed here. Ctrl-C stops everything, children first.
+next start) unless the profile or the environment names servers; their binaries are the
+system's or bundled ones (:mod:`cli.local_servers`). Then the schema is migrated and one
+beat, one worker and Flower (when installed) run as child processes whose log lines are
+streamed here. Ctrl-C stops everything, children first.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
 from typing import IO
 
 import click
@@ -24,7 +27,8 @@ from jobs_core.store import migrate
 from jobs_core.urls import mask_secrets_in, mask_url
 
 from .context import STACK_FILE, STATE_DIR, CliContext, embedded_stack_urls
-from .embedded import PostgresServer, RedisServer, free_port
+from .embedded import PostgresServer, RedisServer, free_port, postgres_account
+from .local_servers import reachable, shared_data_dir
 
 #: Lines of the children worth streaming: our run events and anything loud.
 _INTERESTING = (
@@ -48,9 +52,18 @@ _BORING = ("] Task jobs.", "Inspect method")
 
 
 class Child:
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], secrets: list[str]):
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        secrets: list[str],
+        ready_when: str | None = None,
+    ):
         self.name = name
         self.secrets = secrets
+        self.ready_when = ready_when
+        self.ready = threading.Event()
         self.proc = subprocess.Popen(
             argv,
             env=env,
@@ -68,6 +81,8 @@ class Child:
             return
         for line in stream:
             line = line.rstrip()
+            if self.ready_when and self.ready_when in line:
+                self.ready.set()
             if any(word in line for word in _BORING):
                 continue
             if line and any(word in line for word in _INTERESTING):
@@ -98,7 +113,35 @@ def _flower_installed() -> bool:
     return True
 
 
+def _postgres_data_dir() -> tuple[Path, str]:
+    """Where PostgreSQL's data lives, and a note when that is not ``.systemprompt/``.
+
+    As root, PostgreSQL runs as an unprivileged account that cannot enter a clone under a
+    private directory (``/root``, a ``mktemp -d``): its data then goes to a directory of
+    its own under /var/lib/systemprompt, linked from ``.systemprompt/postgres``.
+    """
+    local = STATE_DIR.resolve() / "postgres"
+    owner = postgres_account()
+    if owner is None or reachable(local, owner.uid, owner.gids):
+        return local.resolve(), ""  # resolved: a link left by an earlier start
+    shared = shared_data_dir(STATE_DIR, "postgres")
+    shared.mkdir(exist_ok=True)
+    if local.is_dir() and not local.is_symlink():
+        with contextlib.suppress(OSError):
+            local.rmdir()  # left empty by an initdb that could not reach it
+    if not local.exists() and not local.is_symlink():
+        local.symlink_to(shared)
+    note = (
+        f"; {owner.name!r}, the account PostgreSQL runs as under root, cannot enter "
+        f"{STATE_DIR.resolve().parent}, so the data is kept there"
+    )
+    if local.is_symlink():
+        note += f" and linked from {local}"
+    return shared, note
+
+
 def run_stack(ctx: CliContext, *, flower: bool, concurrency: int) -> int:
+    began = time.monotonic()
     running = embedded_stack_urls()
     if running:
         raise ConfigError(
@@ -121,15 +164,23 @@ def run_stack(ctx: CliContext, *, flower: bool, concurrency: int) -> int:
             redis = RedisServer(STATE_DIR.resolve() / "redis", persist=True).start()
             servers.append(redis)
             redis_url = redis.url
-            click.echo(f"[up] redis-server on {redis_url} (data in {redis.data_dir})")
+            assert redis.binaries is not None
+            click.echo(
+                f"[up] {redis.binaries.describe()} on {redis_url} (data in {redis.data_dir})"
+            )
         else:
             click.echo(f"[up] using Redis at {mask_url(redis_url)}")
         database_url = profile.database_url
         if not database_url:
-            pg = PostgresServer(STATE_DIR.resolve() / "postgres", durable=True).start()
+            data_dir, note = _postgres_data_dir()
+            pg = PostgresServer(data_dir, durable=True)
             servers.append(pg)
+            pg.start()
             database_url = pg.url
-            click.echo(f"[up] PostgreSQL on {database_url} (data in {pg.data_dir})")
+            assert pg.binaries is not None
+            click.echo(
+                f"[up] {pg.binaries.describe()} on {database_url} (data in {pg.data_dir}{note})"
+            )
         else:
             click.echo(f"[up] using PostgreSQL at {mask_url(database_url)}")
         STACK_FILE.write_text(
@@ -145,7 +196,15 @@ def run_stack(ctx: CliContext, *, flower: bool, concurrency: int) -> int:
         secrets = [redis_url, database_url]
         queues = ",".join(sorted({jd.policy.queue for jd in registry} or {"jobs"}))
         py = sys.executable
-        children.append(Child("beat", [py, "-m", "beat", "--id", "local-beat"], env, secrets))
+        children.append(
+            Child(
+                "beat",
+                [py, "-m", "beat", "--id", "local-beat"],
+                env,
+                secrets,
+                ready_when="became leader",
+            )
+        )
         children.append(
             Child(
                 "worker",
@@ -167,6 +226,7 @@ def run_stack(ctx: CliContext, *, flower: bool, concurrency: int) -> int:
                 ],
                 env,
                 secrets,
+                ready_when="ready.",
             )
         )
         if flower and _flower_installed():
@@ -192,7 +252,11 @@ def run_stack(ctx: CliContext, *, flower: bool, concurrency: int) -> int:
             f"[up] {len(registry)} jobs from {len(registry.extensions)} extensions; "
             "press Ctrl-C to stop. Try: systemprompt infra jobs run heartbeat --wait"
         )
-        while not stop.wait(0.5):
+        announced = False
+        while not stop.wait(0.1 if not announced else 0.5):
+            if not announced and all(c.ready.is_set() for c in children if c.ready_when):
+                announced = True
+                click.echo(f"[up] stack ready in {time.monotonic() - began:.1f} s")
             dead = [c for c in children if not c.alive()]
             if dead:
                 names = ", ".join(f"{c.name} (exit {c.proc.returncode})" for c in dead)

@@ -1,7 +1,9 @@
 """Shared fixtures: private Redis and PostgreSQL servers started by the test session.
 
-Never the machine's shared instances: every server here runs on a free loopback port in
-a throw-away directory, so fault tests can stop, kill and restart them.
+Never the machine's shared instances (nor REDIS_URL/DATABASE_URL): every server here runs
+on a free loopback port in a throw-away directory, so fault tests can stop, kill and
+restart them. Their binaries are the system's or bundled ones as
+``SYSTEMPROMPT_LOCAL_SERVERS`` says (see cli/local_servers.py); the header names them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,19 @@ import hypothesis
 import pytest
 
 from cli.embedded import PostgresServer, RedisServer
+from cli.local_servers import ENV_VAR, choice_from_env, postgres_binaries, redis_binaries
+from jobs_core.errors import ConfigError
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Name the server binaries the run used (also under -q): a CI log then says which."""
+    try:
+        found = f"{ENV_VAR}={choice_from_env()}: " + "; ".join(
+            lookup().describe() for lookup in (redis_binaries, postgres_binaries)
+        )
+    except ConfigError as exc:  # shown here; the tests that need the server fail on it
+        found = str(exc)
+    terminalreporter.write_line(f"local servers ({found})")
 
 # Property tests: random locally, so new cases keep being found; derandomized when CI is
 # set, so a red build is the code's fault and reproduces. Both profiles say derandomize

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import signal
 import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.procs import REPO, VENV_BIN, running, service_env, start_worker, wait_for
+from tests.procs import REPO, VENV_BIN, running, service_env, start_worker
 
 from .worker_support import History
 
@@ -245,89 +239,3 @@ def test_unreachable_servers_exit_2_with_masked_urls(env: dict[str, str]) -> Non
     assert result.returncode == 2
     assert "cannot connect to PostgreSQL at postgresql://app:***@127.0.0.1" in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
-
-
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    # Not tmp_path: PostgreSQL runs as an unprivileged user when we are root and must
-    # reach its data dir; pytest's base dir is private to root.
-    path = Path(tempfile.mkdtemp(prefix="sp-up-test-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def test_infra_up_runs_a_job_and_stops_cleanly(workdir: Path) -> None:
-    env = service_env()
-    log = open(workdir / "up.log", "w")  # noqa: SIM115
-    up = subprocess.Popen(
-        [str(VENV_BIN / "systemprompt"), "infra", "up", "--no-flower"],
-        cwd=workdir,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    family: set[int] = set()
-    try:
-        started = time.monotonic()
-        wait_for(
-            lambda: (
-                "local@" in (workdir / "up.log").read_text()
-                and "ready." in (workdir / "up.log").read_text()
-            ),
-            60,
-            0.2,
-            "the stack's worker to be ready",
-        )
-        result = cli(env, "infra", "jobs", "run", "heartbeat", "--wait", cwd=workdir)
-        assert result.returncode == 0, (
-            result.stdout + result.stderr + (workdir / "up.log").read_text()
-        )
-        assert "succeeded: alive" in result.stdout
-        assert time.monotonic() - started < 60
-        family |= _descendants(up.pid)
-        assert len(family) >= 4  # redis, postgres (+ its processes), beat, worker (+ pool)
-        up.send_signal(signal.SIGINT)
-        assert up.wait(60) == 0
-        wait_for(lambda: not any(_alive(p) for p in family), 20, 0.2, "children to exit")
-        text = (workdir / "up.log").read_text()
-        assert "[up] stopped" in text and "run " in text and "succeeded" in text
-        assert not (workdir / ".systemprompt" / "stack.json").exists()
-    finally:
-        if up.poll() is None:
-            os.killpg(up.pid, signal.SIGKILL)
-            up.wait(10)
-        log.close()
-        for pid in family | _descendants(up.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
