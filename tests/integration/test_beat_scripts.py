@@ -22,7 +22,7 @@ from beat.ticks import DISABLED, DUPLICATE, SENT, NotLeader, OutTick, TickSender
 from jobs_core.wire import Keys, decode, task_name, tick_run_id, tick_template
 from tests.beat_fixtures import EXT, messages, wait_for, write_profile
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.servers]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from tests.procs import REPO, VENV_BIN, running, service_env, start_worker
 
 from .worker_support import History
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.servers]
 
 CLI_PROFILE = """
 extensions:
