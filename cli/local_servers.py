@@ -184,6 +184,29 @@ def _version(program: str) -> str:
     return match.group(1) if match else "unknown version"
 
 
+@functools.cache
+def supports_tls(binaries: ServerBinaries) -> bool:
+    """Whether the server was built with TLS: the bundled wheels' builds are not."""
+    if binaries.server == "PostgreSQL":
+        try:
+            out = subprocess.run(
+                [binaries.program("pg_config"), "--configure"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout
+        except OSError:
+            return False
+        return "--with-ssl" in out or "--with-openssl" in out
+    # A build without TLS stops at the tls-port directive, one with TLS at the next one.
+    probe = [binaries.program("redis-server"), "--port", "0", "--tls-port", "0", "--no-such", "x"]
+    try:
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+    except OSError:
+        return False
+    return "no-such" in done.stdout + done.stderr
+
+
 # -------------------------------------------------------- root and PostgreSQL's account
 
 

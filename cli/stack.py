@@ -122,22 +122,24 @@ def _postgres_data_dir() -> tuple[Path, str]:
     """
     local = STATE_DIR.resolve() / "postgres"
     owner = postgres_account()
-    if owner is None or reachable(local, owner.uid, owner.gids):
-        return local.resolve(), ""  # resolved: a link left by an earlier start
-    shared = shared_data_dir(STATE_DIR, "postgres")
-    shared.mkdir(exist_ok=True)
-    if local.is_dir() and not local.is_symlink():
-        with contextlib.suppress(OSError):
-            local.rmdir()  # left empty by an initdb that could not reach it
-    if not local.exists() and not local.is_symlink():
-        local.symlink_to(shared)
-    note = (
-        f"; {owner.name!r}, the account PostgreSQL runs as under root, cannot enter "
-        f"{STATE_DIR.resolve().parent}, so the data is kept there"
-    )
+    note = ""
+    data_dir = local
+    if owner is not None and not reachable(local, owner.uid, owner.gids):
+        data_dir = shared_data_dir(STATE_DIR, "postgres")
+        data_dir.mkdir(exist_ok=True)
+        if local.is_dir() and not local.is_symlink():
+            with contextlib.suppress(OSError):
+                local.rmdir()  # left empty by an initdb that could not reach it
+        if not local.exists() and not local.is_symlink():
+            local.symlink_to(data_dir)
+        note = (
+            f"; {owner.name!r}, the account PostgreSQL runs as under root, cannot enter "
+            f"{local.parent.parent}"
+        )
     if local.is_symlink():
-        note += f" and linked from {local}"
-    return shared, note
+        data_dir = local.resolve()
+        note += f"; linked from {local}"
+    return data_dir, note
 
 
 def run_stack(ctx: CliContext, *, flower: bool, concurrency: int) -> int:

@@ -23,6 +23,7 @@ from urllib.parse import quote
 import pytest
 
 from cli.embedded import PostgresServer, RedisServer
+from cli.local_servers import postgres_binaries, redis_binaries, supports_tls
 from tests.procs import Proc, running, service_env, start_worker, wait_for
 
 from .worker_support import History, registry_for, send
@@ -78,6 +79,9 @@ def make_certs(directory: Path) -> dict[str, str]:
 
 @pytest.fixture
 def certs() -> Iterator[dict[str, str]]:
+    for binaries in (redis_binaries(), postgres_binaries()):
+        if not supports_tls(binaries):
+            pytest.skip(f"{binaries.describe()} is built without TLS")
     base = _tmpdir("sp-test-certs-")
     try:
         yield make_certs(base)
