@@ -23,7 +23,7 @@ typecheck: $(STAMP)
 
 # The whole suite on the servers SYSTEMPROMPT_LOCAL_SERVERS picks (default: the system's
 # when installed, else the bundled wheels), then the tests marked `servers` (Lua on Redis,
-# SQL on PostgreSQL, infra up) again on the bundled ones: the rest is server-agnostic.
+# SQL on PostgreSQL, infra up) again on the bundled ones; see README, Quick start.
 test: lint typecheck
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 	SYSTEMPROMPT_LOCAL_SERVERS=bundled $(VENV)/bin/pytest -q -p no:cacheprovider -m servers

@@ -3,7 +3,7 @@
 Never the machine's shared instances (nor REDIS_URL/DATABASE_URL): every server here runs
 on a free loopback port in a throw-away directory, so fault tests can stop, kill and
 restart them. Their binaries are the system's or bundled ones as
-``SYSTEMPROMPT_LOCAL_SERVERS`` says (see cli/local_servers.py); the header names them.
+``SYSTEMPROMPT_LOCAL_SERVERS`` says (see cli/local_servers.py); a run's last lines name them.
 """
 
 from __future__ import annotations
@@ -22,17 +22,6 @@ from cli.embedded import PostgresServer, RedisServer
 from cli.local_servers import ENV_VAR, choice_from_env, postgres_binaries, redis_binaries
 from jobs_core.errors import ConfigError
 
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Name the server binaries the run used (also under -q): a CI log then says which."""
-    try:
-        found = f"{ENV_VAR}={choice_from_env()}: " + "; ".join(
-            lookup().describe() for lookup in (redis_binaries, postgres_binaries)
-        )
-    except ConfigError as exc:  # shown here; the tests that need the server fail on it
-        found = str(exc)
-    terminalreporter.write_line(f"local servers ({found})")
-
 # Property tests: random locally, so new cases keep being found; derandomized when CI is
 # set, so a red build is the code's fault and reproduces. Both profiles say derandomize
 # explicitly and derive from Hypothesis's own default: recent Hypothesis versions load a
@@ -44,6 +33,17 @@ hypothesis.settings.register_profile(
 )
 hypothesis.settings.register_profile("dev", _HYPOTHESIS_BASE, derandomize=False)
 hypothesis.settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Name the server binaries the run used (also under -q): a CI log then says which."""
+    try:
+        found = f"{ENV_VAR}={choice_from_env()}: " + "; ".join(
+            lookup().describe() for lookup in (redis_binaries, postgres_binaries)
+        )
+    except ConfigError as exc:  # shown here; the tests that need the server fail on it
+        found = str(exc)
+    terminalreporter.write_line(f"local servers ({found})")
 
 
 def _tmpdir(prefix: str) -> Path:

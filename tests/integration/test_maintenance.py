@@ -16,7 +16,7 @@ from jobs_core import JobContext, JobResult, RunInfo, Trigger
 from jobs_core.profile import parse_profile
 from jobs_core.registry import build_registry
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.servers]
 
 PROFILE = """
 scheduler:
