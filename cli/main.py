@@ -478,6 +478,21 @@ def worker_cmd(ctx: CliContext, celery_args: tuple[str, ...]) -> None:
     os.execvpe(argv[0], argv, env)
 
 
+@infra.command("ui")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8585, show_default=True, type=click.IntRange(1, 65535))
+@pass_ctx
+def ui_cmd(ctx: CliContext, host: str, port: int) -> None:
+    """Serve the web dashboard: jobs, next runs, history and run control.
+
+    Needs SYSTEMPROMPT_UI_USER and SYSTEMPROMPT_UI_PASSWORD (or the profile's ui:
+    section); it never serves pages without authentication.
+    """
+    from ui.server import serve
+
+    serve(ctx, host, port)
+
+
 @infra.group()
 def db() -> None:
     """Database schema."""

@@ -1,0 +1,213 @@
+"""What the pages show, computed from the job table, history and live state: plain
+values for the templates (which escape everything they print)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from cron_descriptor import ExpressionDescriptor, FormatError, Options
+from markupsafe import Markup
+
+from jobs_core.cron import _MACROS
+from jobs_core.durations import format_duration
+from jobs_core.registry import JobDefinition
+from jobs_core.status import RunStatus
+
+from .queries import RecentRun
+
+#: Runs per job on the overview's sparkline and success rate.
+RECENT_RUNS = 20
+
+
+class State:
+    ENABLED = "enabled"
+    PAUSED = "paused"
+    DISABLED = "disabled"
+    ALL = (ENABLED, PAUSED, DISABLED)
+
+
+def job_state(jd: JobDefinition, paused: set[str]) -> str:
+    if not jd.enabled:
+        return State.DISABLED  # the profile's `enabled: false` wins over a runtime pause
+    return State.PAUSED if jd.key in paused else State.ENABLED
+
+
+@lru_cache(maxsize=4096)
+def schedule_words(expr: str | None) -> str:
+    if not expr:
+        return "manual runs only"
+    text = _MACROS.get(expr.strip().lower(), expr)
+    options = Options()
+    options.use_24hour_time_format = True
+    try:
+        return str(ExpressionDescriptor(text, options).get_description())
+    except (FormatError, ValueError, KeyError, IndexError):
+        return expr
+
+
+def ms(value: int | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1000:
+        return f"{value} ms"
+    if value < 60_000:
+        return f"{value / 1000:.1f} s"
+    return f"{value // 60_000} min {value % 60_000 // 1000} s"
+
+
+def when(value: datetime | None, tz: ZoneInfo | None = None) -> str:
+    if value is None:
+        return "-"
+    local = value.astimezone(tz) if tz else value
+    return local.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+
+
+def relative(value: datetime | None, now: datetime) -> str:
+    """``in 4 min`` / ``12 s ago``: what the live countdown shows, for pages without JS."""
+    if value is None:
+        return ""
+    seconds = (value - now).total_seconds()
+    span = abs(seconds)
+    if span < 60:
+        text = f"{span:.0f} s"
+    elif span < 3600:
+        text = f"{span // 60:.0f} min"
+    elif span < 86400:
+        text = f"{span // 3600:.0f} h {span % 3600 // 60:.0f} min"
+    else:
+        text = f"{span // 86400:.0f} d {span % 86400 // 3600:.0f} h"
+    return f"in {text}" if seconds >= 0 else f"{text} ago"
+
+
+@dataclass(frozen=True)
+class Stats:
+    runs: int
+    finished: int
+    succeeded: int
+    last: RecentRun | None
+    median_ms: int | None
+    spark: Markup
+
+    @property
+    def success_rate(self) -> str:
+        return f"{100 * self.succeeded / self.finished:.0f}%" if self.finished else "-"
+
+
+def stats(runs: Sequence[RecentRun]) -> Stats:
+    """Success rate over the finished runs among ``runs`` (newest first), and a sparkline."""
+    finished = [r for r in runs if r.status.is_terminal and r.status is not RunStatus.SKIPPED]
+    ok = sum(r.status is RunStatus.SUCCEEDED for r in finished)
+    durations = sorted(r.duration_ms for r in finished if r.duration_ms is not None)
+    median = durations[len(durations) // 2] if durations else None
+    return Stats(len(runs), len(finished), ok, runs[0] if runs else None, median, sparkline(runs))
+
+
+_BAR_W, _GAP, _H = 5, 1, 20
+
+
+def sparkline(runs: Sequence[RecentRun]) -> Markup:
+    """Oldest to newest bars, height by duration, colour by status (an inline SVG: no JS).
+
+    Built from numbers and fixed class names only, so marking it safe is sound.
+    """
+    ordered = list(reversed(runs))
+    width = RECENT_RUNS * (_BAR_W + _GAP)
+    longest = max((r.duration_ms or 0 for r in ordered), default=0) or 1
+    bars = []
+    for i, run in enumerate(ordered):
+        height = max(2, round(_H * (run.duration_ms or 0) / longest))
+        bars.append(
+            f'<rect class="s-{run.status.value}" x="{i * (_BAR_W + _GAP)}" y="{_H - height}"'
+            f' width="{_BAR_W}" height="{height}"/>'
+        )
+    label = f"last {len(ordered)} runs" if ordered else "no runs yet"
+    return Markup(
+        f'<svg class="spark" width="{width}" height="{_H}" viewBox="0 0 {width} {_H}"'
+        f' role="img" aria-label="{label}">{"".join(bars)}</svg>'
+    )
+
+
+@dataclass(frozen=True)
+class NextRun:
+    at: datetime
+    local: str
+    utc: str
+    dst: str | None  # set when the zone's offset changes just before this run
+
+
+def next_runs(jd: JobDefinition, now: datetime, n: int = 10) -> list[NextRun]:
+    """The next ``n`` fire times, marking those that come after a DST change."""
+    if jd.cron is None:
+        return []
+    tz = jd.cron.tz
+    previous = now.astimezone(tz).utcoffset()
+    out = []
+    for at in jd.cron.next_n(now, n):
+        local = at.astimezone(tz)
+        offset = local.utcoffset()
+        mark = None
+        if offset != previous:
+            mark = f"DST: UTC{_offset(previous)} -> UTC{_offset(offset)}"
+        elif local.fold:
+            mark = "DST: repeated hour, second time"
+        out.append(NextRun(at, when(at, tz), when(at.astimezone(UTC)), mark))
+        previous = offset
+    return out
+
+
+def _offset(value: timedelta | None) -> str:
+    minutes = int((value or timedelta()).total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    value: str
+    source: str
+
+
+def policies(jd: JobDefinition) -> list[Policy]:
+    src = jd.sources
+    retry = jd.policy.retry
+    return [
+        Policy("schedule", jd.schedule or "manual only", jd.schedule_source),
+        Policy("retry: attempts", str(retry.max_attempts), src.get("retry", "built-in")),
+        Policy(
+            "retry: backoff",
+            f"{format_duration(retry.backoff)} doubling, capped at "
+            f"{format_duration(retry.max_backoff)}{', jitter' if retry.jitter else ''}",
+            src.get("retry", "built-in"),
+        ),
+        Policy("timeout", format_duration(jd.policy.timeout), src.get("timeout", "built-in")),
+        Policy("overlap", jd.policy.overlap.value, src.get("overlap", "built-in")),
+        Policy(
+            "misfire grace",
+            format_duration(jd.policy.misfire_grace),
+            src.get("misfire_grace", "built-in"),
+        ),
+        Policy("queue", jd.policy.queue, src.get("queue", "built-in")),
+    ]
+
+
+def parse_params(text: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines of the run-now form; a ValueError names the bad line."""
+    params: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line:
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"line {number}: {line!r} is not KEY=VALUE")
+        params[key.strip()] = value.strip()
+    return params
+
+
+def tags_of(jobs: Iterable[JobDefinition]) -> list[str]:
+    return sorted({tag for jd in jobs for tag in jd.tags})
