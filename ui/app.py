@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import jinja2
 from starlette.applications import Starlette
@@ -33,11 +34,14 @@ from jobs_core.status import RunStatus, Trigger
 from . import views
 from .auth import BasicAuth, Csrf, User
 from .cluster import Action, Cluster
-from .queries import Cursor, HistoryFilter, Queries, RecentRun
+from .queries import Cursor, HistoryFilter, Queries, Recent
 from .settings import UiSettings
 
 HERE = Path(__file__).parent
 HISTORY_PAGE = 50
+#: Jobs per overview page: a page of every job of a big installation, polled every few
+#: seconds, would cost the server and the browser for rows nobody reads.
+JOBS_PAGE = 100
 LEDGER_SIZE = 20
 WORKER_PING_EVERY = 10.0
 T = TypeVar("T")
@@ -57,12 +61,15 @@ class Deps:
 @dataclass(frozen=True)
 class JobRow:
     jd: JobDefinition
+    url: str
     state: str
     words: str
     next_at: datetime | None
+    next_iso: str
     next_local: str
     next_relative: str
     stats: views.Stats
+    median: str
 
 
 class HttpError(Exception):
@@ -153,22 +160,33 @@ async def overview(request: Request) -> Response:
         if text and text.lower() not in f"{jd.key} {jd.description}".lower():
             continue
         shown.append((jd, jstate))
-    recent: dict[str, list[RecentRun]] = {}
+    matching = len(shown)
+    pages = max(1, -(-matching // JOBS_PAGE))
+    try:
+        page = min(max(1, int(q.get("page") or 1)), pages)
+    except ValueError:
+        raise HttpError(400, f"page: {q.get('page')!r} is not a number") from None
+    shown = shown[(page - 1) * JOBS_PAGE : page * JOBS_PAGE]
+    recent: dict[str, Recent] = {}
     if deps.queries is not None:
-        recent = await deps.queries.recent_runs([jd.key for jd, _ in shown], views.RECENT_RUNS)
+        recent = await deps.queries.recent([jd.key for jd, _ in shown], views.RECENT_RUNS)
     now = datetime.now(UTC)
     rows = []
     for jd, jstate in shown:
         nxt = jd.cron.next_after(now) if jd.cron is not None and jstate == "enabled" else None
+        stats = views.stats(recent.get(jd.key))
         rows.append(
             JobRow(
                 jd,
+                _job_url(jd),
                 jstate,
                 views.schedule_words(jd.schedule),
                 nxt,
+                nxt.isoformat() if nxt else "",
                 views.when(nxt, jd.cron.tz if jd.cron else None),
                 views.relative(nxt, now),
-                views.stats(recent.get(jd.key, [])),
+                stats,
+                views.ms(stats.median_ms),
             )
         )
     registry = deps.registry
@@ -177,6 +195,15 @@ async def overview(request: Request) -> Response:
         "overview.html",
         rows=rows,
         total=len(registry),
+        matching=matching,
+        page=page,
+        pages=pages,
+        first_index=(page - 1) * JOBS_PAGE + 1,
+        page_links={
+            n: "?" + urlencode({**{k: v for k, v in q.items() if k != "page"}, "page": n})
+            for n in (page - 1, page + 1)
+            if 1 <= n <= pages
+        },
         leader=leader,
         workers=deps.cluster.workers,
         actions=actions,
@@ -224,7 +251,7 @@ async def job_page(request: Request) -> Response:
         [r.enqueued_at.timestamp(), r.duration_ms / 1000 if r.duration_ms is not None else None]
         for r in reversed(runs)
     ]
-    recent = [RecentRun(r.id, r.status, r.duration_ms, r.enqueued_at, r.finished_at) for r in runs]
+    newest = runs[: views.RECENT_RUNS][::-1]
     older = None
     if next_cursor is not None:
         params = dict(q)
@@ -244,7 +271,7 @@ async def job_page(request: Request) -> Response:
         ticks=ticks,
         runs=runs,
         chart=chart,
-        spark=views.sparkline(recent[: views.RECENT_RUNS]),
+        spark=views.sparkline([r.status for r in newest], [r.duration_ms for r in newest]),
         older=older,
         first_page=after is None,
         filters={k: q.get(k) or "" for k in ("status", "trigger", "since", "until")},

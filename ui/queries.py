@@ -4,7 +4,6 @@ history, the tick ledger), kept here in one place."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -22,14 +21,13 @@ _TICKS_SQL = ", ".join(f"'{t}'" for t in TICK_TRIGGERS)
 
 
 @dataclass(frozen=True)
-class RecentRun:
-    """What the overview needs of one run: enough for a bar of the sparkline."""
+class Recent:
+    """A job's last runs, as the overview shows them (oldest first in the lists)."""
 
-    id: str
-    status: RunStatus
-    duration_ms: int | None
-    enqueued_at: datetime
-    finished_at: datetime | None
+    last_id: str
+    last_status: RunStatus
+    statuses: list[str]
+    durations: list[int | None]
 
 
 @dataclass(frozen=True)
@@ -67,26 +65,29 @@ class Queries:
     async def get_run(self, run_id: str) -> Run | None:
         return await self.store.get_run(run_id)
 
-    async def recent_runs(self, job_keys: list[str], per_job: int) -> dict[str, list[RecentRun]]:
-        """The last ``per_job`` runs of each job, newest first: one index probe per job."""
+    async def recent(self, job_keys: list[str], per_job: int) -> dict[str, Recent]:
+        """The last ``per_job`` runs of each job: one index probe per job, one row each."""
         if not job_keys:
             return {}
         sql = """
-        SELECT k.key, r.id::text, r.status, r.duration_ms, r.enqueued_at, r.finished_at
+        SELECT k.key, r.ids[1], r.statuses[1], r.statuses, r.durations
         FROM unnest(%s::text[]) AS k(key)
         CROSS JOIN LATERAL (
-            SELECT id, status, duration_ms, enqueued_at, finished_at FROM job_runs
-            WHERE job_key = k.key ORDER BY enqueued_at DESC LIMIT %s
+            SELECT array_agg(id::text ORDER BY enqueued_at DESC) AS ids,
+                   array_agg(status ORDER BY enqueued_at DESC) AS statuses,
+                   array_agg(duration_ms ORDER BY enqueued_at DESC) AS durations
+            FROM (SELECT id, status, duration_ms, enqueued_at FROM job_runs
+                  WHERE job_key = k.key ORDER BY enqueued_at DESC LIMIT %s) AS last
         ) AS r
+        WHERE r.ids IS NOT NULL
         """
-        out: dict[str, list[RecentRun]] = defaultdict(list)
         async with self.pool.connection() as conn:
             cur = await conn.execute(sql, (job_keys, per_job))
-            for key, rid, status, dur, enq, fin in await cur.fetchall():
-                out[key].append(RecentRun(rid, RunStatus(status), dur, enq, fin))
-        for runs in out.values():
-            runs.sort(key=lambda r: r.enqueued_at, reverse=True)
-        return out
+            rows = await cur.fetchall()
+        return {
+            key: Recent(last_id, RunStatus(last_status), statuses[::-1], durations[::-1])
+            for key, last_id, last_status, statuses, durations in rows
+        }
 
     async def history(
         self, job_key: str, filters: HistoryFilter, *, limit: int, after: Cursor | None = None

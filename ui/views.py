@@ -15,9 +15,9 @@ from markupsafe import Markup
 from jobs_core.cron import _MACROS
 from jobs_core.durations import format_duration
 from jobs_core.registry import JobDefinition
-from jobs_core.status import RunStatus
+from jobs_core.status import TERMINAL, RunStatus
 
-from .queries import RecentRun
+from .queries import Recent
 
 #: Runs per job on the overview's sparkline and success rate.
 RECENT_RUNS = 20
@@ -83,12 +83,16 @@ def relative(value: datetime | None, now: datetime) -> str:
     return f"in {text}" if seconds >= 0 else f"{text} ago"
 
 
+_COUNTED = frozenset(s.value for s in TERMINAL - {RunStatus.SKIPPED})
+_OK = RunStatus.SUCCEEDED.value
+
+
 @dataclass(frozen=True)
 class Stats:
-    runs: int
+    last_id: str | None
+    last_status: str | None
     finished: int
     succeeded: int
-    last: RecentRun | None
     median_ms: int | None
     spark: Markup
 
@@ -97,37 +101,46 @@ class Stats:
         return f"{100 * self.succeeded / self.finished:.0f}%" if self.finished else "-"
 
 
-def stats(runs: Sequence[RecentRun]) -> Stats:
-    """Success rate over the finished runs among ``runs`` (newest first), and a sparkline."""
-    finished = [r for r in runs if r.status.is_terminal and r.status is not RunStatus.SKIPPED]
-    ok = sum(r.status is RunStatus.SUCCEEDED for r in finished)
-    durations = sorted(r.duration_ms for r in finished if r.duration_ms is not None)
+def stats(recent: Recent | None) -> Stats:
+    """Success rate over the finished (not skipped) recent runs, median duration, sparkline."""
+    if recent is None:
+        return Stats(None, None, 0, 0, None, sparkline([], []))
+    finished = [i for i, s in enumerate(recent.statuses) if s in _COUNTED]
+    ok = sum(recent.statuses[i] == _OK for i in finished)
+    durations = sorted(d for i in finished if (d := recent.durations[i]) is not None)
     median = durations[len(durations) // 2] if durations else None
-    return Stats(len(runs), len(finished), ok, runs[0] if runs else None, median, sparkline(runs))
+    return Stats(
+        recent.last_id,
+        recent.last_status.value,
+        len(finished),
+        ok,
+        median,
+        sparkline(recent.statuses, recent.durations),
+    )
 
 
 _BAR_W, _GAP, _H = 5, 1, 20
+_CLASS = {s.value: f"s-{s.value}" for s in RunStatus}
 
 
-def sparkline(runs: Sequence[RecentRun]) -> Markup:
-    """Oldest to newest bars, height by duration, colour by status (an inline SVG: no JS).
+def sparkline(statuses: Sequence[str], durations: Sequence[int | None]) -> Markup:
+    """Bars oldest to newest, height by duration, colour by status (an inline SVG: no JS).
 
-    Built from numbers and fixed class names only, so marking it safe is sound.
+    Built from numbers and status names (an enum) only, so marking it safe is sound.
     """
-    ordered = list(reversed(runs))
     width = RECENT_RUNS * (_BAR_W + _GAP)
-    longest = max((r.duration_ms or 0 for r in ordered), default=0) or 1
-    bars = []
-    for i, run in enumerate(ordered):
-        height = max(2, round(_H * (run.duration_ms or 0) / longest))
-        bars.append(
-            f'<rect class="s-{run.status.value}" x="{i * (_BAR_W + _GAP)}" y="{_H - height}"'
-            f' width="{_BAR_W}" height="{height}"/>'
-        )
-    label = f"last {len(ordered)} runs" if ordered else "no runs yet"
+    longest = max((d or 0 for d in durations), default=0) or 1
+    step = _BAR_W + _GAP
+    bars = "".join(
+        f'<rect class="{_CLASS.get(status, "s-unknown")}" x="{i * step}" y="{_H - h}" '
+        f'width="{_BAR_W}" height="{h}"/>'
+        for i, (status, d) in enumerate(zip(statuses, durations, strict=True))
+        for h in (max(2, _H * (d or 0) // longest),)
+    )
+    label = f"last {len(statuses)} runs" if statuses else "no runs yet"
     return Markup(
         f'<svg class="spark" width="{width}" height="{_H}" viewBox="0 0 {width} {_H}"'
-        f' role="img" aria-label="{label}">{"".join(bars)}</svg>'
+        f' role="img" aria-label="{label}">{bars}</svg>'
     )
 
 
