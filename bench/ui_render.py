@@ -73,7 +73,7 @@ SELECT gen_random_uuid(), 'bench/job-' || lpad((g %% %(jobs)s)::text, 4, '0'), '
        'processed ' || g || ' rows', 'worker@bench'
 FROM generate_series(1, %(rows)s) AS g,
      LATERAL (SELECT now() - (g / %(jobs)s) * interval '1 minute' AS t,
-                     (50 + (g * 7919) %% 5000)::bigint AS d) AS x
+                     (50 + (g::bigint * 7919) %% 5000) AS d) AS x
 """
 
 

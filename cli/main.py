@@ -518,14 +518,19 @@ def migrate_cmd(ctx: CliContext) -> None:
 
 @infra.command("up")
 @click.option("--no-flower", is_flag=True, help="Do not start Flower even when installed.")
+@click.option("--no-ui", is_flag=True, help="Do not start the web dashboard.")
 @click.option("--concurrency", default=2, show_default=True, help="Worker processes.")
 @pass_ctx
-def up(ctx: CliContext, no_flower: bool, concurrency: int) -> None:
+def up(ctx: CliContext, no_flower: bool, no_ui: bool, concurrency: int) -> None:
     """Run everything locally: private Redis and PostgreSQL (unless configured),
-    migrations, one beat, one worker and Flower. Ctrl-C stops it all."""
+    migrations, one beat, one worker, Flower and the web dashboard. Ctrl-C stops it all.
+
+    Without dashboard credentials configured, a local password is generated (kept in
+    .systemprompt/ui-password) and printed with the dashboard's URL.
+    """
     from .stack import run_stack
 
-    sys.exit(run_stack(ctx, flower=not no_flower, concurrency=concurrency))
+    sys.exit(run_stack(ctx, flower=not no_flower, concurrency=concurrency, ui=not no_ui))
 
 
 # ---------------------------------------------------------------- entry point

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -268,6 +269,24 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
+def _get(url: str, auth: tuple[str, str] | None = None) -> int:
+    import base64
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url)
+    if auth:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        return err.code
+    except OSError:
+        return 0
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -315,6 +334,17 @@ def test_infra_up_runs_a_job_and_stops_cleanly(workdir: Path) -> None:
         )
         assert "succeeded: alive" in result.stdout
         assert time.monotonic() - started < 60
+        # The dashboard, with the local password `up` generated and printed.
+        printed = re.search(
+            r"dashboard on (http://127.0.0.1:\d+/) \(user admin, password (\S+)\)",
+            (workdir / "up.log").read_text(),
+        )
+        assert printed, (workdir / "up.log").read_text()
+        url, password = printed.groups()
+        assert (workdir / ".systemprompt" / "ui-password").read_text().strip() == password
+        assert wait_for(lambda: _get(url + "healthz") == 200, 60, 0.2, "the dashboard")
+        assert _get(url) == 401
+        assert _get(url, ("admin", password)) == 200
         family |= _descendants(up.pid)
         assert len(family) >= 4  # redis, postgres (+ its processes), beat, worker (+ pool)
         up.send_signal(signal.SIGINT)

@@ -257,7 +257,7 @@ def test_overview_lists_jobs_states_schedules_and_last_runs(stack: Stack) -> Non
     assert "Europe/London" in cleanup and "data-countdown" in cleanup
     assert "st-disabled" in _row(page, "maintenance/prune-history")
     ok = _row(page, "testjobs/ok")  # its last run is the skipped tick, which no rate counts
-    assert 'badge s-skipped' in ok and '<rect class="s-succeeded"' in ok and "100%" in ok
+    assert "badge s-skipped" in ok and '<rect class="s-succeeded"' in ok and "100%" in ok
     broken = _row(page, "testjobs/broken")
     assert "s-failed" in broken and "0%" in broken
     assert "No beat leader seen" in page
@@ -332,7 +332,8 @@ def test_actions_need_a_valid_csrf_token_and_a_user_who_may_act(stack: Stack) ->
     url = "/jobs/testjobs/noop/run"
     assert stack.request(url, data={"confirmed": "1"})[0] == 403
     assert stack.request(url, data={"confirmed": "1", "csrf_token": "0" * 64})[0] == 403
-    viewer_token = stack.csrf("/jobs/testjobs/noop", VIEWER)  # valid for the viewer, not for the admin
+    # A token valid for the viewer is not valid for the admin.
+    viewer_token = stack.csrf("/jobs/testjobs/noop", VIEWER)
     assert stack.request(url, data={"confirmed": "1", "csrf_token": viewer_token})[0] == 403
     status, _, body = stack.request(
         url, auth=VIEWER, data={"confirmed": "1", "csrf_token": viewer_token}
