@@ -472,6 +472,11 @@ def test_in_a_real_browser(stack: Stack) -> None:
             page.get_by_role("link", name="maintenance/cleanup").click()
             page.get_by_role("button", name="Resume").click()
             expect(page.locator("h1 .badge")).to_have_text("enabled")
+            for _ in range(2):  # some history for the duration chart
+                page.get_by_role("button", name="Run now").click()
+                expect(page.locator("#run-status")).to_contain_text("succeeded", timeout=90_000)
+                page.goto(stack.base + "/jobs/maintenance/cleanup")
+            expect(page.locator(".chart.drawn")).to_be_visible()  # uPlot drew the chart
             page.screenshot(path=str(shots / "ui-job.png"), full_page=True)
 
             # The run page opens from the job's history.
