@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for every role of the deployment (see compose.yaml and docs/operations.md):
-#   systemprompt infra db migrate | infra beat | infra worker ... | celery -A worker.app flower
+#   systemprompt infra db migrate | infra beat | infra worker ... | infra ui | celery -A worker.app flower
 # The entrypoint is the `systemprompt` command; Flower overrides it with `celery`.
 
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -18,6 +18,7 @@ COPY extensions ./extensions
 COPY worker ./worker
 COPY beat ./beat
 COPY cli ./cli
+COPY ui ./ui
 # Runtime dependencies plus Flower; never the dev extras (pytest, ruff, mypy ...).
 RUN pip wheel --wheel-dir /wheels ".[flower]"
 
@@ -44,6 +45,7 @@ COPY --chown=systemprompt:systemprompt profile.example.yaml /app/profile.example
 USER systemprompt:systemprompt
 # No HEALTHCHECK here: the same image runs one-shot migrations, beats, workers and
 # Flower, and only some roles have something to probe. compose.yaml sets a healthcheck
-# per service (worker: `celery inspect ping` of its own node; flower: /healthcheck).
+# per service (worker: `celery inspect ping` of its own node; flower: /healthcheck;
+# ui: /healthz).
 ENTRYPOINT ["systemprompt"]
 CMD ["--help"]

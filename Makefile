@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) bench/cron_speed.py
 	$(PY) bench/throughput.py
 	$(PY) bench/beat_lag.py
+	$(PY) bench/ui_render.py
 
 clean:
 	rm -rf $(VENV) .systemprompt build *.egg-info

@@ -478,6 +478,21 @@ def worker_cmd(ctx: CliContext, celery_args: tuple[str, ...]) -> None:
     os.execvpe(argv[0], argv, env)
 
 
+@infra.command("ui")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8585, show_default=True, type=click.IntRange(1, 65535))
+@pass_ctx
+def ui_cmd(ctx: CliContext, host: str, port: int) -> None:
+    """Serve the web dashboard: jobs, next runs, history and run control.
+
+    Needs SYSTEMPROMPT_UI_USER and SYSTEMPROMPT_UI_PASSWORD (or the profile's ui:
+    section); it never serves pages without authentication.
+    """
+    from ui.server import serve
+
+    serve(ctx, host, port)
+
+
 @infra.group()
 def db() -> None:
     """Database schema."""
@@ -503,14 +518,19 @@ def migrate_cmd(ctx: CliContext) -> None:
 
 @infra.command("up")
 @click.option("--no-flower", is_flag=True, help="Do not start Flower even when installed.")
+@click.option("--no-ui", is_flag=True, help="Do not start the web dashboard.")
 @click.option("--concurrency", default=2, show_default=True, help="Worker processes.")
 @pass_ctx
-def up(ctx: CliContext, no_flower: bool, concurrency: int) -> None:
+def up(ctx: CliContext, no_flower: bool, no_ui: bool, concurrency: int) -> None:
     """Run everything locally: private Redis and PostgreSQL (unless configured),
-    migrations, one beat, one worker and Flower. Ctrl-C stops it all."""
+    migrations, one beat, one worker, Flower and the web dashboard. Ctrl-C stops it all.
+
+    Without dashboard credentials configured, a local password is generated (kept in
+    .systemprompt/ui-password) and printed with the dashboard's URL.
+    """
     from .stack import run_stack
 
-    sys.exit(run_stack(ctx, flower=not no_flower, concurrency=concurrency))
+    sys.exit(run_stack(ctx, flower=not no_flower, concurrency=concurrency, ui=not no_ui))
 
 
 # ---------------------------------------------------------------- entry point

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -142,7 +143,30 @@ def _postgres_data_dir() -> tuple[Path, str]:
     return data_dir, note
 
 
-def run_stack(ctx: CliContext, *, flower: bool, concurrency: int) -> int:
+def _ui_credentials(ctx: CliContext) -> tuple[dict[str, str], str | None]:
+    """Environment for the dashboard child, and the generated password to print (None
+    when the profile or the environment already name an account)."""
+    from ui.settings import PASSWORD_ENV, USER_ENV, load_settings
+
+    try:
+        load_settings(ctx.profile)
+        return {}, None
+    except ConfigError:
+        pass
+    # A local password, kept so that it stays the same from one `infra up` to the next.
+    file = STATE_DIR / "ui-password"
+    try:
+        password = file.read_text().strip()
+    except FileNotFoundError:
+        password = ""
+    if not password:
+        password = secrets.token_urlsafe(12)
+        file.touch(mode=0o600)
+        file.write_text(password + "\n")
+    return {USER_ENV: "admin", PASSWORD_ENV: password}, password
+
+
+def run_stack(ctx: CliContext, *, flower: bool, concurrency: int, ui: bool = True) -> int:
     began = time.monotonic()
     running = embedded_stack_urls()
     if running:
@@ -195,7 +219,7 @@ def run_stack(ctx: CliContext, *, flower: bool, concurrency: int) -> int:
         env["PYTHONUNBUFFERED"] = "1"
         if ctx.profile_path:
             env["SYSTEMPROMPT_PROFILE"] = os.path.abspath(ctx.profile_path)
-        secrets = [redis_url, database_url]
+        secrets_masked = [redis_url, database_url]
         queues = ",".join(sorted({jd.policy.queue for jd in registry} or {"jobs"}))
         py = sys.executable
         children.append(
@@ -203,7 +227,7 @@ def run_stack(ctx: CliContext, *, flower: bool, concurrency: int) -> int:
                 "beat",
                 [py, "-m", "beat", "--id", "local-beat"],
                 env,
-                secrets,
+                secrets_masked,
                 ready_when="became leader",
             )
         )
@@ -227,7 +251,7 @@ def run_stack(ctx: CliContext, *, flower: bool, concurrency: int) -> int:
                     "INFO",
                 ],
                 env,
-                secrets,
+                secrets_masked,
                 ready_when="ready.",
             )
         )
@@ -247,9 +271,22 @@ def run_stack(ctx: CliContext, *, flower: bool, concurrency: int) -> int:
                         f"--port={port}",
                     ],
                     env,
-                    secrets,
+                    secrets_masked,
                 )
             )
+        if ui:
+            ui_env, generated = _ui_credentials(ctx)
+            ui_port = 8585 if _port_free(8585) else free_port()
+            children.append(
+                Child(
+                    "ui",
+                    [py, "-m", "cli.main", "infra", "ui", "--port", str(ui_port)],
+                    dict(env, **ui_env),
+                    [*secrets_masked, *([generated] if generated else [])],
+                )
+            )
+            login = f" (user admin, password {generated})" if generated else ""
+            click.echo(f"[up] dashboard on http://127.0.0.1:{ui_port}/{login}")
         click.echo(
             f"[up] {len(registry)} jobs from {len(registry.extensions)} extensions; "
             "press Ctrl-C to stop. Try: systemprompt infra jobs run heartbeat --wait"

@@ -25,6 +25,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -49,6 +50,7 @@ __all__ = [
     "RetrySettings",
     "SchedulerConfig",
     "SchedulerDefaults",
+    "UiConfig",
     "explain",
     "load_profile",
     "parse_profile",
@@ -325,6 +327,19 @@ class SchedulerConfig(_Section):
         return None
 
 
+class UiConfig(_Section):
+    """``ui``: who may open the web dashboard (``infra ui``) and where Flower is.
+
+    The SYSTEMPROMPT_UI_* environment variables win over these keys.
+    """
+
+    user: str | None = None
+    password: SecretStr | None = None
+    readonly_user: str | None = None
+    readonly_password: SecretStr | None = None
+    flower_url: str | None = None
+
+
 _URL_SCHEMES: Mapping[str, tuple[str, ...]] = {
     "redis_url": ("redis", "rediss", "unix"),
     "database_url": ("postgresql", "postgres"),
@@ -339,8 +354,9 @@ class Profile(_Section):
     extensions: list[ImportPath] = Field(default_factory=list)
     config: dict[str, dict[str, Any]] = Field(default_factory=dict)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
 
-    _NULL_IS_DEFAULT = frozenset({"extensions", "config", "scheduler"})
+    _NULL_IS_DEFAULT = frozenset({"extensions", "config", "scheduler", "ui"})
     _path: str | None = PrivateAttr(default=None)
     _lines: dict[KeyPath, int] = PrivateAttr(default_factory=dict)
 

@@ -43,6 +43,8 @@ class Keys:
     SESSION = f"{PREFIX}beat:session"
     #: Session id whose bootstrap jobs were enqueued.
     BOOTSTRAPPED = f"{PREFIX}beat:bootstrapped"
+    #: List of the dashboard's actions, newest first (JSON: at, user, action, job, run).
+    UI_ACTIONS = f"{PREFIX}ui:actions"
     #: Prefix of the per-job overlap lock (value: the run id holding it).
     LOCK_PREFIX = f"{PREFIX}lock:"
 

@@ -46,6 +46,25 @@ def _cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProc
     )
 
 
+def _get(url: str, auth: tuple[str, str] | None = None) -> int:
+    """The HTTP status of a GET (0 when nothing answers)."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url)
+    if auth:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        return err.code
+    except OSError:
+        return 0
+
+
 def test_infra_up_runs_a_job_and_stops_cleanly(private_dir: Path) -> None:
     env = service_env()
     choice = choice_from_env(env)
@@ -87,6 +106,19 @@ def test_infra_up_runs_a_job_and_stops_cleanly(private_dir: Path) -> None:
         result = _cli(env, private_dir, "infra", "jobs", "run", "heartbeat", "--wait")
         assert result.returncode == 0, result.stdout + result.stderr + log_path.read_text()
         assert "succeeded: alive" in result.stdout
+
+        # The dashboard, with the local password `up` generated and printed.
+        printed = re.search(
+            r"dashboard on (http://127.0.0.1:\d+/) \(user admin, password (\S+)\)",
+            log_path.read_text(),
+        )
+        assert printed, log_path.read_text()
+        url, password = printed.groups()
+        saved = (private_dir / ".systemprompt" / "ui-password").read_text().strip()
+        assert saved == password
+        assert wait_for(lambda: _get(url + "healthz") == 200, 60, 0.2, "the dashboard")
+        assert _get(url) == 401
+        assert _get(url, ("admin", password)) == 200
 
         family |= descendants(up.pid)
         assert len(family) >= 4  # redis, postgres (+ its processes), beat, worker (+ pool)

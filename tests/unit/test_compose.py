@@ -22,9 +22,17 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-APP_SERVICES = ("migrate", "beat", "worker", "flower")
+APP_SERVICES = ("migrate", "beat", "worker", "flower", "ui")
 #: What the project's code reads from the environment (see test_code_reads_app_env).
 CODE_ENV = {"REDIS_URL", "DATABASE_URL", "SYSTEMPROMPT_PROFILE"}
+#: ... and what the dashboard reads besides (see ui.settings).
+UI_ENV = {
+    "SYSTEMPROMPT_UI_USER",
+    "SYSTEMPROMPT_UI_PASSWORD",
+    "SYSTEMPROMPT_UI_READONLY_USER",
+    "SYSTEMPROMPT_UI_READONLY_PASSWORD",
+    "SYSTEMPROMPT_FLOWER_URL",
+}
 
 
 # ------------------------------------------------------------------ helpers
@@ -125,12 +133,13 @@ def test_services_and_topology(compose: dict[str, Any]) -> None:
         assert "ports" not in services[name]
         assert "hostname" not in services[name]
     assert services["flower"]["ports"] == ["5555:5555"]
-    for name in ("beat", "worker", "flower"):
+    assert services["ui"]["ports"] == ["8585:8585"]
+    for name in ("beat", "worker", "flower", "ui"):
         deps = services[name]["depends_on"]
         assert deps["migrate"]["condition"] == "service_completed_successfully"
         assert deps["redis"]["condition"] == deps["postgres"]["condition"] == "service_healthy"
     assert services["migrate"]["restart"] == "no"
-    for name in ("redis", "postgres", "worker", "flower"):
+    for name in ("redis", "postgres", "worker", "flower", "ui"):
         assert services[name]["healthcheck"]["test"], f"{name} has no healthcheck"
     assert {"redis-data", "postgres-data"} <= set(compose["volumes"])
     assert any(v.endswith(":/data") for v in services["redis"]["volumes"])
@@ -172,7 +181,13 @@ def test_external_urls_win(raw: dict[str, Any]) -> None:
 
 def test_secrets_are_required_not_defaulted(raw: dict[str, Any]) -> None:
     env = _env_example()
-    for secret in ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH"):
+    for secret in (
+        "REDIS_PASSWORD",
+        "POSTGRES_PASSWORD",
+        "FLOWER_BASIC_AUTH",
+        "SYSTEMPROMPT_UI_USER",
+        "SYSTEMPROMPT_UI_PASSWORD",
+    ):
         with pytest.raises(KeyError, match=secret):
             interpolate((REPO / "compose.yaml").read_text(), {**env, secret: ""})
 
@@ -216,7 +231,7 @@ def test_service_commands_are_real_commands(compose: dict[str, Any]) -> None:
             for opt in options_of(args[4:]):
                 assert opt.lstrip("-").replace("_", "-") in known, (name, opt)
             checked.add("flower")
-    assert checked == {"infra db migrate", "infra beat", "infra worker", "flower"}
+    assert checked == {"infra db migrate", "infra beat", "infra worker", "infra ui", "flower"}
 
 
 def test_worker_healthcheck_is_a_real_command(compose: dict[str, Any]) -> None:
@@ -246,7 +261,21 @@ def test_app_env_is_what_the_code_reads(compose: dict[str, Any]) -> None:
                 option = key.removeprefix("FLOWER_").lower()
                 assert {option, option.replace("_", "-")} & set(tornado_options._options), key
             else:
-                assert key in CODE_ENV, f"{name}: {key} is read by nothing"
+                read = CODE_ENV | (UI_ENV if name == "ui" else set())
+                assert key in read, f"{name}: {key} is read by nothing"
+
+
+def test_ui_env_names_are_the_dashboards() -> None:
+    from ui import settings
+
+    names = {
+        settings.USER_ENV,
+        settings.PASSWORD_ENV,
+        settings.READONLY_USER_ENV,
+        settings.READONLY_PASSWORD_ENV,
+        settings.FLOWER_URL_ENV,
+    }
+    assert names == UI_ENV
 
 
 def test_code_reads_app_env(tmp_path: Path, compose: dict[str, Any]) -> None:

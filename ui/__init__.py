@@ -1,0 +1,1 @@
+"""The web dashboard (``systemprompt infra ui``): jobs, next runs, history, run control."""
