@@ -1,11 +1,9 @@
-"""The beat process: election, the tick loop, catch-up, reload, outages and shutdown.
+"""The beat process around the scheduling core: election, the loop, sending, signals.
 
-One thread does everything, in a loop that sleeps on a :class:`threading.Event` exactly
-until the earliest of: the next due instant, the next lease renewal / election attempt,
-the next profile-file check. Signals (SIGTERM/SIGINT stop, SIGHUP reload) and
-:meth:`Beat.stop` set the event, so they act at once. A single thread keeps the state
-simple: the lease is renewed between batches, and a batch of 10 000 ticks takes a few
-tens of milliseconds, far below the renewal margin (a third of the TTL).
+Every scheduling decision (what is due, catch-up, coalescing, reload) is
+:class:`beat.core.Scheduler`'s; this module does the I/O and the latency tuning (batches
+built and encoded ahead, sent at the instant). One thread does everything, sleeping on
+an event until the next instant, lease renewal or profile check; signals set the event.
 """
 
 from __future__ import annotations
@@ -39,15 +37,14 @@ from jobs_core.wire import DEFAULT_REDIS_URL, Keys
 
 from .build import TickBuilder, bootstrap_message, record_out
 from .collector import IdleCollector
+from .core import DROP_COUNT_CAP, Failure, Kind, Plan, Scheduler, Send, entries
 from .lease import Lease
 from .logs import event
-from .schedule import CatchUp, DueHeap, catch_up, from_ms, iso, next_ms
+from .schedule import from_ms, iso
 from .ticks import DISABLED, DUPLICATE, SENT, NotLeader, OutTick, Prepared, TickSender
 
 #: How often the profile file's mtime is looked at.
 PROFILE_CHECK_S = 1.0
-#: Catch-up records at most this many skipped ticks one by one per job, then summarises.
-SKIP_CAP = 100
 #: Messages are built ahead for the next instant, but not so close to it that building
 #: would delay the send (building stops this long before the instant).
 PREBUILD_GUARD_S = 0.002
@@ -86,16 +83,6 @@ def _stamp(path: str | None) -> tuple[int, int, int] | None:
 
 def _now_ms(now: float) -> int:
     return int(now * 1000)
-
-
-@dataclass
-class _Pending:
-    """Bookkeeping of one message of a batch, for logging after the send."""
-
-    job_key: str
-    due_ms: int
-    trigger: Trigger
-    kind: str  # "fire" | "skip" | "summary"
 
 
 @dataclass(frozen=True)
@@ -153,8 +140,7 @@ class Beat:
         self._bootstrapped_session: str | None = None
         self._redis_down_since: float | None = None
 
-        self._heap = DueHeap()
-        self._local_last: dict[str, int] = {}
+        self._core = Scheduler()
         self._prebuilt_for: int | None = None
         self._prebuilt: dict[str, OutTick] = {}
         self._ready: _Ready | None = None
@@ -282,7 +268,7 @@ class Beat:
         wake_at = min(self._next_profile_check, self._next_session_touch)
         if self._leader:
             wake_at = min(wake_at, self._next_renew)
-            due = self._heap.next_due()
+            due = self._core.next_due()
             if due is not None:
                 ready = self._ready is not None and self._ready.due_ms == due
                 wake_at = min(wake_at, due / 1000 - (WARM_UP_S if ready else 0.0))
@@ -306,7 +292,7 @@ class Beat:
             "heartbeat": datetime.fromtimestamp(now, UTC).isoformat(),
             "heartbeat_ms": _now_ms(now),
             "lease_ttl_ms": int(self.lease_ttl * 1000),
-            "jobs": len(self._heap),
+            "jobs": len(self._core),
         }
 
     def _try_acquire(self) -> None:
@@ -335,7 +321,7 @@ class Beat:
 
     def _lose_leadership(self, reason: str) -> None:
         self._leader = False
-        self._heap = DueHeap()
+        self._core.clear()
         self._clear_prebuilt()
         self._next_acquire = time.time() + self.poll_every
         event(logging.WARNING, "leadership lost", beat_id=self.beat_id, reason=reason)
@@ -356,7 +342,7 @@ class Beat:
         self._touch_session()
         if self.registry.scheduler_enabled:
             self._bootstrap()
-        self._schedule_all(catch_up_missed=True)
+        self._start_schedule()
 
     def _bootstrap(self) -> None:
         """Enqueue the bootstrap jobs once per deployment session (see the package doc)."""
@@ -385,193 +371,113 @@ class Beat:
 
     # ------------------------------------------------------------------ scheduling
 
-    def _scheduled_jobs(self, registry: JobRegistry) -> list[JobDefinition]:
-        if not registry.scheduler_enabled:
-            return []
-        return [j for j in registry if j.cron is not None and j.enabled]
-
-    def _first_due(self, job: JobDefinition, after_ms: int) -> int | None:
-        """Next instant of ``job`` after ``after_ms``; None (logged) if its schedule fails."""
-        assert job.cron is not None
-        try:
-            return next_ms(job.cron, after_ms)
-        except Exception as exc:
-            # One broken schedule must not take the beat (and every other job) down.
-            event(
-                logging.ERROR,
-                "schedule failed; job dropped until the next reload",
-                job=job.key,
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            return None
-
-    def _schedule_all(self, *, catch_up_missed: bool) -> None:
-        """Rebuild the heap for every job; catch up what no beat sent while we did not lead."""
+    def _start_schedule(self) -> None:
+        """Hand the job table and the last handled ticks to the core; send its catch-up."""
         assert self._client is not None
-        self._heap = DueHeap()
         self._clear_prebuilt()
-        jobs = self._scheduled_jobs(self.registry)
-        now = time.time()
-        now_ms = _now_ms(now)
+        jobs = entries(self.registry)
         remote: dict[str, int] = {}
-        if catch_up_missed and jobs:
-            for i in range(0, len(jobs), 1000):
-                part = [j.key for j in jobs[i : i + 1000]]
-                values = self._client.hmget(Keys.LAST, part)
-                remote.update({k: int(v) for k, v in zip(part, values, strict=True) if v})
-        out: list[OutTick] = []
-        meta: list[_Pending] = []
-        cu_cache: dict[tuple[Any, int, float], CatchUp] = {}
-        for job in jobs:
-            last = max(remote.get(job.key, 0), self._local_last.get(job.key, 0))
-            if catch_up_missed and last:
+        for i in range(0, len(jobs), 1000):
+            part = [j.key for j in jobs[i : i + 1000]]
+            values = self._client.hmget(Keys.LAST, part)
+            remote.update({k: int(v) for k, v in zip(part, values, strict=True) if v})
+        now_ms = _now_ms(time.time())
+        self._send_plan(self._core.start(jobs, now_ms, remote), now_ms)
+
+    def _send_due(self) -> None:
+        prepared, head = self._ready, self._core.head()
+        if prepared is not None and head is not None and head[0] == prepared.due_ms:
+            self._warm_up(prepared.due_ms / 1000)
+        now_ms = _now_ms(time.time())
+        if prepared is not None:
+            head = self._core.on_time(now_ms)
+            if (
+                head is not None
+                and head[0] == prepared.due_ms
+                and head[1] is prepared.bucket
+                and len(prepared.bucket) == prepared.size
+            ):
+                # The usual case: the batch of the earliest instant was encoded ahead
+                # and its bucket has not changed since. Send first, book-keep after, so
+                # the lag is the claim script's alone. (Another instant that is due too
+                # goes out on the next pass of the loop.)
+                due_ms, bucket = self._core.pop_head()
+                self._clear_prebuilt()
                 try:
-                    self._add_catch_up(job, last, now_ms, out, meta, cu_cache)
-                except Exception as exc:
-                    event(
-                        logging.ERROR,
-                        "catch-up failed; job dropped until the next reload",
-                        job=job.key,
-                        error=f"{type(exc).__name__}: {exc}",
+                    self._send_prepared(
+                        prepared.batch,
+                        lambda: [Send(k, due_ms, Trigger.SCHEDULE, Kind.FIRE) for k in bucket],
                     )
-                    continue
-            due = self._first_due(job, now_ms)
-            if due is not None:
-                self._heap.push(job.key, due)
+                finally:
+                    self._log_failures(self._core.advance(due_ms, bucket))
+                    self._quiet_until = time.time() + PREBUILD_QUIET_S
+                return
+        self._send_plan(self._core.take(now_ms), now_ms)
+
+    def _send_plan(self, plan: Plan, now_ms: int) -> None:
+        """Build and send the messages of ``plan`` (decided at ``now_ms``)."""
+        if not plan.sends and not plan.failures:
+            return  # nothing was due: what is built ahead stays
+        self._log_failures(plan.failures)
+        prebuilt, prebuilt_for = self._prebuilt, self._prebuilt_for
+        self._clear_prebuilt()
+        jobs = self.registry.jobs
+        enqueued = from_ms(now_ms)
+        iso_of: dict[int, str] = {}
+        out: list[OutTick] = []
+        meta: list[Send] = []
+        for send in plan.sends:
+            job = jobs.get(send.job_key)
+            if job is None:
+                continue
+            if send.trigger is Trigger.SCHEDULE:
+                ready = prebuilt.get(send.job_key) if prebuilt_for == send.due_ms else None
+                if ready is None:
+                    scheduled_iso = iso_of.get(send.due_ms)
+                    if scheduled_iso is None:
+                        scheduled_iso = iso_of[send.due_ms] = from_ms(send.due_ms).isoformat()
+                    ready = self._out_tick(job, send.due_ms, scheduled_iso)
+                out.append(ready)
+            else:
+                self._log_catch_up(send)
+                out.append(
+                    record_out(
+                        job, send.due_ms, send.trigger, enqueued, skip_reason=send.skip_reason
+                    )
+                )
+            meta.append(send)
         if out:
             self._send(out, meta)
 
-    def _add_catch_up(
-        self,
-        job: JobDefinition,
-        last_ms: int,
-        now_ms: int,
-        out: list[OutTick],
-        meta: list[_Pending],
-        cache: dict[tuple[Any, int, float], CatchUp] | None = None,
-    ) -> None:
-        """Append the messages recording/firing the ticks of ``job`` in ``(last, now]``."""
-        assert job.cron is not None
-        grace = job.policy.misfire_grace
-        # Jobs sharing a schedule and a last tick share the arithmetic (thousands of
-        # per-second jobs after a stall must not each walk the cron engine).
-        memo = (job.cron, last_ms, grace)
-        cu = cache.get(memo) if cache is not None else None
-        if cu is None:
-            cu = catch_up(job.cron, last_ms, now_ms, grace, skip_cap=SKIP_CAP)
-            if cache is not None:
-                cache[memo] = cu
-        if cu.empty:
-            return
-        enqueued = from_ms(now_ms)
-
-        def add(due_ms: int, trigger: Trigger, kind: str, reason: str | None) -> None:
-            out.append(record_out(job, due_ms, trigger, enqueued, skip_reason=reason))
-            meta.append(_Pending(job.key, due_ms, trigger, kind))
-
-        if cu.dropped and cu.dropped_last_ms is not None and cu.dropped_first_ms is not None:
-            more = "at least " if cu.dropped >= 10_000 else ""
-            reason = (
-                f"missed while no beat was running: {more}{cu.dropped} older ticks from "
-                f"{iso(cu.dropped_first_ms)} to {iso(cu.dropped_last_ms)} were dropped "
-                f"(beyond misfire_grace {grace:g}s; only the newest {SKIP_CAP} are "
-                "recorded one by one)"
+    def _log_catch_up(self, send: Send) -> None:
+        if send.kind is Kind.FIRE and send.count:
+            event(
+                logging.INFO,
+                "missed ticks coalesced",
+                job=send.job_key,
+                count=send.count,
+                into=iso(send.due_ms),
             )
+        elif send.kind is Kind.SUMMARY and send.first_ms is not None:
+            more = "at least " if send.count >= DROP_COUNT_CAP else ""
             event(
                 logging.WARNING,
                 "missed ticks dropped",
-                job=job.key,
-                count=f"{more}{cu.dropped}",
-                first=iso(cu.dropped_first_ms),
-                last=iso(cu.dropped_last_ms),
+                job=send.job_key,
+                count=f"{more}{send.count}",
+                first=iso(send.first_ms),
+                last=iso(send.due_ms),
             )
-            add(cu.dropped_last_ms, Trigger.CATCH_UP, "summary", reason)
-        for due_ms in cu.skipped:
-            late = (now_ms - due_ms) / 1000
-            reason = (
-                f"missed while no beat was running: {late:.1f}s late, beyond "
-                f"misfire_grace {grace:g}s"
-            )
-            add(due_ms, Trigger.CATCH_UP, "skip", reason)
-        if cu.fire_ms is not None:
-            if cu.coalesced:
-                event(
-                    logging.INFO,
-                    "missed ticks coalesced",
-                    job=job.key,
-                    count=cu.coalesced,
-                    into=iso(cu.fire_ms),
-                )
-            add(cu.fire_ms, Trigger.CATCH_UP, "fire", None)
 
-    def _send_due(self) -> None:
-        prepared, head = self._ready, self._heap.peek()
-        if prepared is not None and head is not None and head[0] == prepared.due_ms:
-            self._warm_up(prepared.due_ms / 1000)
-        now = time.time()
-        now_ms = _now_ms(now)
-        if (
-            prepared is not None
-            and head is not None
-            and head[0] == prepared.due_ms <= now_ms < prepared.due_ms + 1000
-            and head[1] is prepared.bucket
-            and len(prepared.bucket) == prepared.size
-        ):
-            # The usual case: the batch of the earliest instant was encoded ahead and
-            # its bucket has not changed since. Send first, book-keep after, so the lag
-            # is the claim script's alone. (Woken less than a second late, no job can
-            # have a second tick due: cron's finest period is one second. Another
-            # instant that is due too goes out on the next pass of the loop.)
-            self._heap.pop_first()
-            self._clear_prebuilt()
-            due_ms, bucket = prepared.due_ms, prepared.bucket
-            try:
-                self._send_prepared(
-                    prepared.batch,
-                    lambda: [_Pending(k, due_ms, Trigger.SCHEDULE, "fire") for k in bucket],
-                )
-            finally:
-                self._schedule_next(due_ms, bucket)
-                self._quiet_until = time.time() + PREBUILD_QUIET_S
-            return
-        due = self._heap.pop_due(now_ms)
-        if not due:
-            return
-        prebuilt = self._prebuilt
-        out: list[OutTick] = []
-        meta: list[_Pending] = []
-        jobs = self.registry.jobs
-        next_cache: dict[tuple[str | None, int], int] = {}
-        stall_cache: dict[tuple[Any, int, float], CatchUp] = {}
-        iso_of: dict[int, str] = {}
-        for due_ms, key in due:
-            job = jobs.get(key)
-            if job is None or job.cron is None:
-                continue
-            nxt = self._next_cached(job, due_ms, next_cache)
-            if nxt is None:
-                continue
-            if nxt <= now_ms:
-                # More than one tick of this job is due: the process stalled (suspend,
-                # swap, a long outage). Coalesce like a missed tick instead of firing a
-                # burst of stale ticks.
-                self._add_catch_up(job, due_ms - 1, now_ms, out, meta, stall_cache)
-                nxt = self._next_cached(job, now_ms, next_cache)
-                if nxt is not None:
-                    self._heap.push(key, nxt)
-                continue
-            ready = prebuilt.get(key) if self._prebuilt_for == due_ms else None
-            if ready is None:
-                scheduled_iso = iso_of.get(due_ms)
-                if scheduled_iso is None:
-                    scheduled_iso = iso_of[due_ms] = from_ms(due_ms).isoformat()
-                ready = self._out_tick(job, due_ms, scheduled_iso)
-            out.append(ready)
-            meta.append(_Pending(key, due_ms, Trigger.SCHEDULE, "fire"))
-            self._heap.push(key, nxt)
-        self._clear_prebuilt()
-        if out:
-            self._send(out, meta)
+    def _log_failures(self, failures: list[Failure]) -> None:
+        for failure in failures:
+            # One broken schedule must not take the beat (and every other job) down.
+            event(
+                logging.ERROR,
+                f"{failure.during} failed; job dropped until the next reload",
+                job=failure.job_key,
+                error=failure.error,
+            )
 
     def _warm_up(self, instant: float) -> None:
         """Woken WARM_UP_S before a prepared instant: wake Redis, then wait it out.
@@ -589,39 +495,11 @@ class Beat:
         if left > 0:
             time.sleep(left)
 
-    def _schedule_next(self, due_ms: int, sent: list[str]) -> None:
-        """Push the next instant of each job whose tick of ``due_ms`` was just sent."""
-        jobs = self.registry.jobs
-        next_cache: dict[tuple[str | None, int], int] = {}
-        for key in sent:
-            job = jobs.get(key)
-            if job is None or job.cron is None:
-                continue
-            nxt = self._next_cached(job, due_ms, next_cache)
-            if nxt is not None:
-                self._heap.push(key, nxt)
-
-    def _next_cached(
-        self, job: JobDefinition, after_ms: int, cache: dict[tuple[str | None, int], int]
-    ) -> int | None:
-        """:meth:`_first_due`, shared by the jobs of one schedule within one batch.
-
-        Keyed by the expression text (its hash is cached by str), not by the
-        CronSchedule: jobs sharing a schedule share one next_after per instant.
-        """
-        key = (job.schedule, after_ms)
-        nxt = cache.get(key)
-        if nxt is None:
-            nxt = self._first_due(job, after_ms)
-            if nxt is not None:
-                cache[key] = nxt
-        return nxt
-
-    def _send(self, out: list[OutTick], meta: list[_Pending]) -> None:
+    def _send(self, out: list[OutTick], meta: list[Send]) -> None:
         assert self._sender is not None
         self._send_prepared(self._sender.prepare(out), lambda: meta)
 
-    def _send_prepared(self, batch: Prepared, meta: Callable[[], list[_Pending]]) -> None:
+    def _send_prepared(self, batch: Prepared, meta: Callable[[], list[Send]]) -> None:
         """Send ``batch``; ``meta`` (built after the send) describes its ticks in order."""
         assert self._sender is not None
         try:
@@ -632,15 +510,15 @@ class Beat:
         done = time.time() * 1000
         info = logging.getLogger("beat").isEnabledFor(logging.INFO)
         debug = logging.getLogger("beat").isEnabledFor(logging.DEBUG)
-        local_last = self._local_last
+        handled: list[tuple[str, int]] = []
         for m, status in zip(meta(), statuses, strict=True):
-            if status in (SENT, DISABLED) and m.due_ms > local_last.get(m.job_key, 0):
-                local_last[m.job_key] = m.due_ms
+            if status in (SENT, DISABLED):
+                handled.append((m.job_key, m.due_ms))
             if status == SENT:
                 if not info:
                     continue
                 lag = round(done - m.due_ms, 1)
-                if m.kind == "fire":
+                if m.kind is Kind.FIRE:
                     event(
                         logging.INFO,
                         "fire",
@@ -671,6 +549,7 @@ class Beat:
                     job=m.job_key,
                     scheduled_for=iso(m.due_ms),
                 )
+        self._core.handled(handled)
 
     def _out_tick(self, job: JobDefinition, due_ms: int, scheduled_iso: str) -> OutTick:
         return self._builder.tick(job, due_ms, scheduled_iso)
@@ -691,7 +570,7 @@ class Beat:
         time runs out (or a message fails to build), the ticks built so far are kept and
         the rest is built at send time.
         """
-        head = self._heap.peek()
+        head = self._core.head()
         if head is None:
             return
         due_ms, keys_due = head
@@ -738,46 +617,15 @@ class Beat:
         new_url = profile.redis_url
         if new_url and new_url != self.redis_url:
             event(logging.WARNING, "redis_url changed in the profile; restart the beat to use it")
-        old = self.registry
         self.registry = registry
         self._builder = TickBuilder()  # drops what it kept for the old definitions
+        jobs = entries(registry)
         changed = 0
         if self._leader:
-            changed = self._reschedule(old, registry)
-        event(
-            logging.INFO,
-            "profile reloaded",
-            reason=reason,
-            jobs=len(self._scheduled_jobs(registry)),
-            changed=changed,
-        )
-
-    def _reschedule(self, old: JobRegistry, new: JobRegistry) -> int:
-        """Keep the due instants of unchanged jobs; new or changed ones start from now."""
-        kept: dict[str, int] = {}
-        for due_ms, key in self._heap.entries():
-            kept[key] = due_ms
-        heap = DueHeap()
-        now_ms = _now_ms(time.time())
-        changed = 0
-        for job in self._scheduled_jobs(new):
-            before = old.jobs.get(job.key)
-            due: int | None
-            if (
-                before is not None
-                and job.key in kept
-                and before.cron == job.cron
-                and before.enabled
-            ):
-                due = kept[job.key]
-            else:
-                changed += 1
-                due = self._first_due(job, now_ms)
-            if due is not None:
-                heap.push(job.key, due)
-        self._heap = heap
-        self._clear_prebuilt()
-        return changed
+            changed, failures = self._core.reload(jobs, _now_ms(time.time()))
+            self._clear_prebuilt()
+            self._log_failures(failures)
+        event(logging.INFO, "profile reloaded", reason=reason, jobs=len(jobs), changed=changed)
 
     # ------------------------------------------------------------------ shutdown
 
