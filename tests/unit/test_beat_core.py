@@ -1,0 +1,470 @@
+"""The beat's scheduling core (beat.core.Scheduler): pure decisions, no Redis, no clock."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from beat.core import MIN_PERIOD_MS, SKIP_CAP, Entry, Kind, Scheduler, Send
+from beat.schedule import Cron, next_ms, to_ms
+from jobs_core.cron import CronSchedule
+from jobs_core.status import Trigger
+
+T0 = to_ms(datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC))
+LONDON = "Europe/London"
+
+
+def job(key: str, expr: str = "* * * * * *", grace: float = 300.0, tz: str = "UTC") -> Entry:
+    return Entry(key, CronSchedule(expr, tz), grace)
+
+
+def wake(core: Scheduler, now: int, *, fast: bool = True) -> list[Send]:
+    """What the service does at one wake-up: the on-time fast path while it applies
+    (when ``fast``), then :meth:`Scheduler.take`; every send is then accepted."""
+    sends: list[Send] = []
+    while fast and (head := core.on_time(now)) is not None:
+        due, keys = core.pop_head()
+        assert due == head[0]
+        sends += [Send(k, due, Trigger.SCHEDULE, Kind.FIRE) for k in keys]
+        assert core.advance(due, keys) == []
+    plan = core.take(now)
+    assert plan.failures == []
+    sends += plan.sends
+    core.handled((s.job_key, s.due_ms) for s in sends)
+    return sends
+
+
+def run_on_time(core: Scheduler, until: int) -> list[Send]:
+    """A beat that wakes exactly at every instant up to ``until``."""
+    sends: list[Send] = []
+    while (due := core.next_due()) is not None and due <= until:
+        sends += wake(core, due)
+    return sends
+
+
+def ticks_between(cron: Cron, lo: int, hi: int) -> list[int]:
+    out, t = [], next_ms(cron, lo)
+    while t <= hi:
+        out.append(t)
+        t = next_ms(cron, t)
+    return out
+
+
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
+    return to_ms(datetime(year, month, day, hour, minute, tzinfo=UTC))
+
+
+def fires(sends: list[Send], key: str | None = None) -> list[int]:
+    return [s.due_ms for s in sends if s.kind is Kind.FIRE and key in (None, s.job_key)]
+
+
+# ----------------------------------------------------------------- on time
+
+
+def test_a_beat_on_time_fires_every_tick_once_on_schedule() -> None:
+    core = Scheduler()
+    plan = core.start([job("e/a"), job("e/b", "*/5 * * * * *")], T0, {})
+    assert plan.sends == [] and plan.failures == []  # never handled: nothing to catch up
+    assert core.head() == (T0 + 1000, ["e/a"])
+    sends = run_on_time(core, T0 + 10_000)
+    assert fires(sends, "e/a") == [T0 + s * 1000 for s in range(1, 11)]
+    assert fires(sends, "e/b") == [T0 + 5000, T0 + 10_000]
+    assert all(s.trigger is Trigger.SCHEDULE for s in sends)
+    assert len(core) == 2 and core.next_due() == T0 + 11_000
+
+
+def test_jobs_due_at_one_instant_share_one_bucket_in_order() -> None:
+    core = Scheduler()
+    core.start([job("e/a"), job("e/b", "*/2 * * * * *"), job("e/c")], T0, {})
+    assert core.head() == (T0 + 1000, ["e/a", "e/c"])
+    wake(core, T0 + 1000)
+    assert core.head() == (T0 + 2000, ["e/b", "e/a", "e/c"])
+
+
+def test_the_fast_path_applies_only_less_than_a_period_after_the_instant() -> None:
+    core = Scheduler()
+    core.start([job("e/a")], T0, {})
+    assert core.on_time(T0 + 999) is None  # not due yet
+    assert core.on_time(T0 + 1000) == (T0 + 1000, ["e/a"])
+    assert core.on_time(T0 + 1000 + MIN_PERIOD_MS - 1) is not None
+    # A whole period late, a second tick may be due: the general path decides.
+    assert core.on_time(T0 + 1000 + MIN_PERIOD_MS) is None
+
+
+def test_a_late_wake_with_one_tick_due_fires_it_on_schedule() -> None:
+    # Only one tick of the job is due: it is sent as is (the grace applies to ticks
+    # missed while no beat ran, and to stalls that let a second tick come due).
+    core = Scheduler()
+    core.start([job("e/a", "0 * * * * *", grace=5)], T0, {})
+    sends = wake(core, T0 + 60_000 + 20_000)
+    assert sends == [Send("e/a", T0 + 60_000, Trigger.SCHEDULE, Kind.FIRE)]
+
+
+# ----------------------------------------------------------------- catch-up at start
+
+
+def test_start_catches_up_from_the_newer_of_redis_and_own_memory() -> None:
+    core = Scheduler()
+    core.start([job("e/a", grace=3)], T0, {})
+    run_on_time(core, T0 + 5000)  # handled up to T0+5s (this process remembers)
+    core.clear()
+    assert core.next_due() is None and core.on_time(T0 + 10_000) is None
+    # Redis lost its record (restart without persistence): own memory counts.
+    plan = core.start([job("e/a", grace=3)], T0 + 10_500, {})
+    assert [(s.kind, s.due_ms) for s in plan.sends] == [
+        (Kind.SKIP, T0 + 6000),
+        (Kind.SKIP, T0 + 7000),
+        (Kind.FIRE, T0 + 10_000),
+    ]
+    assert plan.sends[-1].count == 2  # T0+8s and T0+9s folded into the one run
+    assert all(s.trigger is Trigger.CATCH_UP for s in plan.sends)
+    assert all("misfire_grace 3s" in (s.skip_reason or "") for s in plan.sends[:2])
+    assert plan.sends[-1].skip_reason is None
+    assert core.next_due() == T0 + 11_000
+    # Redis newer than own memory: Redis wins.
+    core.clear()
+    plan = core.start([job("e/a", grace=3)], T0 + 12_000, {"e/a": T0 + 11_000})
+    assert [(s.kind, s.due_ms) for s in plan.sends] == [(Kind.FIRE, T0 + 12_000)]
+
+
+def test_a_tick_exactly_misfire_grace_old_still_fires() -> None:
+    # The rule: a tick missed by at most misfire_grace (now - tick <= grace) fires.
+    every_10s = "*/10 * * * * *"
+    at_edge = Scheduler().start([job("e/a", every_10s, grace=5)], T0 + 15_000, {"e/a": T0})
+    assert [(s.kind, s.due_ms) for s in at_edge.sends] == [(Kind.FIRE, T0 + 10_000)]
+    past = Scheduler().start([job("e/a", every_10s, grace=5)], T0 + 15_001, {"e/a": T0})
+    assert [(s.kind, s.due_ms) for s in past.sends] == [(Kind.SKIP, T0 + 10_000)]
+    # Same edge on the stall path: woken at T0+25s, the T0+20s tick is 5 s old.
+    core = Scheduler()
+    core.start([job("e/a", every_10s, grace=5)], T0, {})
+    sends = wake(core, T0 + 25_000)
+    assert [(s.kind, s.due_ms) for s in sends] == [
+        (Kind.SKIP, T0 + 10_000),
+        (Kind.FIRE, T0 + 20_000),
+    ]
+    core = Scheduler()
+    core.start([job("e/a", every_10s, grace=5)], T0, {})
+    sends = wake(core, T0 + 25_001)
+    assert [(s.kind, s.due_ms) for s in sends] == [
+        (Kind.SKIP, T0 + 10_000),
+        (Kind.SKIP, T0 + 20_000),
+    ]
+    assert core.next_due() == T0 + 30_000
+
+
+def test_zero_grace_fires_only_a_tick_due_at_this_very_millisecond() -> None:
+    plan = Scheduler().start([job("e/a", grace=0)], T0 + 3000, {"e/a": T0})
+    assert [(s.kind, s.due_ms) for s in plan.sends] == [
+        (Kind.SKIP, T0 + 1000),
+        (Kind.SKIP, T0 + 2000),
+        (Kind.FIRE, T0 + 3000),
+    ]
+
+
+def test_a_long_outage_records_the_newest_skips_and_one_summary_in_tick_order() -> None:
+    now = T0 + 1000 * 1000
+    plan = Scheduler().start([job("e/a", grace=5)], now, {"e/a": T0})
+    kinds = Counter(s.kind for s in plan.sends)
+    assert kinds == {Kind.SUMMARY: 1, Kind.SKIP: SKIP_CAP, Kind.FIRE: 1}
+    # The claim script drops a tick older than one already claimed: ascending order.
+    instants = [s.due_ms for s in plan.sends]
+    assert instants == sorted(instants) and len(set(instants)) == len(instants)
+    summary, fire = plan.sends[0], plan.sends[-1]
+    assert summary.kind is Kind.SUMMARY and summary.first_ms == T0 + 1000
+    skipped = [s.due_ms for s in plan.sends if s.kind is Kind.SKIP]
+    assert summary.due_ms == skipped[0] - 1000
+    assert summary.count + len(skipped) + 1 + fire.count == 1000  # every missed tick
+    assert "older ticks" in (summary.skip_reason or "")
+    assert fire.due_ms == now and fire.count == 5  # now-5s .. now-1s folded
+
+
+# ----------------------------------------------------------------- stalls
+
+
+def test_a_stalled_beat_coalesces_instead_of_bursting() -> None:
+    core = Scheduler()
+    core.start([job("e/a", grace=2), job("e/b", grace=300)], T0, {})
+    assert fires(wake(core, T0 + 1000)) == [T0 + 1000, T0 + 1000]
+    sends = wake(core, T0 + 6500)  # five ticks of each came due while we slept
+    a = [(s.kind, s.trigger, s.due_ms) for s in sends if s.job_key == "e/a"]
+    assert a == [
+        (Kind.SKIP, Trigger.CATCH_UP, T0 + 2000),
+        (Kind.SKIP, Trigger.CATCH_UP, T0 + 3000),
+        (Kind.SKIP, Trigger.CATCH_UP, T0 + 4000),
+        (Kind.FIRE, Trigger.CATCH_UP, T0 + 6000),
+    ]
+    b = [s for s in sends if s.job_key == "e/b"]
+    assert [(s.kind, s.due_ms, s.count) for s in b] == [(Kind.FIRE, T0 + 6000, 4)]
+    # Then the normal rhythm, on time.
+    assert core.next_due() == T0 + 7000
+    assert wake(core, T0 + 7000) == [
+        Send("e/a", T0 + 7000, Trigger.SCHEDULE, Kind.FIRE),
+        Send("e/b", T0 + 7000, Trigger.SCHEDULE, Kind.FIRE),
+    ]
+
+
+def test_a_stall_only_catches_up_the_jobs_with_more_than_one_tick_due() -> None:
+    core = Scheduler()
+    core.start([job("e/sec"), job("e/min", "0 * * * * *")], T0, {})
+    sends = wake(core, T0 + 60_000 + 1500)
+    assert [(s.job_key, s.trigger, s.due_ms) for s in sends if s.kind is Kind.FIRE] == [
+        ("e/sec", Trigger.CATCH_UP, T0 + 61_000),
+        ("e/min", Trigger.SCHEDULE, T0 + 60_000),
+    ]
+
+
+# ----------------------------------------------------------------- DST (Europe/London)
+
+SPRING = (2026, 3, 29)  # 01:00 GMT -> 02:00 BST at 01:00 UTC
+FALL = (2026, 10, 25)  # 02:00 BST -> 01:00 GMT at 01:00 UTC
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_spring_forward_fixed_hour_fires_once_after_the_gap(fast: bool) -> None:
+    core = Scheduler()
+    core.start([job("e/a", "0 30 1 * * *", tz=LONDON)], utc(2026, 3, 27, 12), {})
+    sends: list[Send] = []
+    while (due := core.next_due()) is not None and due < utc(2026, 3, 31):
+        sends += wake(core, due, fast=fast)
+    assert fires(sends) == [
+        utc(2026, 3, 28, 1, 30),  # 01:30 GMT
+        utc(2026, 3, 29, 1, 0),  # 01:30 does not exist: 02:00 BST, right after the gap
+        utc(2026, 3, 30, 0, 30),  # 01:30 BST
+    ]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_spring_forward_interval_keeps_real_time_rhythm(fast: bool) -> None:
+    core = Scheduler()
+    core.start([job("e/a", "0 */30 * * * *", tz=LONDON)], utc(*SPRING, 0, 0), {})
+    sends: list[Send] = []
+    while (due := core.next_due()) is not None and due <= utc(*SPRING, 3, 0):
+        sends += wake(core, due, fast=fast)
+    # Local 00:30 GMT, then 02:00 BST (= 01:00 UTC): the skipped wall hour is no tick.
+    assert fires(sends) == [utc(*SPRING, 0, 30) + i * 1_800_000 for i in range(6)]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_fall_back_fixed_hour_fires_the_first_occurrence_only(fast: bool) -> None:
+    core = Scheduler()
+    core.start([job("e/a", "0 30 1 * * *", tz=LONDON)], utc(2026, 10, 24, 12), {})
+    sends: list[Send] = []
+    while (due := core.next_due()) is not None and due < utc(2026, 10, 27):
+        sends += wake(core, due, fast=fast)
+    assert fires(sends) == [
+        utc(*FALL, 0, 30),  # 01:30 BST; 01:30 GMT an hour later does not fire
+        utc(2026, 10, 26, 1, 30),
+    ]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_fall_back_interval_fires_both_occurrences(fast: bool) -> None:
+    core = Scheduler()
+    core.start([job("e/a", "0 */30 * * * *", tz=LONDON)], utc(*FALL, 0, 0), {})
+    sends: list[Send] = []
+    while (due := core.next_due()) is not None and due <= utc(*FALL, 2, 0):
+        sends += wake(core, due, fast=fast)
+    # 01:00 and 01:30 local happen twice: four ticks, every 30 min of real time.
+    assert fires(sends) == [utc(*FALL, 0, 30) + i * 1_800_000 for i in range(4)]
+
+
+def test_catch_up_across_the_fall_back_counts_repeated_wall_times() -> None:
+    # Down from 00:00 to 01:45 UTC (01:00 BST .. 01:45 GMT), grace one hour.
+    interval = job("e/i", "0 */30 * * * *", grace=3600, tz=LONDON)
+    fixed = job("e/f", "0 30 1 * * *", grace=3600, tz=LONDON)
+    plan = Scheduler().start(
+        [interval, fixed], utc(*FALL, 1, 45), {"e/i": utc(*FALL, 0, 0), "e/f": utc(*FALL, 0, 0)}
+    )
+    got = [(s.job_key, s.kind, s.due_ms, s.count) for s in plan.sends]
+    assert got == [
+        # 00:30 UTC (01:30 BST) is older than the grace; 01:00 (01:00 GMT) is folded.
+        ("e/i", Kind.SKIP, utc(*FALL, 0, 30), 0),
+        ("e/i", Kind.FIRE, utc(*FALL, 1, 30), 1),
+        ("e/f", Kind.SKIP, utc(*FALL, 0, 30), 0),
+    ]
+
+
+# ----------------------------------------------------------------- reload
+
+
+def test_reload_keeps_unchanged_jobs_and_restarts_added_and_changed_ones() -> None:
+    core = Scheduler()
+    core.start([job("e/keep", "*/10 * * * * *"), job("e/change"), job("e/drop")], T0, {})
+    wake(core, T0 + 1000)
+    changed, failures = core.reload(
+        [
+            job("e/keep", "*/10 * * * * *", grace=1),  # grace only: not a change
+            job("e/change", "*/7 * * * * *"),
+            job("e/new", "*/3 * * * * *"),
+        ],
+        T0 + 1500,
+    )
+    assert (changed, failures) == (2, [])
+    sends = run_on_time(core, T0 + 21_000)
+    assert fires(sends, "e/keep") == [T0 + 10_000, T0 + 20_000]
+    assert fires(sends, "e/change") == [T0 + 7000, T0 + 14_000, T0 + 21_000]
+    assert fires(sends, "e/new") == [T0 + s * 1000 for s in range(3, 22, 3)]
+    assert fires(sends, "e/drop") == []
+    assert len(core) == 3
+
+
+def test_disable_and_enable_through_reload_do_not_catch_up_the_paused_time() -> None:
+    core = Scheduler()
+    core.start([job("e/a", grace=300), job("e/b")], T0, {})
+    run_on_time(core, T0 + 2000)
+    assert core.reload([job("e/b")], T0 + 2500) == (0, [])  # e/a disabled
+    assert fires(run_on_time(core, T0 + 6000), "e/a") == []
+    assert core.reload([job("e/a", grace=300), job("e/b")], T0 + 6500) == (1, [])
+    sends = run_on_time(core, T0 + 9000)
+    assert fires(sends, "e/a") == [T0 + 7000, T0 + 8000, T0 + 9000]
+    assert all(s.trigger is Trigger.SCHEDULE for s in sends)
+
+
+def test_reload_to_the_same_table_changes_nothing() -> None:
+    core = Scheduler()
+    core.start([job("e/a", "*/5 * * * * *"), job("e/b", "*/3 * * * * *")], T0, {})
+    head = core.head()
+    same = [job("e/a", "*/5 * * * * *"), job("e/b", "*/3 * * * * *")]
+    assert core.reload(same, T0 + 100) == (0, [])
+    assert core.head() == head == (T0 + 3000, ["e/b"])
+    assert fires(run_on_time(core, T0 + 6000)) == [T0 + 3000, T0 + 5000, T0 + 6000]
+
+
+# ----------------------------------------------------------------- failures
+
+
+class _Exploding:
+    def next_after(self, dt: datetime, /) -> datetime:
+        raise RuntimeError("boom")
+
+
+def test_a_broken_schedule_drops_that_job_only() -> None:
+    core = Scheduler()
+    bad = Entry("e/bad", _Exploding(), 300)
+    plan = core.start([job("e/a"), bad], T0, {"e/bad": T0 - 5000})
+    assert [(f.job_key, f.during) for f in plan.failures] == [("e/bad", "catch-up")]
+    assert "boom" in plan.failures[0].error
+    assert fires(run_on_time(core, T0 + 3000)) == [T0 + 1000, T0 + 2000, T0 + 3000]
+    changed, failures = core.reload([job("e/a"), bad], T0 + 3500)
+    assert changed == 1 and [(f.job_key, f.during) for f in failures] == [("e/bad", "schedule")]
+
+
+# ----------------------------------------------------------------- thousands of jobs
+
+
+def test_ten_thousand_jobs_plan_an_instant_quickly_and_each_fires_once() -> None:
+    exprs = ["* * * * * *", "*/2 * * * * *", "*/5 * * * * *", "0 * * * * *"]
+    table = [job(f"e/j{i}", exprs[i % 4]) for i in range(10_000)]
+    core = Scheduler()
+    core.start(table, T0, {})
+    started = time.perf_counter()
+    head = core.on_time(T0 + 2000 - 1)  # T0+1s is due; a whole period has not passed
+    assert head is not None and len(head[1]) == 2500
+    due, keys = core.pop_head()
+    assert core.advance(due, keys) == []
+    elapsed = time.perf_counter() - started
+    assert elapsed < 0.5, f"planning one instant of 10,000 jobs took {elapsed:.3f}s"
+    sends = run_on_time(core, T0 + 60_000)
+    per_job = Counter(s.job_key for s in sends)
+    expected = {0: 59, 1: 30, 2: 12, 3: 1}  # T0+2s .. T0+60s
+    assert all(per_job[f"e/j{i}"] == expected[i % 4] for i in range(10_000))
+    # A stall over the whole table is coalesced and costs about one job's arithmetic.
+    started = time.perf_counter()
+    stall = wake(core, T0 + 70_500)
+    assert time.perf_counter() - started < 2.0
+    assert Counter(s.kind for s in stall) == {Kind.FIRE: 7500}  # the per-minute jobs wait
+    assert len(core) == 10_000
+
+
+# ----------------------------------------------------------------- properties
+
+CRONS = ["* * * * * *", "*/3 * * * * *", "0,30 * * * * *", "*/7 * * * * *"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    specs=st.lists(st.tuples(st.sampled_from(CRONS), st.integers(0, 20)), min_size=1, max_size=4),
+    steps=st.lists(
+        st.tuples(
+            st.one_of(st.integers(0, 25_000), st.integers(100_000, 200_000)),
+            st.sampled_from(["wake", "wake", "slow", "restart"]),
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+    offset=st.integers(0, 999),
+)
+def test_every_tick_is_sent_once_or_skipped_once_across_any_wake_ups(
+    specs: list[tuple[str, int]], steps: list[tuple[int, str]], offset: int
+) -> None:
+    table = [job(f"e/j{i}", expr, grace) for i, (expr, grace) in enumerate(specs)]
+    core = Scheduler()
+    start = T0 + offset
+    core.start(table, start, {})
+    now = start
+    seen: dict[str, Counter[int]] = defaultdict(Counter)
+    # A job with no tick handled yet starts afresh at a new leader (no catch-up from
+    # nothing), so its window starts at the last such start.
+    since = {e.key: start for e in table}
+    folded: Counter[str] = Counter()
+    redis_last: dict[str, int] = {}
+    for gap, action in steps:
+        now += gap
+        if action == "restart":  # leadership lost, then won back
+            core.clear()
+            since.update({e.key: now for e in table if e.key not in redis_last})
+            sends = core.start(table, now, redis_last).sends
+            core.handled((s.job_key, s.due_ms) for s in sends)
+        else:
+            sends = wake(core, now, fast=action == "wake")
+        grace_of = {e.key: e.grace_s for e in table}
+        for s in sends:
+            assert s.due_ms <= now
+            seen[s.job_key][s.due_ms] += 1
+            redis_last[s.job_key] = max(redis_last.get(s.job_key, 0), s.due_ms)
+            if s.kind is Kind.FIRE:
+                folded[s.job_key] += s.count
+                if s.trigger is Trigger.CATCH_UP:
+                    assert now - s.due_ms <= grace_of[s.job_key] * 1000
+            elif s.kind is Kind.SKIP:
+                assert now - s.due_ms > grace_of[s.job_key] * 1000
+            else:
+                folded[s.job_key] += s.count - 1  # a summary stands for s.count ticks
+        for key in {s.job_key for s in sends}:
+            mine = [s.due_ms for s in sends if s.job_key == key]
+            assert mine == sorted(mine)  # the claim order: oldest first
+        assert (core.next_due() or now + 1) > now
+    for entry in table:
+        expected = ticks_between(entry.cron, since[entry.key], now)
+        counts = seen[entry.key]
+        assert all(n == 1 for n in counts.values()), "a tick planned twice"
+        assert set(counts) <= set(expected)
+        assert len(counts) + folded[entry.key] == len(expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lateness=st.lists(st.integers(0, MIN_PERIOD_MS - 1), min_size=1, max_size=30),
+    exprs=st.lists(st.sampled_from(CRONS), min_size=1, max_size=4),
+)
+def test_a_beat_never_a_period_late_fires_every_tick_on_schedule(
+    lateness: list[int], exprs: list[str]
+) -> None:
+    table = [job(f"e/j{i}", expr, 0) for i, expr in enumerate(exprs)]
+    core = Scheduler()
+    core.start(table, T0, {})
+    sends: list[Send] = []
+    for late in lateness:
+        due = core.next_due()
+        assert due is not None
+        sends += wake(core, due + late)
+    last = max(s.due_ms for s in sends)
+    assert all(s.trigger is Trigger.SCHEDULE and s.kind is Kind.FIRE for s in sends)
+    for entry in table:
+        got = [s.due_ms for s in sends if s.job_key == entry.key]
+        assert got == ticks_between(entry.cron, T0, last)
