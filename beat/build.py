@@ -51,11 +51,22 @@ class TickBuilder:
             cached = self._jobs[key] = (job, template, task_name(key))
         _, template, task = cached
         if template is None:
-            list_key, payload = tick_message(job, due_ms, Trigger.SCHEDULE, from_ms(due_ms))
-            return OutTick.full(key, due_ms, list_key, payload)
+            return _stamped_at_send(job, due_ms)
         return OutTick.templated(
             key, due_ms, template, task, tick_run_id_ms(key, due_ms), scheduled_iso
         )
+
+
+def _stamped_at_send(job: JobDefinition, due_ms: int) -> OutTick:
+    """The on-time tick of a job without a template (its parameters hold ``@@``): a
+    whole message, built ahead like the others, whose ``enqueued_at`` the claim script
+    fills in with the send time."""
+    marker = uuid.uuid4().hex  # cannot collide with anything in the message
+    list_key, text = tick_message(job, due_ms, Trigger.SCHEDULE, enqueued_at=marker)
+    head, found, tail = text.partition(marker)
+    if not found or marker in tail:
+        raise ValueError(f"enqueued_at not found once in the message of {job.key}")
+    return OutTick.stamped(job.key, due_ms, list_key, head + tail, len(head.encode()))
 
 
 def record_out(
@@ -75,20 +86,23 @@ def tick_message(
     job: JobDefinition,
     due_ms: int,
     trigger: Trigger,
-    enqueued_at: datetime,
+    enqueued_at: datetime | str,
     *,
     skip_reason: str | None = None,
 ) -> tuple[str, str]:
-    """``(list_key, payload)`` of the run of tick ``(job, due_ms)``."""
+    """``(list_key, payload)`` of the run of tick ``(job, due_ms)``; ``enqueued_at`` as
+    a string is put in the message as it is."""
     scheduled = from_ms(due_ms)
     run_id = tick_run_id(job.key, scheduled)
     kwargs = job_kwargs(
         run_id=run_id,
         trigger=trigger,
         scheduled_for=scheduled,
-        enqueued_at=enqueued_at,
+        enqueued_at=scheduled if isinstance(enqueued_at, str) else enqueued_at,
         parameters=dict(job.parameters),
     )
+    if isinstance(enqueued_at, str):
+        kwargs["enqueued_at"] = enqueued_at
     if skip_reason is not None:
         kwargs["skip_reason"] = skip_reason
     return task_message(task_name(job.key), kwargs, queue=job.policy.queue, task_id=run_id)

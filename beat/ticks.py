@@ -30,9 +30,10 @@ then one argument per tick, its run id followed by job key and task name. The sc
 fills the instants into the group's template once and splices only the run id and task
 name per tick. A missing template (Redis restarted) makes the script refuse the chunk
 before any side effect; the client registers the templates and replays it. Catch-up
-ticks and skip records carry their whole message. The client encodes a batch (RESP,
-chunks, groups) with :meth:`TickSender.prepare`, which the beat does ahead of the
-instant, so sending is one socket write.
+ticks and skip records carry their whole message; so does an on-time tick that cannot
+use a template, with the offset where the script inserts the send time. The client
+encodes a batch (RESP, chunks, groups) with :meth:`TickSender.prepare`, which the beat
+does ahead of the instant, so sending is one socket write.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ MISSING_TEMPLATE = b"T"
 RUN_ID_LEN = 36
 _GROUP = "\x01"
 _FULL = "\x02"
+_STAMPED = "\x03"
 _CODES = {TASK: 1, RUN_ID: 2, SCHEDULED: 3, ENQUEUED: 4}
 
 
@@ -179,6 +181,17 @@ for i = FIRST, #ARGV do
     jobs[n], msargs[n] = sub(s, 2, p1 - 1), sub(s, p1 + 1, p2 - 1)
     mss[n], grps[n] = tonumber(msargs[n]), false
     xa[n], xb[n] = sub(s, p2 + 1, p3 - 1), sub(s, p3 + 1)
+  elseif b == 3 then
+    -- A whole message whose enqueued_at goes in at byte offset `at` (the send time).
+    n = n + 1
+    local p1 = find(s, '\\t', 2, true)
+    local p2 = find(s, '\\t', p1 + 1, true)
+    local p3 = find(s, '\\t', p2 + 1, true)
+    local p4 = find(s, '\\t', p3 + 1, true)
+    jobs[n], msargs[n] = sub(s, 2, p1 - 1), sub(s, p1 + 1, p2 - 1)
+    mss[n], grps[n] = tonumber(msargs[n]), false
+    local at = p4 + tonumber(sub(s, p3 + 1, p4 - 1))
+    xa[n], xb[n] = sub(s, p2 + 1, p3 - 1), sub(s, p4 + 1, at) .. enq .. sub(s, at + 1)
   else
     n = n + 1
     local p = find(s, '\\t', @@RIDLEN@@ + 2, true)
@@ -272,6 +285,15 @@ class OutTick:
     def full(cls, job_key: str, epoch_ms: int, list_key: str, payload: str) -> OutTick:
         packed = _bulk(_FULL + "\t".join((job_key, str(epoch_ms), list_key, payload)))
         return cls(job_key, epoch_ms, packed)
+
+    @classmethod
+    def stamped(
+        cls, job_key: str, epoch_ms: int, list_key: str, payload: str, enqueued_at: int
+    ) -> OutTick:
+        """A whole message that gets the send time as its ``enqueued_at``: the script
+        inserts it at byte offset ``enqueued_at`` of ``payload``."""
+        fields = (job_key, str(epoch_ms), list_key, str(enqueued_at), payload)
+        return cls(job_key, epoch_ms, _bulk(_STAMPED + "\t".join(fields)))
 
     @classmethod
     def templated(

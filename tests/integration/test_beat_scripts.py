@@ -15,12 +15,15 @@ import pytest
 import redis
 
 from beat import control
+from beat.build import TickBuilder
 from beat.lease import Lease
 from beat.schedule import from_ms
 from beat.service import Beat
 from beat.ticks import DISABLED, DUPLICATE, SENT, NotLeader, OutTick, TickSender
+from jobs_core.profile import load_profile
+from jobs_core.registry import build_registry
 from jobs_core.wire import Keys, decode, task_name, tick_run_id, tick_template
-from tests.beat_fixtures import EXT, messages, wait_for, write_profile
+from tests.beat_fixtures import EXT, QUEUE, messages, wait_for, write_profile
 
 pytestmark = [pytest.mark.integration, pytest.mark.servers]
 
@@ -188,3 +191,33 @@ def test_one_broken_schedule_does_not_stop_the_others(redis_url: str) -> None:
         thread.join(10)
         client.close()
     assert not thread.is_alive()
+
+
+def test_a_tick_without_template_is_stamped_with_its_send_time(client: redis.Redis) -> None:
+    """Parameters holding '@@' rule out the shared template: the whole message is built
+    ahead, yet its enqueued_at is the send time, not the scheduled instant."""
+    workdir = Path(tempfile.mkdtemp(prefix="sp-beat-"))
+    registry = build_registry(load_profile(str(write_profile(workdir / "profile.yaml"))))
+    plain = registry.jobs[f"{EXT}/every-second"]
+    odd = dataclasses.replace(
+        registry.jobs[f"{EXT}/also-every-second"], parameters={"note": "a@@b", "n": 1}
+    )
+    ms = 1_700_000_000_000  # built for an instant long past, sent now
+    builder = TickBuilder()
+    iso = from_ms(ms).isoformat()
+    ticks = [builder.tick(plain, ms, iso), builder.tick(odd, ms, iso)]
+    assert ticks[0].template is not None and ticks[1].template is None
+    sender = TickSender(client)
+    batch = sender.prepare(ticks)
+    before = datetime.now(UTC)
+    assert sender.send_prepared(batch, None) == [SENT, SENT]
+    after = datetime.now(UTC)
+    by_job = {m.job: m for m in messages(client)}
+    assert set(by_job) == {plain.key, odd.key}
+    for raw in client.lrange(QUEUE, 0, -1):
+        headers, kwargs = decode(raw)
+        assert kwargs["scheduled_for"] == iso
+        assert before <= datetime.fromisoformat(kwargs["enqueued_at"]) <= after
+        if headers["task"] == task_name(odd.key):
+            assert kwargs["parameters"] == {"note": "a@@b", "n": 1}
+            assert kwargs["run_id"] == headers["id"] == tick_run_id(odd.key, from_ms(ms))
