@@ -132,6 +132,7 @@ class Beat:
         self._lease: Lease | None = None
         self._sender: TickSender | None = None
         self._leader = False
+        self._standing_by = False  # logged once per stretch as a follower
         self._leader_since = 0.0
         self._next_renew = 0.0
         self._next_acquire = 0.0
@@ -308,8 +309,12 @@ class Beat:
             self._leader = True
             self._leader_since = started
             self._next_renew = started + self.renew_every
+            self._standing_by = False
             event(logging.INFO, "became leader", beat_id=self.beat_id, session=self._session)
             self._on_elected()
+        elif not self._standing_by:
+            self._standing_by = True
+            event(logging.INFO, "standing by: another beat leads", beat_id=self.beat_id)
 
     def _renew(self) -> None:
         assert self._lease is not None

@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,21 @@ def assert_no_gaps(msgs: list[Msg], job: str) -> list[int]:
     return instants
 
 
+def iso_ms(value: str) -> int:
+    return round(datetime.fromisoformat(value).timestamp() * 1000)
+
+
+def first_tick(client: redis.Redis, job: str) -> int:
+    """The instant of ``job``'s first tick, waited for as long as start-up takes."""
+    return int(
+        wait_for(
+            lambda: min((m.scheduled_ms or 0 for m in of(messages(client), job)), default=0),
+            60,
+            f"the first tick of {job}",
+        )
+    )
+
+
 def count_after(client: redis.Redis, job: str, after_ms: int, n: int) -> bool:
     return len([m for m in of(messages(client), job) if (m.scheduled_ms or 0) > after_ms]) >= n
 
@@ -94,14 +110,14 @@ def test_two_beats_enqueue_every_tick_exactly_once(
     client = redis.Redis.from_url(redis_url)
     procs.start("a", profile, redis_url, lease_ttl=TTL)
     procs.start("b", profile, redis_url, lease_ttl=TTL)
-    start = now_ms()
-    wait_for(lambda: count_after(client, JOB, start + 19_000, 1), 30, "20 s of ticks")
+    first = first_tick(client, JOB2)  # however long the processes take to start
+    wait_for(lambda: count_after(client, JOB, first + 19_000, 1), 40, "20 s of ticks")
     assert procs.procs["a"].poll() is None and procs.procs["b"].poll() is None
     msgs = messages(client)
     assert_each_tick_once(msgs)
     for job in (JOB, JOB2):
         instants = assert_no_gaps(msgs, job)
-        assert len(instants) >= 16  # minus the start-up of the processes
+        assert len(instants) >= 20
         assert all(m.trigger == "schedule" for m in of(msgs, job))
     status = control.leader_status(client)
     assert status is not None and status["alive"] and status["beat_id"] in ("a", "b")
@@ -115,12 +131,13 @@ def test_two_beats_that_both_lead_still_send_each_tick_once(
     client = redis.Redis.from_url(redis_url)
     procs.start("a", profile, redis_url, extra=("--assume-leader",))
     procs.start("b", profile, redis_url, extra=("--assume-leader",))
-    start = now_ms()
-    wait_for(lambda: count_after(client, JOB, start + 8_000, 1), 20, "8 s of ticks")
+    wait_for(lambda: all("beat starting" in procs.log(n) for n in "ab"), 60, "both running")
+    start = max(first_tick(client, JOB), now_ms())
+    wait_for(lambda: count_after(client, JOB, start + 7_000, 1), 30, "8 s of ticks")
     msgs = messages(client)
     assert_each_tick_once(msgs)
     for job in (JOB, JOB2):
-        assert len(assert_no_gaps(msgs, job)) >= 6
+        assert len(assert_no_gaps(msgs, job)) >= 8
     # Both really tried: the loser of some claims logged it.
     losses = procs.log("a").count("already handled") + procs.log("b").count("already handled")
     assert losses >= 6
@@ -132,10 +149,10 @@ def test_kill9_of_the_leader_follower_takes_over_within_the_ttl(
     profile = write_profile(workdir / "profile.yaml", bootstrap=True)
     client = redis.Redis.from_url(redis_url)
     procs.start("a", profile, redis_url, lease_ttl=TTL)
-    wait_for(lambda: (control.leader_status(client) or {}).get("beat_id") == "a", 10, "a leads")
+    wait_for(lambda: (control.leader_status(client) or {}).get("beat_id") == "a", 60, "a leads")
     procs.start("b", profile, redis_url, lease_ttl=TTL)
+    wait_for(lambda: "standing by" in procs.log("b"), 60, "b to be a live follower")
     wait_for(lambda: count_after(client, JOB, now_ms() - 10_000, 3), 10, "a few ticks")
-    time.sleep(0.3)  # let b finish starting (imports) so it is a live follower
     killed = time.time()
     procs.kill("a")
     last_before = max(m.scheduled_ms or 0 for m in of(messages(client), JOB))
@@ -171,27 +188,39 @@ def test_beat_down_longer_than_grace_records_skips_then_catches_up(
     profile = write_profile(workdir / "profile.yaml", grace=f"{grace}s")
     client = redis.Redis.from_url(redis_url)
     procs.start("a", profile, redis_url, lease_ttl=TTL)
-    wait_for(lambda: count_after(client, JOB, 0, 2), 10, "first ticks")
+    wait_for(lambda: count_after(client, JOB, 0, 2), 60, "first ticks")
     assert procs.stop("a") == 0
     last_before = max(m.scheduled_ms or 0 for m in of(messages(client), JOB))
     time.sleep(6)  # down for longer than the grace, on purpose
-    restarted = now_ms()
     procs.start("a2", profile, redis_url, lease_ttl=TTL)
-    wait_for(lambda: count_after(client, JOB, restarted + 1000, 2), 10, "ticks after restart")
+    # The catch-up is planned when a2 wins the lease, however long it took to start:
+    # after `elected` (its lease attempt), before `seen` below.
+    status = wait_for(
+        lambda: (s := control.leader_status(client)) and s.get("beat_id") == "a2" and s,
+        60,
+        "a2 to lead",
+    )
+    elected = iso_ms(status["since"])
+    wait_for(lambda: count_after(client, JOB, elected + 1000, 2), 30, "ticks after restart")
+    seen = now_ms()
     msgs = messages(client)
     assert_each_tick_once(msgs)
     for job in (JOB, JOB2):
         mine = of(msgs, job)
-        skipped = [m for m in mine if m.skip_reason]
-        assert skipped and all("misfire_grace" in (m.skip_reason or "") for m in skipped)
-        skipped_at = [m.scheduled_ms or 0 for m in skipped]
-        # The skipped ticks are the ones right after the stop, older than the grace.
-        assert skipped_at == list(range(last_before + 1000, skipped_at[-1] + 1000, 1000))
-        assert skipped_at[-1] < restarted - grace * 1000 + 1000
         catchups = [m for m in mine if m.trigger == "catch-up" and not m.skip_reason]
         assert len(catchups) == 1
         cu = catchups[0].scheduled_ms or 0
-        assert restarted - grace * 1000 - 1000 <= cu <= restarted
+        # The newest tick at the instant the catch-up was planned, between `elected`
+        # and `seen`.
+        assert elected - 1000 < cu <= seen
+        skipped = [m for m in mine if m.skip_reason]
+        assert skipped and all("misfire_grace" in (m.skip_reason or "") for m in skipped)
+        skipped_at = [m.scheduled_ms or 0 for m in skipped]
+        # The skipped ticks are the ones right after the stop, older than the grace;
+        # the ones in between, within the grace, are folded into the catch-up.
+        assert skipped_at == list(range(last_before + 1000, skipped_at[-1] + 1000, 1000))
+        assert cu - grace * 1000 - 1000 <= skipped_at[-1] < cu - grace * 1000 + 1000
+        assert not [m for m in mine if skipped_at[-1] < (m.scheduled_ms or 0) < cu]
         after = sorted(m.scheduled_ms or 0 for m in mine if m.trigger == "schedule")
         after = [t for t in after if t > cu]
         assert after[:2] == [cu + 1000, cu + 2000]
@@ -206,7 +235,7 @@ def test_disable_and_enable_take_effect_at_the_next_tick(
     profile = write_profile(workdir / "profile.yaml")
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     procs.start("a", profile, redis_url, lease_ttl=TTL)
-    wait_for(lambda: count_after(client, JOB, 0, 2), 10, "first ticks")
+    wait_for(lambda: count_after(client, JOB, 0, 2), 60, "first ticks")
     control.disable(client, JOB)
     disabled_at = now_ms()
     wait_for(lambda: count_after(client, JOB2, disabled_at + 2000, 1), 6, "other job ticking")
@@ -228,7 +257,7 @@ def test_sighup_and_file_change_reload_schedules_and_refuse_bad_profiles(
     write_profile(path)
     client = redis.Redis.from_url(redis_url)
     procs.start("a", path, redis_url, lease_ttl=TTL)
-    wait_for(lambda: count_after(client, JOB, 0, 2), 10, "first ticks")
+    wait_for(lambda: count_after(client, JOB, 0, 2), 60, "first ticks")
 
     write_profile(path, schedule="*/2 * * * * *")
     procs.signal("a", signal.SIGHUP)
@@ -265,7 +294,7 @@ def _outage(server: RedisServer, procs: BeatProcs, workdir: Path, *, kill: bool)
     profile = write_profile(workdir / "profile.yaml", grace="30s")
     client = redis.Redis.from_url(server.url)
     procs.start("a", profile, server.url, lease_ttl=TTL)
-    wait_for(lambda: count_after(client, JOB, 0, 2), 10, "first ticks")
+    wait_for(lambda: count_after(client, JOB, 0, 2), 60, "first ticks")
     before = max(m.scheduled_ms or 0 for m in of(messages(client), JOB))
     client.close()
     server.stop(kill=kill)
