@@ -44,6 +44,7 @@ def run_on_time(core: Scheduler, until: int) -> list[Send]:
     sends: list[Send] = []
     while (due := core.next_due()) is not None and due <= until:
         sends += wake(core, due)
+        assert core.next_due() != due, "a due instant was not taken"
     return sends
 
 
@@ -130,6 +131,19 @@ def test_start_catches_up_from_the_newer_of_redis_and_own_memory() -> None:
     core.clear()
     plan = core.start([job("e/a", grace=3)], T0 + 12_000, {"e/a": T0 + 11_000})
     assert [(s.kind, s.due_ms) for s in plan.sends] == [(Kind.FIRE, T0 + 12_000)]
+
+
+def test_jobs_sharing_a_schedule_catch_up_from_their_own_last_tick() -> None:
+    table = [job("e/a", grace=2), job("e/b", grace=2), job("e/c", grace=2)]
+    last = {"e/a": T0, "e/b": T0 + 7000, "e/c": T0 + 10_000}
+    plan = Scheduler().start(table, T0 + 10_000, last)
+    got = [(s.job_key, s.kind, s.due_ms) for s in plan.sends]
+    assert got == [
+        *[("e/a", Kind.SKIP, T0 + i * 1000) for i in range(1, 8)],
+        ("e/a", Kind.FIRE, T0 + 10_000),
+        ("e/b", Kind.FIRE, T0 + 10_000),
+    ]
+    assert [s.count for s in plan.sends if s.kind is Kind.FIRE] == [2, 2]
 
 
 def test_a_tick_exactly_misfire_grace_old_still_fires() -> None:
@@ -231,6 +245,7 @@ def test_spring_forward_fixed_hour_fires_once_after_the_gap(fast: bool) -> None:
     sends: list[Send] = []
     while (due := core.next_due()) is not None and due < utc(2026, 3, 31):
         sends += wake(core, due, fast=fast)
+        assert core.next_due() != due, "a due instant was not taken"
     assert fires(sends) == [
         utc(2026, 3, 28, 1, 30),  # 01:30 GMT
         utc(2026, 3, 29, 1, 0),  # 01:30 does not exist: 02:00 BST, right after the gap
@@ -245,6 +260,7 @@ def test_spring_forward_interval_keeps_real_time_rhythm(fast: bool) -> None:
     sends: list[Send] = []
     while (due := core.next_due()) is not None and due <= utc(*SPRING, 3, 0):
         sends += wake(core, due, fast=fast)
+        assert core.next_due() != due, "a due instant was not taken"
     # Local 00:30 GMT, then 02:00 BST (= 01:00 UTC): the skipped wall hour is no tick.
     assert fires(sends) == [utc(*SPRING, 0, 30) + i * 1_800_000 for i in range(6)]
 
@@ -256,6 +272,7 @@ def test_fall_back_fixed_hour_fires_the_first_occurrence_only(fast: bool) -> Non
     sends: list[Send] = []
     while (due := core.next_due()) is not None and due < utc(2026, 10, 27):
         sends += wake(core, due, fast=fast)
+        assert core.next_due() != due, "a due instant was not taken"
     assert fires(sends) == [
         utc(*FALL, 0, 30),  # 01:30 BST; 01:30 GMT an hour later does not fire
         utc(2026, 10, 26, 1, 30),
@@ -269,6 +286,7 @@ def test_fall_back_interval_fires_both_occurrences(fast: bool) -> None:
     sends: list[Send] = []
     while (due := core.next_due()) is not None and due <= utc(*FALL, 2, 0):
         sends += wake(core, due, fast=fast)
+        assert core.next_due() != due, "a due instant was not taken"
     # 01:00 and 01:30 local happen twice: four ticks, every 30 min of real time.
     assert fires(sends) == [utc(*FALL, 0, 30) + i * 1_800_000 for i in range(4)]
 
