@@ -52,7 +52,7 @@ class Kind(StrEnum):
     SUMMARY = "summary"  # one record for the older missed ticks beyond the skip cap
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: thousands are made a second, and frozen costs more
 class Send:
     """One message to send: tick ``(job_key, due_ms)``."""
 
@@ -247,6 +247,11 @@ class Scheduler:
         for key, due_ms in ticks:
             if due_ms > last.get(key, 0):
                 last[key] = due_ms
+
+    def handled_instant(self, due_ms: int, keys: list[str]) -> None:
+        """:meth:`handled` for every tick of an on-time instant (newer than any tick of
+        these jobs handled before, as the heap only holds instants after those)."""
+        self._last.update(dict.fromkeys(keys, due_ms))
 
     # ---------------------------------------------------------------- internals
 

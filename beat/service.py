@@ -17,7 +17,6 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -409,10 +408,7 @@ class Beat:
                 due_ms, bucket = self._core.pop_head()
                 self._clear_prebuilt()
                 try:
-                    self._send_prepared(
-                        prepared.batch,
-                        lambda: [Send(k, due_ms, Trigger.SCHEDULE, Kind.FIRE) for k in bucket],
-                    )
+                    self._send_instant(prepared.batch, due_ms, bucket)
                 finally:
                     self._log_failures(self._core.advance(due_ms, bucket))
                     self._quiet_until = time.time() + PREBUILD_QUIET_S
@@ -502,21 +498,37 @@ class Beat:
 
     def _send(self, out: list[OutTick], meta: list[Send]) -> None:
         assert self._sender is not None
-        self._send_prepared(self._sender.prepare(out), lambda: meta)
+        statuses = self._claim(self._sender.prepare(out))
+        if statuses is not None:
+            self._after_send(statuses, meta)
 
-    def _send_prepared(self, batch: Prepared, meta: Callable[[], list[Send]]) -> None:
-        """Send ``batch``; ``meta`` (built after the send) describes its ticks in order."""
+    def _send_instant(self, batch: Prepared, due_ms: int, bucket: list[str]) -> None:
+        """Send the prepared on-time batch of instant ``due_ms``."""
+        statuses = self._claim(batch)
+        if statuses is None:
+            return
+        if DUPLICATE not in statuses and not logging.getLogger("beat").isEnabledFor(logging.INFO):
+            # Nothing to log, every tick accepted: no per-tick work.
+            self._core.handled_instant(due_ms, bucket)
+            return
+        self._after_send(statuses, [Send(k, due_ms, Trigger.SCHEDULE, Kind.FIRE) for k in bucket])
+
+    def _claim(self, batch: Prepared) -> list[int] | None:
+        """Send ``batch``: one status per tick, or None when the lease turned out lost."""
         assert self._sender is not None
         try:
-            statuses = self._sender.send_prepared(batch, self._token())
+            return self._sender.send_prepared(batch, self._token())
         except NotLeader:
             self._lose_leadership("lease lost (fencing check refused the send)")
-            return
+            return None
+
+    def _after_send(self, statuses: list[int], meta: list[Send]) -> None:
+        """Log what was sent and tell the core which ticks Redis accepted."""
         done = time.time() * 1000
         info = logging.getLogger("beat").isEnabledFor(logging.INFO)
         debug = logging.getLogger("beat").isEnabledFor(logging.DEBUG)
         handled: list[tuple[str, int]] = []
-        for m, status in zip(meta(), statuses, strict=True):
+        for m, status in zip(meta, statuses, strict=True):
             if status in (SENT, DISABLED):
                 handled.append((m.job_key, m.due_ms))
             if status == SENT:

@@ -31,11 +31,12 @@ def wake(core: Scheduler, now: int, *, fast: bool = True) -> list[Send]:
         due, keys = core.pop_head()
         assert due == head[0]
         sends += [Send(k, due, Trigger.SCHEDULE, Kind.FIRE) for k in keys]
+        core.handled_instant(due, keys)
         assert core.advance(due, keys) == []
     plan = core.take(now)
     assert plan.failures == []
     sends += plan.sends
-    core.handled((s.job_key, s.due_ms) for s in sends)
+    core.handled((s.job_key, s.due_ms) for s in plan.sends)
     return sends
 
 
