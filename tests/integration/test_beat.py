@@ -329,6 +329,56 @@ def test_redis_restart_under_a_running_beat_keeps_every_tick_single(
         server.stop(kill=True)
 
 
+def test_redis_outage_longer_than_grace_is_caught_up_like_a_beat_outage(
+    procs: BeatProcs, workdir: Path
+) -> None:
+    """Two beats stay up while Redis is down for longer than the grace: when it returns,
+    the ticks of the outage are handled exactly as after a beat outage (older than the
+    grace: recorded as skipped; within it: one catch-up run), each tick once."""
+    grace = 2
+    server = RedisServer(workdir / "redis", persist=True).start()
+    try:
+        profile = write_profile(workdir / "profile.yaml", grace=f"{grace}s")
+        client = redis.Redis.from_url(server.url)
+        procs.start("a", profile, server.url, lease_ttl=TTL)
+        procs.start("b", profile, server.url, lease_ttl=TTL)
+        wait_for(lambda: all("beat starting" in procs.log(n) for n in "ab"), 60, "both beats")
+        both_up = now_ms()
+        wait_for(lambda: count_after(client, JOB, both_up, 1), 30, "a tick with both up")
+        client.close()
+        server.stop()  # saves: the same data comes back, on the same port
+        down = now_ms()
+        time.sleep(5)  # the outage, on purpose longer than the grace
+        server.start()
+        up = now_ms()
+        client = redis.Redis.from_url(server.url)
+        wait_for(lambda: count_after(client, JOB, up + 2000, 2), 30, "ticks after the outage")
+        msgs = messages(client)
+        assert_each_tick_once(msgs)  # across both beats and the outage
+        for job in (JOB, JOB2):
+            mine = of(msgs, job)
+            catchups = [m.scheduled_ms or 0 for m in mine if m.trigger == "catch-up"]
+            fires = [m for m in mine if m.trigger == "catch-up" and not m.skip_reason]
+            assert len(fires) == 1, fires
+            cu = fires[0].scheduled_ms or 0
+            skipped = sorted(m.scheduled_ms or 0 for m in mine if m.skip_reason)
+            reasons = [m.skip_reason or "" for m in mine if m.skip_reason]
+            assert skipped and all("misfire_grace" in r for r in reasons)
+            # Recorded as skipped: the outage ticks older than the grace at catch-up.
+            assert any(down < t < up for t in skipped), (down, up, skipped)
+            assert cu - grace * 1000 - 1000 <= skipped[-1] < cu - grace * 1000 + 1000
+            assert sorted(catchups) == [*skipped, cu]
+            # Every instant once, but for the in-grace ones folded into the catch-up.
+            instants = sorted(m.scheduled_ms or 0 for m in mine)
+            folded = set(range(skipped[-1] + 1000, cu, 1000))
+            full = range(instants[0], instants[-1] + 1000, 1000)
+            assert instants == [t for t in full if t not in folded]
+            assert all(m.trigger == "schedule" for m in mine if (m.scheduled_ms or 0) > cu)
+        client.close()
+    finally:
+        server.stop(kill=True)
+
+
 def test_redis_killed_and_wiped_beat_catches_up_from_memory(
     own_redis: RedisServer, procs: BeatProcs, workdir: Path
 ) -> None:
