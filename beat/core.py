@@ -126,8 +126,9 @@ class Scheduler:
         """Become leader at ``now_ms``: catch up every job from its last handled tick.
 
         ``last`` is what Redis remembers; this process's own memory counts too (the
-        newer wins). Ticks in ``(last, now]`` within a job's grace fire once (the
-        newest, trigger catch-up); older ones are recorded as skipped (the newest
+        newer wins). Ticks in ``(last, now]`` within a job's grace (``now - tick <=
+        grace``: a tick exactly the grace old still fires) fire once (the newest,
+        trigger catch-up); older ones are recorded as skipped (the newest
         :data:`SKIP_CAP` one by one, the rest in one summary). A job never handled
         starts at its first instant after ``now_ms``.
         """
