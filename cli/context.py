@@ -91,6 +91,30 @@ class CliContext:
             self._redis = client
         return self._redis
 
+    def check_redis_login(self) -> None:
+        """Refuse a wrong Redis password or user now, in one line; an unreachable Redis
+        passes (a worker waits for its broker, e.g. while compose starts it)."""
+        import redis
+        from redis.exceptions import AuthorizationError, NoPermissionError
+
+        client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=5)
+        try:
+            client.ping()
+        except (redis.AuthenticationError, AuthorizationError, NoPermissionError) as exc:
+            raise ServiceUnavailable.at(
+                "Redis", self.redis_url, exc, "check the user and password of REDIS_URL"
+            ) from None
+        except redis.ResponseError as exc:
+            if not str(exc).startswith(("WRONGPASS", "NOAUTH", "NOPERM")):
+                raise
+            raise ServiceUnavailable.at(
+                "Redis", self.redis_url, exc, "check the user and password of REDIS_URL"
+            ) from None
+        except redis.RedisError:
+            pass
+        finally:
+            client.close()
+
     def require_database(self, why: str) -> str:
         url = self.profile.database_url
         if not url:

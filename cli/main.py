@@ -506,6 +506,7 @@ def worker_cmd(ctx: CliContext, celery_args: tuple[str, ...]) -> None:
     Without -Q it consumes every queue that a job of the profile uses.
     """
     registry = ctx.registry  # fail here, with a clear message, not inside Celery
+    ctx.check_redis_login()  # Celery would retry a wrong password forever, loudly
     args = list(celery_args)
     if not any(a in ("-Q", "--queues") or a.startswith(("--queues=", "-Q")) for a in args):
         queues = sorted({jd.policy.queue for jd in registry} or {"jobs"})
