@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -45,9 +46,9 @@ def test_valid_messages_round_trip_through_json(message: RunMessage) -> None:
     wire = json.loads(json.dumps(message.to_kwargs()))
     assert RunMessage.from_kwargs(wire) == message
     assert RunMessage.from_body([[], wire, {}]) == message
-    following = RunMessage.from_kwargs(message.next_attempt_kwargs())
     if message.attempt < MAX_ATTEMPT:
-        assert following.attempt == message.attempt + 1
+        following = RunMessage.from_kwargs(message.next_attempt_kwargs())
+        assert following == replace(message, attempt=message.attempt + 1)
 
 
 # (field, bad value, fragment of the reason)
