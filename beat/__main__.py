@@ -6,10 +6,28 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jobs_core.durations import bounded_duration
 from jobs_core.errors import ConfigError
+from jobs_core.urls import check_redis_url
 
 from . import logs
+from .lease import LEASE_TTL_RANGE
 from .service import run_beat
+
+
+def _lease_ttl(text: str) -> float:
+    low, high = LEASE_TTL_RANGE
+    try:
+        return bounded_duration(text, low=low, high=high, key="the lease TTL")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _redis_url(text: str) -> str:
+    try:
+        return check_redis_url(text, "--redis-url")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,9 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", help="profile.yaml (default: $SYSTEMPROMPT_PROFILE, else ./profile.yaml)"
     )
-    parser.add_argument("--redis-url", help="overrides the profile's redis_url and $REDIS_URL")
+    parser.add_argument(
+        "--redis-url", type=_redis_url, help="overrides the profile's redis_url and $REDIS_URL"
+    )
     parser.add_argument("--id", dest="beat_id", help="name of this beat in logs and status")
-    parser.add_argument("--lease-ttl", type=float, default=5.0, help="leader lease TTL, seconds")
+    parser.add_argument(
+        "--lease-ttl", type=_lease_ttl, default=5.0, help="leader lease TTL, seconds (1 to 3600)"
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     parser.add_argument(
         "--assume-leader",

@@ -31,7 +31,7 @@ from jobs_core.errors import ConfigError
 from jobs_core.profile import DEFAULT_PROFILE_FILE, PROFILE_ENV, load_profile
 from jobs_core.registry import JobDefinition, JobRegistry, build_registry
 from jobs_core.status import Trigger
-from jobs_core.urls import mask_url
+from jobs_core.urls import check_redis_url, mask_url
 from jobs_core.wire import DEFAULT_REDIS_URL, Keys
 
 from .build import TickBuilder, bootstrap_message, record_out
@@ -111,7 +111,7 @@ class Beat:
         self.profile_path = resolve_profile_path(profile_path)
         profile = load_profile(self.profile_path)  # a ProfileError stops the start
         self.registry: JobRegistry = build_registry(profile)
-        self.redis_url = redis_url or profile.redis_url or DEFAULT_REDIS_URL
+        self.redis_url = check_redis_url(redis_url or profile.redis_url or DEFAULT_REDIS_URL)
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.beat_id = beat_id or f"beat-{self.host}-{self.pid}"

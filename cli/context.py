@@ -18,7 +18,7 @@ from jobs_core.errors import ServiceUnavailable
 from jobs_core.profile import Profile, load_profile
 from jobs_core.registry import JobRegistry, build_registry
 from jobs_core.store import RunStore
-from jobs_core.urls import mask_url
+from jobs_core.urls import check_database_url, check_redis_url, mask_url
 
 T = TypeVar("T")
 STATE_DIR = Path(".systemprompt")
@@ -33,6 +33,15 @@ def embedded_stack_urls() -> dict[str, str]:
     except (OSError, ValueError, KeyError, TypeError):
         return {}
     return {k: v for k, v in info.items() if k in ("redis_url", "database_url") and v}
+
+
+def check_urls(profile: Profile, env: dict[str, str]) -> None:
+    """Refuse a malformed redis_url / database_url before anything connects."""
+    if profile.redis_url:
+        check_redis_url(profile.redis_url, "REDIS_URL" if env.get("REDIS_URL") else "redis_url")
+    if profile.database_url:
+        setting = "DATABASE_URL" if env.get("DATABASE_URL") else "database_url"
+        check_database_url(profile.database_url, setting)
 
 
 @dataclass
@@ -51,6 +60,7 @@ class CliContext:
             for key, url in embedded_stack_urls().items():
                 env.setdefault(key.upper(), url)
             profile = load_profile(self.profile_path, env=env)
+            check_urls(profile, env)
             self._profile = profile
         return self._profile
 
@@ -80,6 +90,30 @@ class CliContext:
                 ) from None
             self._redis = client
         return self._redis
+
+    def check_redis_login(self) -> None:
+        """Refuse a wrong Redis password or user now, in one line; an unreachable Redis
+        passes (a worker waits for its broker, e.g. while compose starts it)."""
+        import redis
+        from redis.exceptions import AuthorizationError, NoPermissionError
+
+        client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=5)
+        try:
+            client.ping()
+        except (redis.AuthenticationError, AuthorizationError, NoPermissionError) as exc:
+            raise ServiceUnavailable.at(
+                "Redis", self.redis_url, exc, "check the user and password of REDIS_URL"
+            ) from None
+        except redis.ResponseError as exc:
+            if not str(exc).startswith(("WRONGPASS", "NOAUTH", "NOPERM")):
+                raise
+            raise ServiceUnavailable.at(
+                "Redis", self.redis_url, exc, "check the user and password of REDIS_URL"
+            ) from None
+        except redis.RedisError:
+            pass
+        finally:
+            client.close()
 
     def require_database(self, why: str) -> str:
         url = self.profile.database_url

@@ -11,13 +11,19 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from beat.lease import LEASE_TTL_RANGE
 from jobs_core.errors import ConfigError, JobsError
 from jobs_core.registry import JobDefinition
 from jobs_core.status import RunStatus
 from jobs_core.store import Run, RunStore
+from jobs_core.text import cut, quoted
 
 from . import render
 from .context import CliContext
+from .params import Duration
+
+#: `jobs run --wait --timeout`: a week is already more patience than a terminal has.
+MAX_WAIT = 7 * 86400.0
 
 pass_ctx = click.make_pass_decorator(CliContext)
 
@@ -129,7 +135,7 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, Any]:
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="-p")
+            raise click.BadParameter(f"{quoted(item)} is not KEY=VALUE", param_hint="-p")
         params[key.strip()] = value
     return params
 
@@ -173,7 +179,12 @@ def _describe_change(run: Run) -> str:
 )
 @click.option("--wait", is_flag=True, help="Follow the runs; exit 1 when one fails.")
 @click.option("--inline", is_flag=True, help="Run here, without a worker; exit 1 on failure.")
-@click.option("--timeout", type=float, default=None, help="With --wait: give up after SECONDS.")
+@click.option(
+    "--timeout",
+    type=Duration(0.001, MAX_WAIT),
+    default=None,
+    help="With --wait: give up after SECONDS (or 30s, 10m, 2h).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
 @pass_ctx
 def run_jobs(
@@ -423,6 +434,41 @@ def enable(ctx: CliContext, name: str) -> None:
     click.echo(f"{jd.key}: {'resumed' if changed else 'was not paused'}{note}")
 
 
+@jobs.command("dead-letters")
+@click.option("--purge", is_flag=True, help="Empty the list; print how many entries it held.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full entries as JSON.")
+@pass_ctx
+def dead_letters(ctx: CliContext, purge: bool, as_json: bool) -> None:
+    """Messages the workers refused (not JSON, unknown task, invalid run message...),
+    newest first. They were never run."""
+    from worker.dead_letter import entries
+    from worker.dead_letter import purge as empty
+
+    client = ctx.redis()
+    if purge:
+        count = empty(client)
+        click.echo(render.dumps({"purged": count}) if as_json else f"purged {count} dead letters")
+        return
+    kept = entries(client)
+    if as_json:
+        click.echo(render.dumps([letter.to_json() for letter in kept]))
+        return
+    if not kept:
+        click.echo("no dead letters")
+        return
+    rows = [
+        [
+            render.when(letter.at),
+            letter.queue or "-",
+            render.one_line(letter.reason, 100),
+            letter.preview(60),
+        ]
+        for letter in kept
+    ]
+    click.echo(render.table(["TIME", "QUEUE", "REASON", "MESSAGE"], rows))
+    click.echo(f"\n{len(kept)} dead letters; `--json` shows them whole, `--purge` empties the list")
+
+
 # ---------------------------------------------------------------- processes
 
 
@@ -430,10 +476,10 @@ def enable(ctx: CliContext, name: str) -> None:
 @click.option("--id", "beat_id", help="Name of this beat in logs and status.")
 @click.option(
     "--lease-ttl",
-    type=float,
+    type=Duration(*LEASE_TTL_RANGE),
     default=5.0,
     show_default=True,
-    help="Leader lease TTL in seconds: the failover time.",
+    help="Leader lease TTL in seconds (1 to 3600): the failover time.",
 )
 @click.option("--log-level", default="INFO", show_default=True)
 @pass_ctx
@@ -460,6 +506,7 @@ def worker_cmd(ctx: CliContext, celery_args: tuple[str, ...]) -> None:
     Without -Q it consumes every queue that a job of the profile uses.
     """
     registry = ctx.registry  # fail here, with a clear message, not inside Celery
+    ctx.check_redis_login()  # Celery would retry a wrong password forever, loudly
     args = list(celery_args)
     if not any(a in ("-Q", "--queues") or a.startswith(("--queues=", "-Q")) for a in args):
         queues = sorted({jd.policy.queue for jd in registry} or {"jobs"})
@@ -519,7 +566,13 @@ def migrate_cmd(ctx: CliContext) -> None:
 @infra.command("up")
 @click.option("--no-flower", is_flag=True, help="Do not start Flower even when installed.")
 @click.option("--no-ui", is_flag=True, help="Do not start the web dashboard.")
-@click.option("--concurrency", default=2, show_default=True, help="Worker processes.")
+@click.option(
+    "--concurrency",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Worker processes.",
+)
 @pass_ctx
 def up(ctx: CliContext, no_flower: bool, no_ui: bool, concurrency: int) -> None:
     """Run everything locally: private Redis and PostgreSQL (unless configured),
@@ -552,6 +605,8 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         if debug:
             traceback.print_exc()
+        # Click quotes the offending argument (`No such command '<100 KB>'`) in full.
+        setattr(exc, "message", cut(exc.message))  # noqa: B010 - typed Final, settable
         exc.show()
         sys.exit(2)
     except ConfigError as exc:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from .errors import NoDatabaseConfigured, ParameterError, UnknownService
 from .status import Trigger
+from .text import quoted
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -118,6 +119,6 @@ class JobContext:
             return kind(raw)
         except (TypeError, ValueError) as exc:
             raise ParameterError(
-                f"job {self.run.job_key}: parameter {name!r}={raw!r} is not a valid "
+                f"job {self.run.job_key}: parameter {name!r}={quoted(raw)} is not a valid "
                 f"{kind.__name__} ({exc})"
             ) from None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import re
 
+from .text import cut
+
 _UNITS: dict[str, float] = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 # "ms" must be tried before "m" or "500ms" would read as 500 minutes followed by junk.
@@ -18,9 +20,9 @@ def _reject(value: object) -> ValueError:
     if value is None:
         shown = "null"
     elif isinstance(value, str):
-        shown = f'"{value}"'
+        shown = f'"{cut(value)}"'
     else:
-        shown = repr(value)
+        shown = cut(repr(value))
     return ValueError(f"{shown} is not a duration; {HINT}")
 
 
@@ -45,7 +47,7 @@ def parse_duration(value: object, *, key: str = "duration") -> float:
         raise _reject(value)
     text = value.strip()
     if text.startswith("-"):
-        raise ValueError(f'{key} must not be negative (got "{value}"); {HINT}')
+        raise ValueError(f'{key} must not be negative (got "{cut(value)}"); {HINT}')
     plain = _PLAIN.fullmatch(text)
     if plain:
         return float(plain.group(1))
@@ -80,3 +82,17 @@ def format_duration(seconds: float) -> str:
     if ms:
         parts.append(f"{ms}ms")
     return "".join(parts)
+
+
+def bounded_duration(value: object, *, low: float, high: float, key: str = "duration") -> float:
+    """:func:`parse_duration`, refusing anything outside ``[low, high]`` seconds.
+
+    For command-line options, where NaN, infinities and ``1e-9`` are typos, not settings.
+    """
+    seconds = parse_duration(value, key=key)
+    if not low <= seconds <= high:
+        raise ValueError(
+            f"{key} must be from {format_duration(low)} to {format_duration(high)}, "
+            f"got {format_duration(seconds)}"
+        )
+    return seconds

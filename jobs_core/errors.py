@@ -81,5 +81,17 @@ class UnknownService(JobsError, LookupError):
     """``ctx.service(T)`` asked for a type nobody registered."""
 
 
+class InvalidMessage(JobsError, ValueError):
+    """A queued message that breaks the wire contract; it is dead-lettered, never run.
+
+    ``reason`` says what is wrong (the field first, then the value, cut short).
+    """
+
+    def __init__(self, reason: str, *, field: str | None = None) -> None:
+        self.reason = reason
+        self.field = field
+        super().__init__(reason)
+
+
 class StoreError(JobsError):
     """The run-history store failed in a way the caller should know about."""

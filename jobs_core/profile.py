@@ -544,14 +544,31 @@ def _nearest_line(lines: Mapping[KeyPath, int], keypath: KeyPath) -> int | None:
 # --------------------------------------------------------------------------- YAML
 
 
+#: A profile is a few kilobytes; these bounds refuse hostile files before they cost memory.
+MAX_PROFILE_CHARS = 1_000_000
+#: Nodes of the document with every alias expanded (a "billion laughs" file has 10^9).
+MAX_PROFILE_NODES = 100_000
+
+
 def _read_yaml(text: str, path: str | None) -> tuple[Any, dict[KeyPath, int], int]:
     """Parse ``text``; return the data, the line of every key and item, the root's line."""
+    if len(text) > MAX_PROFILE_CHARS:
+        raise ProfileError(
+            f"is {len(text):,} characters long; a profile may have at most {MAX_PROFILE_CHARS:,}",
+            file=path,
+        )
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
         lines: dict[KeyPath, int] = {}
         if node is None:
             return None, lines, 1
+        if _expanded_size(node, {}, set()) > MAX_PROFILE_NODES:
+            raise ProfileError(
+                f"invalid YAML: with its aliases (*name) expanded the document has more than "
+                f"{MAX_PROFILE_NODES:,} values; write the values out instead of nesting aliases",
+                file=path,
+            )
         # Lines are recorded before construction: constructing flattens `<<` merges,
         # which would make merged keys look like duplicates.
         _record_lines(node, (), lines, path, set())
@@ -571,6 +588,32 @@ def _read_yaml(text: str, path: str | None) -> tuple[Any, dict[KeyPath, int], in
         raise ProfileError("invalid YAML: nested too deeply", file=path) from None
     finally:
         loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], active: set[int]) -> int:
+    """How many nodes the document holds once every alias is copied out (memoised)."""
+    ident = id(node)
+    known = sizes.get(ident)
+    if known is not None:
+        return known
+    if ident in active:  # a recursive alias: refused later, with its key
+        return 1
+    active.add(ident)
+    size = 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            size += _expanded_size(key_node, sizes, active)
+            size += _expanded_size(value_node, sizes, active)
+            if size > MAX_PROFILE_NODES:
+                break
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            size += _expanded_size(item, sizes, active)
+            if size > MAX_PROFILE_NODES:
+                break
+    active.discard(ident)
+    sizes[ident] = size
+    return size
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"

@@ -30,6 +30,10 @@ from .errors import (
 from .job import NAME_RE, Extension, Job
 from .policy import JobPolicy
 from .profile import POLICY_KEYS, PolicySettings, explain
+from .text import LIMIT, quoted
+
+#: Characters of an unknown job name or tag an error quotes (real names are short).
+NAME_LIMIT = 100
 
 if TYPE_CHECKING:
     from .profile import JobOverride, Profile
@@ -136,25 +140,28 @@ class JobRegistry:
                 return matches[0]
             if len(matches) > 1:
                 keys = ", ".join(sorted(j.key for j in matches))
-                raise AmbiguousJob(f"job name {name!r} is ambiguous: use one of {keys}")
+                shown = quoted(name, NAME_LIMIT)
+                raise AmbiguousJob(f"job name {shown} is ambiguous: use one of {keys}")
         if not self.jobs:
-            raise UnknownJob(f"unknown job {name!r}: no jobs are registered")
+            raise UnknownJob(f"unknown job {quoted(name, NAME_LIMIT)}: no jobs are registered")
+        probe = name[: 2 * LIMIT]  # a pasted 100 KB "name" must not make this quadratic
 
         def likeness(jd: JobDefinition) -> float:
             return max(
-                difflib.SequenceMatcher(None, name, jd.key).ratio(),
-                difflib.SequenceMatcher(None, name, jd.name).ratio(),
+                difflib.SequenceMatcher(None, probe, jd.key).ratio(),
+                difflib.SequenceMatcher(None, probe, jd.name).ratio(),
             )
 
         ranked = sorted(self.jobs.values(), key=lambda jd: (-likeness(jd), jd.key))
         hint = ", ".join(jd.key for jd in ranked[:5])
-        raise UnknownJob(f"unknown job {name!r}; closest known: {hint}")
+        raise UnknownJob(f"unknown job {quoted(name, NAME_LIMIT)}; closest known: {hint}")
 
     def with_tag(self, tag: str) -> list[JobDefinition]:
         found = [j for j in self.jobs.values() if tag in j.tags]
         if not found:
             tags = sorted({t for j in self.jobs.values() for t in j.tags})
-            raise UnknownJob(f"no job is tagged {tag!r} (known tags: {', '.join(tags) or 'none'})")
+            known = ", ".join(tags) or "none"
+            raise UnknownJob(f"no job is tagged {quoted(tag, NAME_LIMIT)} (known tags: {known})")
         return found
 
 

@@ -11,16 +11,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from .errors import InvalidMessage
 from .status import Trigger
+from .text import cut, quoted
 
 DEFAULT_QUEUE = "jobs"
 TASK_PREFIX = "jobs."
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+#: The dead-letter list keeps the newest this many messages.
+DEAD_LETTER_LIMIT = 10_000
 
 
 class Keys:
@@ -47,6 +53,9 @@ class Keys:
     UI_ACTIONS = f"{PREFIX}ui:actions"
     #: Prefix of the per-job overlap lock (value: the run id holding it).
     LOCK_PREFIX = f"{PREFIX}lock:"
+    #: List of the messages workers refused (JSON :class:`DeadLetter` entries), newest
+    #: first, trimmed to :data:`DEAD_LETTER_LIMIT`.
+    DEAD_LETTERS = f"{PREFIX}dead-letters"
 
     @classmethod
     def lock(cls, job_key: str) -> str:
@@ -230,3 +239,223 @@ def decode(payload: str | bytes) -> tuple[dict[str, Any], dict[str, Any]]:
         body = base64.b64decode(body)
     _args, kwargs, _embed = json.loads(body)
     return envelope["headers"], kwargs
+
+
+# --------------------------------------------------------------------------- run messages
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+#: History stores the attempt in a PostgreSQL integer.
+MAX_ATTEMPT = 2**31 - 1
+_TRIGGERS = frozenset(t.value for t in Trigger)
+
+
+def _refuse(field: str, value: Any, allowed: str) -> InvalidMessage:
+    return InvalidMessage(f"{field}: {quoted(value, 80)} is not {allowed}", field=field)
+
+
+def _instant(kwargs: dict[str, Any], field: str) -> datetime | None:
+    value = kwargs.get(field)
+    if value is None:
+        return None
+    allowed = "an ISO 8601 instant with a UTC offset"
+    if not isinstance(value, str) or len(value) > 64:
+        raise _refuse(field, value, allowed)
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise _refuse(field, value, allowed) from None
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise _refuse(field, value, allowed)
+    return when
+
+
+@dataclass(frozen=True)
+class RunMessage:
+    """The keyword arguments of a job task message, validated.
+
+    Every process that builds or reads a run message goes through this class: the CLI
+    and the beat build them with :func:`job_kwargs`, the worker refuses (dead-letters)
+    whatever :meth:`from_kwargs` refuses, before anything runs. Unknown keys are
+    ignored, so a newer producer can add fields without older workers refusing them.
+    """
+
+    run_id: str
+    trigger: Trigger
+    scheduled_for: datetime | None
+    enqueued_at: datetime | None
+    attempt: int
+    parameters: dict[str, Any]
+    skip_reason: str | None = None
+    redelivered: bool = False  # from the broker's delivery info (or a re-queued message)
+
+    @classmethod
+    def from_kwargs(cls, kwargs: Any) -> RunMessage:
+        """Parse and check ``kwargs``; raise :class:`InvalidMessage` naming the field."""
+        if not isinstance(kwargs, dict):
+            raise InvalidMessage(
+                f"the keyword arguments are {type(kwargs).__name__}, not a JSON object"
+            )
+        for field in ("run_id", "trigger", "attempt"):
+            if field not in kwargs:
+                raise InvalidMessage(f"{field}: missing", field=field)
+        run_id = kwargs["run_id"]
+        if not isinstance(run_id, str) or not _UUID.fullmatch(run_id):
+            raise _refuse("run_id", run_id, "a UUID (lower-case, with dashes)")
+        trigger = kwargs["trigger"]
+        if not isinstance(trigger, str) or trigger not in _TRIGGERS:
+            allowed = "one of " + ", ".join(t.value for t in Trigger)
+            raise _refuse("trigger", trigger, allowed)
+        attempt = kwargs["attempt"]
+        if isinstance(attempt, bool) or not isinstance(attempt, int):
+            raise _refuse("attempt", attempt, "a whole number")
+        if not 1 <= attempt <= MAX_ATTEMPT:
+            raise _refuse("attempt", attempt, f"from 1 to {MAX_ATTEMPT}")
+        parameters = kwargs.get("parameters")
+        if parameters is None:
+            parameters = {}
+        if not isinstance(parameters, dict):
+            raise _refuse("parameters", parameters, "a JSON object")
+        skip_reason = kwargs.get("skip_reason")
+        if skip_reason is not None and not isinstance(skip_reason, str):
+            raise _refuse("skip_reason", skip_reason, "a string")
+        redelivered = kwargs.get("redelivered", False)
+        if not isinstance(redelivered, bool):
+            raise _refuse("redelivered", redelivered, "true or false")
+        return cls(
+            run_id=run_id,
+            trigger=Trigger(trigger),
+            scheduled_for=_instant(kwargs, "scheduled_for"),
+            enqueued_at=_instant(kwargs, "enqueued_at"),
+            attempt=attempt,
+            parameters=parameters,
+            skip_reason=skip_reason,
+            redelivered=redelivered,
+        )
+
+    @classmethod
+    def from_body(cls, body: Any) -> RunMessage:
+        """Check a decoded protocol-2 body ``[args, kwargs, embed]`` and parse its kwargs."""
+        if not isinstance(body, list | tuple) or len(body) != 3:
+            raise InvalidMessage("the body is not [args, kwargs, embed] (Celery protocol 2)")
+        args, kwargs, embed = body
+        if args:
+            raise InvalidMessage(f"positional arguments {quoted(args, 80)}: jobs take none")
+        if embed is not None and not isinstance(embed, dict):
+            raise InvalidMessage(f"embed: {quoted(embed, 80)} is not a JSON object")
+        return cls.from_kwargs(kwargs)
+
+    def next_attempt_kwargs(self) -> dict[str, Any]:
+        return {**self.to_kwargs(), "attempt": self.attempt + 1}
+
+    def to_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "run_id": self.run_id,
+            "trigger": self.trigger.value,
+            "scheduled_for": self.scheduled_for.isoformat() if self.scheduled_for else None,
+            "enqueued_at": self.enqueued_at.isoformat() if self.enqueued_at else None,
+            "attempt": self.attempt,
+            "parameters": self.parameters,
+        }
+        if self.skip_reason is not None:
+            kwargs["skip_reason"] = self.skip_reason
+        if self.redelivered:
+            # A message put back for a later try (overlap: queue) is a new message to
+            # the broker; the flag has to travel with it or the run could run twice.
+            kwargs["redelivered"] = True
+        return kwargs
+
+
+def check_task_headers(headers: Any) -> None:
+    """Refuse headers Celery would choke on while building the request of a job task."""
+    if not isinstance(headers, dict):
+        raise InvalidMessage("the headers are not a JSON object")
+    for field in ("id", "task"):
+        value = headers.get(field)
+        if not isinstance(value, str) or not value:
+            raise _refuse(f"headers.{field}", value, "a non-empty string")
+    for field in ("root_id", "parent_id", "argsrepr", "kwargsrepr", "shadow", "group"):
+        value = headers.get(field)
+        if value is not None and not isinstance(value, str):
+            raise _refuse(f"headers.{field}", value, "a string")
+    for field in ("eta", "expires"):
+        value = headers.get(field)
+        if value is not None and not isinstance(value, str | int | float):
+            raise _refuse(f"headers.{field}", value, "an ISO 8601 instant")
+    limits = headers.get("timelimit")
+    if limits is not None and not (
+        isinstance(limits, list | tuple) and len(limits) == 2 and all(map(_seconds, limits))
+    ):
+        raise _refuse("headers.timelimit", limits, "[soft seconds, hard seconds]")
+    retries = headers.get("retries")
+    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int)):
+        raise _refuse("headers.retries", retries, "a whole number")
+
+
+def _seconds(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+# --------------------------------------------------------------------------- dead letters
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message a worker refused, kept whole in :attr:`Keys.DEAD_LETTERS` for inspection."""
+
+    at: datetime
+    queue: str | None
+    reason: str
+    #: The message as it was on the queue: text, or base64 when it was not UTF-8.
+    message: str
+    encoding: str = "utf-8"
+    worker: str | None = None
+
+    @classmethod
+    def of(
+        cls, raw: str | bytes, *, reason: str, queue: str | None, worker: str | None = None
+    ) -> DeadLetter:
+        encoding = "utf-8"
+        if isinstance(raw, bytes):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+        else:
+            text = raw
+        return cls(datetime.now(UTC), queue, reason, text, encoding, worker)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "queue": self.queue,
+            "reason": self.reason,
+            "worker": self.worker,
+            "encoding": self.encoding,
+            "message": self.message,
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), separators=_COMPACT)
+
+    @classmethod
+    def loads(cls, text: str | bytes) -> DeadLetter:
+        """An entry of the list; one that is not ours is shown, not skipped."""
+        try:
+            data = json.loads(text)
+            return cls(
+                at=datetime.fromisoformat(data["at"]),
+                queue=data.get("queue"),
+                reason=str(data["reason"]),
+                message=str(data["message"]),
+                encoding=str(data.get("encoding", "utf-8")),
+                worker=data.get("worker"),
+            )
+        except (ValueError, KeyError, TypeError):
+            raw = text if isinstance(text, str) else text.decode("utf-8", "replace")
+            epoch = datetime.fromtimestamp(0, UTC)
+            return cls(epoch, None, "not a dead-letter entry", raw)
+
+    def preview(self, width: int = 80) -> str:
+        """The message on one line, cut to ``width`` characters."""
+        flat = " ".join(self.message.split())
+        return cut(flat, width)

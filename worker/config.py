@@ -62,6 +62,9 @@ def celery_settings(redis_url: str | None, registry: JobRegistry) -> dict[str, A
     routes = {task_name(jd.key): {"queue": jd.policy.queue} for jd in registry}
     settings: dict[str, Any] = {
         "broker_url": broker,
+        # Screens every message, and dead-letters what the worker cannot accept.
+        "broker_transport": "worker.screening:Transport",
+        "worker_consumer": "worker.screening:Consumer",
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
         "broker_transport_options": {

@@ -18,8 +18,9 @@ from jobs_core.context import JobContext, RunInfo
 from jobs_core.policy import Overlap
 from jobs_core.registry import JobDefinition
 from jobs_core.result import JobResult
-from jobs_core.status import Action, RunStatus, Trigger
+from jobs_core.status import Action, RunStatus
 from jobs_core.store import RunStore
+from jobs_core.wire import RunMessage
 
 from .overlap import OverlapLock
 from .runtime import WorkerRuntime
@@ -36,52 +37,8 @@ STUCK_MARGIN = 2.0
 MAX_ERROR_CHARS = 8000
 
 
-@dataclass(frozen=True)
-class TaskRequest:
-    """The JSON kwargs of a job task message, parsed."""
-
-    run_id: str
-    trigger: Trigger
-    scheduled_for: datetime | None
-    enqueued_at: datetime | None
-    attempt: int
-    parameters: dict[str, Any]
-    skip_reason: str | None = None
-    redelivered: bool = False  # from the broker's delivery info (or a re-queued message)
-
-    @classmethod
-    def from_kwargs(cls, kwargs: dict[str, Any]) -> TaskRequest:
-        def when(value: Any) -> datetime | None:
-            return datetime.fromisoformat(value) if value else None
-
-        return cls(
-            run_id=str(kwargs["run_id"]),
-            trigger=Trigger(kwargs.get("trigger", "manual")),
-            scheduled_for=when(kwargs.get("scheduled_for")),
-            enqueued_at=when(kwargs.get("enqueued_at")),
-            attempt=int(kwargs.get("attempt", 1)),
-            parameters=dict(kwargs.get("parameters") or {}),
-            skip_reason=kwargs.get("skip_reason"),
-            redelivered=bool(kwargs.get("redelivered", False)),
-        )
-
-    def next_attempt_kwargs(self) -> dict[str, Any]:
-        return {**self.to_kwargs(), "attempt": self.attempt + 1}
-
-    def to_kwargs(self) -> dict[str, Any]:
-        kwargs = {
-            "run_id": self.run_id,
-            "trigger": self.trigger.value,
-            "scheduled_for": self.scheduled_for.isoformat() if self.scheduled_for else None,
-            "enqueued_at": self.enqueued_at.isoformat() if self.enqueued_at else None,
-            "attempt": self.attempt,
-            "parameters": self.parameters,
-        }
-        if self.redelivered:
-            # A message put back for a later try (overlap: queue) is a new message to
-            # the broker; the flag has to travel with it or the run could run twice.
-            kwargs["redelivered"] = True
-        return kwargs
+#: The worker's name for a validated run message (the wire contract owns its parsing).
+TaskRequest = RunMessage
 
 
 @dataclass(frozen=True)

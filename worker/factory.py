@@ -6,6 +6,7 @@ from celery import Celery
 
 from jobs_core.profile import Profile, load_profile
 from jobs_core.registry import JobRegistry, build_registry
+from jobs_core.urls import check_database_url, check_redis_url
 from jobs_core.wire import DEFAULT_REDIS_URL
 
 from .config import celery_settings
@@ -18,6 +19,11 @@ def create_app(
 ) -> tuple[Celery, JobRegistry, WorkerRuntime]:
     """The Celery app with one task per job, the job table and the process runtime."""
     profile = profile if profile is not None else load_profile()
+    # A malformed URL would otherwise surface deep inside kombu or psycopg.
+    if profile.redis_url:
+        check_redis_url(profile.redis_url)
+    if profile.database_url:
+        check_database_url(profile.database_url)
     registry = registry if registry is not None else build_registry(profile)
     celery_app = Celery("systemprompt")
     celery_app.conf.update(celery_settings(profile.redis_url, registry))

@@ -41,6 +41,7 @@ def _register(app: Celery, jd: JobDefinition, runtime: WorkerRuntime) -> None:
         acks_late=True,
         typing=False,
         ignore_result=True,
+        Strategy="worker.screening:strategy",
     )
     def job_task(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return execute_task(self, runtime, jd, kwargs)
