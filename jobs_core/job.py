@@ -34,6 +34,7 @@ class Job(ABC):
     overlap: ClassVar[str | None] = None  # "skip" | "allow" | "queue"
     queue: ClassVar[str | None] = None
     misfire_grace: ClassVar[str | float | None] = None
+    alerts: ClassVar[dict[str, Any] | None] = None  # e.g. {"late_after": "1h"}
 
     @abstractmethod
     async def execute(self, ctx: JobContext) -> JobResult:

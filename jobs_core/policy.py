@@ -1,4 +1,5 @@
-"""The effective execution policies of a job: retry, timeout, overlap, misfire grace, queue.
+"""The effective execution policies of a job: retry, timeout, overlap, misfire grace, queue,
+alerts.
 
 These are resolved values; the settings that produce them (profile.yaml and Job class
 attributes alike) are validated by the models in :mod:`jobs_core.profile`.
@@ -56,6 +57,22 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class AlertPolicy:
+    """When the leading beat raises an alert for a job; None turns that alert off.
+
+    ``late_after``: no successful run within the schedule's interval plus this many
+    seconds. ``consecutive_failures``: that many finished runs failed in a row.
+    ``max_duration``: a run still running after this many seconds. ``on_skip``: the
+    latest finished run was skipped.
+    """
+
+    late_after: float | None = 10 * 60.0
+    consecutive_failures: int | None = 3
+    max_duration: float | None = 30 * 60.0
+    on_skip: bool = False
+
+
+@dataclass(frozen=True)
 class JobPolicy:
     """The effective policies of one job."""
 
@@ -64,3 +81,4 @@ class JobPolicy:
     overlap: Overlap = Overlap.SKIP
     misfire_grace: float = 5 * 60.0
     queue: str = "jobs"
+    alerts: AlertPolicy = AlertPolicy()

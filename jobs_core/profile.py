@@ -14,6 +14,7 @@ import re
 import types
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -35,11 +36,16 @@ from pydantic_core import ErrorDetails
 
 from .durations import parse_duration
 from .errors import InvalidSchedule, ProfileError
-from .policy import JobPolicy, Overlap, RetryPolicy
+from .policy import AlertPolicy, JobPolicy, Overlap, RetryPolicy
 from .urls import mask_url
 
 __all__ = [
     "DEFAULT_PROFILE_FILE",
+    "AlertSettings",
+    "AlertingConfig",
+    "LogFormat",
+    "MetricsConfig",
+    "WebhookConfig",
     "POLICY_KEYS",
     "PROFILE_ENV",
     "URL_ENV",
@@ -199,7 +205,49 @@ def _no_null(value: object) -> object:
 
 
 #: The keys of :class:`PolicySettings`, in the order operators read them.
-POLICY_KEYS = ("retry", "timeout", "overlap", "misfire_grace", "queue")
+POLICY_KEYS = ("retry", "timeout", "overlap", "misfire_grace", "queue", "alerts")
+
+
+def _off(value: object) -> object:
+    # `off` (YAML reads a bare off as false), false and null turn one alert off.
+    if value is False or (isinstance(value, str) and value.strip().lower() == "off"):
+        return None
+    return value
+
+
+def _threshold(value: object) -> object:
+    value = _off(value)
+    if value is None:
+        return None
+    try:
+        number = _attempts(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ValueError(
+            f"{_shown(value)} is not a count of failures; use an integer >= 1 (e.g. 3), or off"
+        )
+    return number
+
+
+class AlertSettings(_Section):
+    """``alerts``: when the leading beat raises an alert for a job (see
+    :class:`~jobs_core.policy.AlertPolicy`). The keys given replace those of the layer
+    below; ``off`` (or null) turns that alert off."""
+
+    late_after: Duration | None = None
+    consecutive_failures: int | None = None
+    max_duration: Duration | None = None
+    on_skip: bool | None = None
+
+    _late_after_off = field_validator("late_after", "max_duration", mode="before")(_off)
+    _failures = field_validator("consecutive_failures", mode="before")(_threshold)
+    _reject_null = field_validator("on_skip", mode="before")(_no_null)
+
+    def apply(self, base: AlertPolicy) -> AlertPolicy:
+        """``base`` with the keys given here replaced."""
+        given = {name: getattr(self, name) for name in self.model_fields_set}
+        return replace(base, **given) if given else base
 
 
 class RetrySettings(_Section):
@@ -231,8 +279,9 @@ class PolicySettings(_Section):
     overlap: OverlapMode | None = None
     misfire_grace: Duration | None = None
     queue: QueueName | None = None
+    alerts: AlertSettings | None = None
 
-    _NULL_IS_DEFAULT = frozenset({"retry"})
+    _NULL_IS_DEFAULT = frozenset({"retry", "alerts"})
 
     _reject_null = field_validator("timeout", "overlap", "misfire_grace", "queue", mode="before")(
         _no_null
@@ -241,8 +290,10 @@ class PolicySettings(_Section):
     def given(self) -> frozenset[str]:
         """The policy keys this layer changes (``retry`` when any retry key is given)."""
         keys = set(self.model_fields_set) & set(POLICY_KEYS)
-        if self.retry is None or not self.retry.model_fields_set:
-            keys.discard("retry")
+        for nested in ("retry", "alerts"):
+            section: _Section | None = getattr(self, nested)
+            if section is None or not section.model_fields_set:
+                keys.discard(nested)
         return frozenset(keys)
 
     def apply(self, base: JobPolicy) -> JobPolicy:
@@ -250,7 +301,11 @@ class PolicySettings(_Section):
         changes: dict[str, Any] = {}
         for name in self.given():
             value = getattr(self, name)
-            changes[name] = value.apply(base.retry) if name == "retry" else value
+            if name == "retry":
+                value = value.apply(base.retry)
+            elif name == "alerts":
+                value = value.apply(base.alerts)
+            changes[name] = value
         return replace(base, **changes) if changes else base
 
 
@@ -264,7 +319,7 @@ class JobOverride(PolicySettings):
     enabled: bool | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
 
-    _NULL_IS_DEFAULT = frozenset({"retry", "parameters"})
+    _NULL_IS_DEFAULT = frozenset({"retry", "alerts", "parameters"})
     _line: int | None = PrivateAttr(default=None)
 
     _reject_null_enabled = field_validator("enabled", mode="before")(_no_null)
@@ -292,16 +347,121 @@ class SchedulerDefaults(PolicySettings):
         return self.apply(JobPolicy())
 
 
+def _webhook_url(value: object) -> object:
+    if isinstance(value, str):
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
+            # The URL itself may be a secret (Slack's are), so it is not echoed.
+            raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+class WebhookFormat(StrEnum):
+    JSON = "json"
+    SLACK = "slack"
+
+
+def _webhook_format(value: object) -> WebhookFormat:
+    if isinstance(value, str):
+        try:
+            return WebhookFormat(value.strip().lower())
+        except ValueError:
+            pass
+    raise ValueError(
+        f"{_shown(value)} is not a webhook format; use json (signed JSON event) or slack "
+        "(a Slack incoming-webhook message)"
+    )
+
+
+class WebhookConfig(_Section):
+    """One alert destination: a POST of every alert firing and resolving."""
+
+    url: Annotated[str, BeforeValidator(_webhook_url)]
+    secret: SecretStr | None = None
+    format: Annotated[WebhookFormat, BeforeValidator(_webhook_format)] = WebhookFormat.JSON
+    timeout: Duration = 5.0
+    max_attempts: Attempts = 5
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, mask_webhook(value) if name == "url" else value
+
+
+def mask_webhook(url: str) -> str:
+    """``scheme://host[:port]/...``: what logs may show of a webhook URL (its path and
+    query are often the secret)."""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    return f"{scheme}://{host}/..."
+
+
+class AlertingConfig(_Section):
+    """``scheduler.alerting``: where alerts go and how often the leading beat checks."""
+
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    check_every: Duration = 15.0
+
+    _NULL_IS_DEFAULT = frozenset({"webhooks"})
+
+    @field_validator("check_every")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be longer than 0s, e.g. 15s")
+        return value
+
+
+def _port(value: object) -> object:
+    if value is None:
+        return None
+    number = value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(value, str) and value.strip().isdigit():
+        number = int(value)
+    if number is None or not 1 <= number <= 65535:
+        raise ValueError(f"{_shown(value)} is not a TCP port; use a number from 1 to 65535")
+    return number
+
+
+Port = Annotated[int | None, BeforeValidator(_port)]
+
+
+class MetricsConfig(_Section):
+    """``scheduler.metrics``: HTTP ports of /metrics, /healthz and /readyz (off when unset)."""
+
+    beat_port: Port = None
+    worker_port: Port = None
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+def _log_format(value: object) -> LogFormat:
+    if isinstance(value, str):
+        try:
+            return LogFormat(value.strip().lower())
+        except ValueError:
+            pass
+    raise ValueError(f"{_shown(value)} is not a log format; use text or json")
+
+
+LogFormatName = Annotated[LogFormat, BeforeValidator(_log_format)]
+
+
 class SchedulerConfig(_Section):
-    """``scheduler``: time zone, default policies, per-job overrides, bootstrap jobs."""
+    """``scheduler``: time zone, default policies, per-job overrides, bootstrap jobs,
+    alert destinations and metrics ports."""
 
     enabled: bool = True
     timezone: str = "UTC"
     defaults: SchedulerDefaults = Field(default_factory=SchedulerDefaults)
     jobs: list[JobOverride] = Field(default_factory=list)
     bootstrap_jobs: list[JobRef] = Field(default_factory=list)
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
-    _NULL_IS_DEFAULT = frozenset({"defaults", "jobs", "bootstrap_jobs"})
+    _NULL_IS_DEFAULT = frozenset({"defaults", "jobs", "bootstrap_jobs", "alerting", "metrics"})
 
     @field_validator("timezone")
     @classmethod
@@ -355,6 +515,7 @@ class Profile(_Section):
     config: dict[str, dict[str, Any]] = Field(default_factory=dict)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     ui: UiConfig = Field(default_factory=UiConfig)
+    log_format: LogFormatName = LogFormat.TEXT
 
     _NULL_IS_DEFAULT = frozenset({"extensions", "config", "scheduler", "ui"})
     _path: str | None = PrivateAttr(default=None)
