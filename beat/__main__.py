@@ -8,11 +8,12 @@ import sys
 
 from jobs_core.durations import bounded_duration
 from jobs_core.errors import ConfigError
+from jobs_core.profile import LogFormat, load_profile
 from jobs_core.urls import check_redis_url
 
 from . import logs
 from .lease import LEASE_TTL_RANGE
-from .service import run_beat
+from .service import resolve_profile_path, run_beat
 
 
 def _lease_ttl(text: str) -> float:
@@ -49,15 +50,26 @@ def main(argv: list[str] | None = None) -> int:
         help="fault injection for tests: skip the election and act as leader (the per-tick"
         " claims must still keep every tick single)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve /metrics, /healthz and /readyz on this port (profile: "
+        "scheduler.metrics.beat_port; off when unset)",
+    )
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], help="log lines as logfmt text or JSON"
+    )
     args = parser.parse_args(argv)
-    logs.setup(args.log_level)
     try:
+        fmt = args.log_format or load_profile(resolve_profile_path(args.profile)).log_format
+        logs.setup(args.log_level, LogFormat(fmt))
         run_beat(
             args.profile,
             redis_url=args.redis_url,
             beat_id=args.beat_id,
             lease_ttl=args.lease_ttl,
             assume_leader=args.assume_leader,
+            metrics_port=args.metrics_port,
         )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

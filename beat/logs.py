@@ -11,6 +11,9 @@ import sys
 import time
 from typing import Any
 
+from jobs_core.logjson import formatter
+from jobs_core.profile import LogFormat
+
 log = logging.getLogger("beat")
 
 
@@ -43,10 +46,10 @@ def event(level: int, name: str, **fields: Any) -> None:
         log.log(level, name, extra={"fields": fields})
 
 
-def setup(level: str | int = "INFO") -> None:
-    """Log to stderr in logfmt (used by ``python -m beat``; the CLI may do its own)."""
+def setup(level: str | int = "INFO", fmt: LogFormat = LogFormat.TEXT) -> None:
+    """Log to stderr in logfmt, or JSON lines with ``fmt`` json."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(LogfmtFormatter())
+    handler.setFormatter(formatter(fmt, LogfmtFormatter()))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper() if isinstance(level, str) else level)

@@ -39,6 +39,7 @@ from .collector import IdleCollector
 from .core import DROP_COUNT_CAP, Failure, Kind, Plan, Scheduler, Send, entries
 from .lease import Lease
 from .logs import event
+from .observe import NULL_OBSERVER, BeatObserver
 from .schedule import from_ms, iso
 from .ticks import DISABLED, DUPLICATE, SENT, NotLeader, OutTick, Prepared, TickSender
 
@@ -110,6 +111,7 @@ class Beat:
             raise ConfigError(f"lease ttl must be > 0 seconds, got {lease_ttl}")
         self.profile_path = resolve_profile_path(profile_path)
         profile = load_profile(self.profile_path)  # a ProfileError stops the start
+        self.profile = profile
         self.registry: JobRegistry = build_registry(profile)
         self.redis_url = check_redis_url(redis_url or profile.redis_url or DEFAULT_REDIS_URL)
         self.host = socket.gethostname()
@@ -147,6 +149,8 @@ class Beat:
         self._builder = TickBuilder()
         self._quiet_until = 0.0
         self._collector = IdleCollector()
+        #: Hears about elections, renewals and sent ticks (metrics); no-op by default.
+        self.observer: BeatObserver = NULL_OBSERVER
 
     # ------------------------------------------------------------------ control
 
@@ -179,6 +183,7 @@ class Beat:
         try:
             with self._collector:
                 while not self._stopping:
+                    self.observer.loop_turned()
                     try:
                         self._connect()
                         self._cycle()
@@ -209,6 +214,7 @@ class Beat:
             client.close()
             raise
         self._client = client
+        self.observer.redis_state(True)
         if self._redis_down_since is not None:
             down = time.time() - self._redis_down_since
             event(logging.WARNING, "redis reconnected", down_s=round(down, 3))
@@ -217,6 +223,7 @@ class Beat:
         self._next_session_touch = 0.0
 
     def _on_redis_error(self, exc: BaseException) -> None:
+        self.observer.redis_state(False)
         if self._redis_down_since is None:
             self._redis_down_since = time.time()
             event(
@@ -310,6 +317,7 @@ class Beat:
             self._next_renew = started + self.renew_every
             self._standing_by = False
             event(logging.INFO, "became leader", beat_id=self.beat_id, session=self._session)
+            self.observer.elected()
             self._on_elected()
         elif not self._standing_by:
             self._standing_by = True
@@ -320,11 +328,14 @@ class Beat:
         started = time.time()
         if self.assume_leader or self._lease.renew(self._heartbeat()):
             self._next_renew = started + self.renew_every
+            self.observer.renewed(True)
             return
+        self.observer.renewed(False)
         self._lose_leadership("lease lost to another beat")
 
     def _lose_leadership(self, reason: str) -> None:
         self._leader = False
+        self.observer.lost()
         self._core.clear()
         self._clear_prebuilt()
         self._next_acquire = time.time() + self.poll_every
@@ -500,6 +511,7 @@ class Beat:
         assert self._sender is not None
         statuses = self._claim(self._sender.prepare(out))
         if statuses is not None:
+            self.observer.ticks(meta, statuses, time.time() * 1000)
             self._after_send(statuses, meta)
 
     def _send_instant(self, batch: Prepared, due_ms: int, bucket: list[str]) -> None:
@@ -507,6 +519,7 @@ class Beat:
         statuses = self._claim(batch)
         if statuses is None:
             return
+        self.observer.instant(due_ms, bucket, statuses, time.time() * 1000)
         if DUPLICATE not in statuses and not logging.getLogger("beat").isEnabledFor(logging.INFO):
             # Nothing to log, every tick accepted: no per-tick work.
             self._core.handled_instant(due_ms, bucket)
@@ -631,6 +644,7 @@ class Beat:
                 error=str(exc).replace("\n", " "),
             )
             return
+        self.profile = profile
         new_url = profile.redis_url
         if new_url and new_url != self.redis_url:
             event(logging.WARNING, "redis_url changed in the profile; restart the beat to use it")
@@ -694,12 +708,14 @@ def run_beat(
     lease_ttl: float = 5.0,
     stop_event: threading.Event | None = None,
     assume_leader: bool = False,
+    metrics_port: int | None = None,
 ) -> None:
     """Run a beat until SIGTERM/SIGINT (main thread) or until ``stop_event`` is set.
 
     Raises :class:`jobs_core.errors.ProfileError` (a ``ConfigError``) when the profile
     is invalid at start. Signal handlers are installed only when called from the main
-    thread, and restored on return.
+    thread, and restored on return. ``metrics_port`` (else the profile's
+    ``scheduler.metrics.beat_port``) serves /metrics, /healthz and /readyz.
     """
     beat = Beat(
         profile_path,
@@ -708,6 +724,13 @@ def run_beat(
         lease_ttl=lease_ttl,
         assume_leader=assume_leader,
     )
+    port = metrics_port or beat.profile.scheduler.metrics.beat_port
+    watching: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if port is not None or beat.profile.database_url:
+        # Imported only when used: prometheus_client and the monitor take ~0.1 s to load.
+        from .observability import observed
+
+        watching = observed(beat, port)
     previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
 
@@ -729,7 +752,8 @@ def run_beat(
 
         threading.Thread(target=watch, name="beat-stop-watch", daemon=True).start()
     try:
-        beat.run()
+        with watching:
+            beat.run()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

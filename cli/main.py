@@ -406,6 +406,32 @@ def history(ctx: CliContext, name: str, limit: int, as_json: bool) -> None:
     click.echo(render.table(headers, rows))
 
 
+@jobs.command("health")
+@click.option("--json", "as_json", is_flag=True, help="Print the active alerts as a JSON list.")
+@pass_ctx
+def health(ctx: CliContext, as_json: bool) -> None:
+    """Every active alert (late, failing, too_long, skipped); exit 1 while any is active.
+
+    The leading beat evaluates the alerts of every job (scheduler.defaults.alerts and
+    each job's alerts) from the run history; this reads what it found.
+    """
+    from beat.incidents import active_incidents
+
+    ctx.registry  # noqa: B018 - a broken profile is a configuration error (exit 2)
+    incidents = sorted(active_incidents(ctx.redis()).values(), key=lambda i: (i.job, i.kind))
+    if as_json:
+        click.echo(render.dumps([i.to_json() for i in incidents]))
+    elif not incidents:
+        click.echo("healthy: no active alerts")
+    else:
+        rows = [
+            [i.job, i.kind.value, render.when(i.since), ", ".join(i.run_ids) or "-", i.message]
+            for i in incidents
+        ]
+        click.echo(render.table(["JOB", "ALERT", "SINCE", "RUNS", "MESSAGE"], rows))
+    sys.exit(1 if incidents else 0)
+
+
 @jobs.command("disable")
 @click.argument("name")
 @pass_ctx
@@ -471,6 +497,12 @@ def dead_letters(ctx: CliContext, purge: bool, as_json: bool) -> None:
 
 # ---------------------------------------------------------------- processes
 
+LOG_FORMAT_HELP = "Log lines as text or JSON objects (default: the profile's log_format)."
+METRICS_PORT_HELP = (
+    "Serve /metrics, /healthz and /readyz on this port (default: the profile's "
+    "scheduler.metrics; off when unset)."
+)
+
 
 @infra.command("beat")
 @click.option("--id", "beat_id", help="Name of this beat in logs and status.")
@@ -482,15 +514,29 @@ def dead_letters(ctx: CliContext, purge: bool, as_json: bool) -> None:
     help="Leader lease TTL in seconds (1 to 3600): the failover time.",
 )
 @click.option("--log-level", default="INFO", show_default=True)
+@click.option("--log-format", type=click.Choice(["text", "json"]), help=LOG_FORMAT_HELP)
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help=METRICS_PORT_HELP)
 @pass_ctx
-def beat_cmd(ctx: CliContext, beat_id: str | None, lease_ttl: float, log_level: str) -> None:
+def beat_cmd(
+    ctx: CliContext,
+    beat_id: str | None,
+    lease_ttl: float,
+    log_level: str,
+    log_format: str | None,
+    metrics_port: int | None,
+) -> None:
     """Run a beat (run two or more for high availability)."""
     from beat import logs, run_beat
+    from jobs_core.profile import LogFormat
 
-    logs.setup(log_level)
+    logs.setup(log_level, LogFormat(log_format or ctx.profile.log_format))
     ctx.registry  # noqa: B018 - validate the profile and extensions before starting
     run_beat(
-        ctx.profile_path, redis_url=ctx.profile.redis_url, beat_id=beat_id, lease_ttl=lease_ttl
+        ctx.profile_path,
+        redis_url=ctx.profile.redis_url,
+        beat_id=beat_id,
+        lease_ttl=lease_ttl,
+        metrics_port=metrics_port,
     )
 
 
@@ -498,13 +544,22 @@ def beat_cmd(ctx: CliContext, beat_id: str | None, lease_ttl: float, log_level: 
     "worker",
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
 )
+@click.option("--log-format", type=click.Choice(["text", "json"]), help=LOG_FORMAT_HELP)
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help=METRICS_PORT_HELP)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @pass_ctx
-def worker_cmd(ctx: CliContext, celery_args: tuple[str, ...]) -> None:
+def worker_cmd(
+    ctx: CliContext,
+    log_format: str | None,
+    metrics_port: int | None,
+    celery_args: tuple[str, ...],
+) -> None:
     """Run a Celery worker; options go to `celery worker` (-c, -P, -Q, -n, -l, ...).
 
     Without -Q it consumes every queue that a job of the profile uses.
     """
+    from worker.observability import LOG_FORMAT_ENV, METRICS_PORT_ENV
+
     registry = ctx.registry  # fail here, with a clear message, not inside Celery
     ctx.check_redis_login()  # Celery would retry a wrong password forever, loudly
     args = list(celery_args)
@@ -520,6 +575,10 @@ def worker_cmd(ctx: CliContext, celery_args: tuple[str, ...]) -> None:
         value = getattr(ctx.profile, key)
         if value:
             env[key.upper()] = value
+    if metrics_port is not None:
+        env[METRICS_PORT_ENV] = str(metrics_port)
+    if log_format is not None:
+        env[LOG_FORMAT_ENV] = log_format
     argv = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", *args]
     sys.stdout.flush()
     os.execvpe(argv[0], argv, env)

@@ -56,6 +56,12 @@ class Keys:
     #: List of the messages workers refused (JSON :class:`DeadLetter` entries), newest
     #: first, trimmed to :data:`DEAD_LETTER_LIMIT`.
     DEAD_LETTERS = f"{PREFIX}dead-letters"
+    #: Hash ``<job key>|<kind> -> incident JSON`` of the alerts firing now; written by the
+    #: leading beat, read by ``jobs health``; a new leader takes it over as it is.
+    ALERTS = f"{PREFIX}alerts:active"
+    #: Hash ``job key -> epoch ms`` since when an active job is expected to run (a job
+    #: that never succeeded is late counting from there); dropped while it is inactive.
+    ALERT_WATCH = f"{PREFIX}alerts:watched"
 
     @classmethod
     def lock(cls, job_key: str) -> str:

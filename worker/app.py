@@ -11,11 +11,16 @@ from typing import Any
 
 from celery import signals
 
+from jobs_core.profile import load_profile
+
+from . import observability
 from .factory import create_app
 
 __all__ = ["app", "create_app", "registry", "runtime"]
 
-app, registry, runtime = create_app()
+_profile = load_profile()
+app, registry, runtime = create_app(_profile)
+observability.install(_profile, runtime.redis_url or "")
 
 
 @signals.worker_process_shutdown.connect  # type: ignore[untyped-decorator]

@@ -11,11 +11,13 @@ from typing import Any
 
 from celery import Celery, Task
 
+from jobs_core.logjson import in_run_context, run_context
 from jobs_core.registry import JobDefinition, JobRegistry
 from jobs_core.status import Action, RunStatus
 from jobs_core.store import settle_attempt_sync
 from jobs_core.wire import Keys, task_name
 
+from . import metrics
 from .execution import CANCEL_GRACE, Outcome, TaskRequest, hard_time_limit, run_attempt, stuck_after
 from .runtime import WorkerRuntime
 
@@ -44,7 +46,8 @@ def _register(app: Celery, jd: JobDefinition, runtime: WorkerRuntime) -> None:
         Strategy="worker.screening:strategy",
     )
     def job_task(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        return execute_task(self, runtime, jd, kwargs)
+        with run_context(str(kwargs.get("run_id")), jd.key), metrics.METRICS.attempt(jd.key):
+            return execute_task(self, runtime, jd, kwargs)
 
 
 def execute_task(
@@ -55,7 +58,9 @@ def execute_task(
     if delivery.get("redelivered"):
         req = dataclasses.replace(req, redelivered=True)
     hostname = task.request.hostname or socket.gethostname()
-    future = runtime.loop.submit(run_attempt(runtime, jd, req, hostname))
+    future = runtime.loop.submit(
+        in_run_context(run_attempt(runtime, jd, req, hostname), req.run_id, jd.key)
+    )
     try:
         # The job's own timeout fires inside; this outer wait only trips when the job
         # ignores cancellation (or blocks the loop with synchronous work).
@@ -63,6 +68,7 @@ def execute_task(
     except concurrent.futures.TimeoutError:
         outcome = _abandon_stuck_attempt(runtime, jd, req, hostname)
     except Exception as exc:
+        metrics.METRICS.infra_error(jd.key)
         retries = task.request.retries or 0
         if retries >= MAX_INFRA_RETRIES:
             log.error(
@@ -79,6 +85,7 @@ def execute_task(
         raise task.retry(
             kwargs=req.to_kwargs(), countdown=INFRA_RETRY_DELAY, max_retries=None, exc=exc
         ) from exc
+    metrics.METRICS.outcome(jd.key, outcome.status, outcome.action, outcome.duration_ms)
     if outcome.action is Action.RETRY:
         raise task.retry(
             kwargs=req.next_attempt_kwargs(), countdown=outcome.retry_in, max_retries=None

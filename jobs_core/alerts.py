@@ -1,0 +1,277 @@
+"""Alert evaluation: job health and alert rules in, incidents and notifications out.
+
+Pure: no I/O and no clock (``now`` is handed in). The leading beat feeds it the health of
+every job (from run history) and the incidents already active (from Redis), and stores
+what comes out; a failover therefore neither forgets nor re-announces an incident. One
+notification goes out when an incident starts firing and one when it resolves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from .cron import CronSchedule
+from .policy import AlertPolicy
+
+#: Run ids an incident carries at most (the most recent first).
+MAX_RUN_IDS = 10
+SIGNATURE_HEADER = "X-Systemprompt-Signature"
+
+
+class AlertKind(StrEnum):
+    LATE = "late"
+    FAILING = "failing"
+    TOO_LONG = "too_long"
+    SKIPPED = "skipped"
+
+
+class AlertState(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True)
+class JobHealth:
+    """What run history says about one job (see :mod:`jobs_core.job_health`)."""
+
+    job: str
+    #: The instant the latest successful run stood for: its tick, else its start.
+    last_success_at: datetime | None = None
+    last_failure_at: datetime | None = None
+    #: Failed, timed-out or lost runs since the latest success (skipped ones do not count).
+    consecutive_failures: int = 0
+    #: Ids of those failed runs, newest first (at most MAX_RUN_IDS).
+    failing_run_ids: tuple[str, ...] = ()
+    #: ``(run id, started_at)`` of the runs running now.
+    running: tuple[tuple[str, datetime], ...] = ()
+    #: ``(run id, status)`` of the latest finished run.
+    last_finished: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class JobWatch:
+    """A job as the evaluator sees it: its rules and whether it is expected to run."""
+
+    job: str
+    alerts: AlertPolicy
+    cron: CronSchedule | None
+    #: Scheduled, enabled in the profile and not paused: only such a job can be late.
+    active: bool
+    #: Since when this job has been expected to run (the evaluator's first sight of it
+    #: active): a job that never succeeded is late counting from here.
+    watched_since: datetime
+
+
+@dataclass(frozen=True)
+class Incident:
+    job: str
+    kind: AlertKind
+    since: datetime
+    run_ids: tuple[str, ...] = ()
+    message: str = ""
+
+    @property
+    def key(self) -> str:
+        return incident_key(self.job, self.kind)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "kind": self.kind.value,
+            "since": self.since.isoformat(),
+            "run_ids": list(self.run_ids),
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Incident:
+        return cls(
+            job=str(data["job"]),
+            kind=AlertKind(data["kind"]),
+            since=datetime.fromisoformat(str(data["since"])),
+            run_ids=tuple(str(r) for r in data.get("run_ids") or ()),
+            message=str(data.get("message") or ""),
+        )
+
+
+def incident_key(job: str, kind: AlertKind) -> str:
+    return f"{job}|{kind.value}"
+
+
+@dataclass(frozen=True)
+class Notification:
+    incident: Incident
+    state: AlertState
+    at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON event POSTed to a webhook."""
+        return {
+            **self.incident.to_json(),
+            "state": self.state.value,
+            "at": self.at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    #: Every incident active after this evaluation, by :func:`incident_key`.
+    active: dict[str, Incident]
+    notifications: list[Notification] = field(default_factory=list)
+
+
+def _late(watch: JobWatch, health: JobHealth | None, now: datetime) -> Incident | None:
+    late_after = watch.alerts.late_after
+    if late_after is None or watch.cron is None or not watch.active:
+        return None
+    reference = watch.watched_since
+    if health is not None and health.last_success_at is not None:
+        reference = max(reference, health.last_success_at)
+    expected = watch.cron.next_after(reference)
+    deadline = expected + timedelta(seconds=late_after)
+    if now <= deadline:
+        return None
+    last = (
+        f"last success for {health.last_success_at.isoformat()}"
+        if health is not None and health.last_success_at is not None
+        else "no successful run yet"
+    )
+    return Incident(
+        watch.job,
+        AlertKind.LATE,
+        deadline,
+        message=(
+            f"{watch.job} is late: a successful run was expected for {expected.isoformat()} "
+            f"(+{late_after:g}s); {last}"
+        ),
+    )
+
+
+def _failing(watch: JobWatch, health: JobHealth | None, now: datetime) -> Incident | None:
+    threshold = watch.alerts.consecutive_failures
+    if threshold is None or health is None or health.consecutive_failures < threshold:
+        return None
+    return Incident(
+        watch.job,
+        AlertKind.FAILING,
+        health.last_failure_at or now,
+        run_ids=health.failing_run_ids[:MAX_RUN_IDS],
+        message=f"{watch.job} failed {health.consecutive_failures} times in a row",
+    )
+
+
+def _too_long(watch: JobWatch, health: JobHealth | None, now: datetime) -> Incident | None:
+    limit = watch.alerts.max_duration
+    if limit is None or health is None:
+        return None
+    over = sorted(
+        (
+            (started, run_id)
+            for run_id, started in health.running
+            if now - started > timedelta(seconds=limit)
+        ),
+        reverse=True,
+    )
+    if not over:
+        return None
+    oldest = over[-1][0]
+    return Incident(
+        watch.job,
+        AlertKind.TOO_LONG,
+        oldest + timedelta(seconds=limit),
+        run_ids=tuple(run_id for _, run_id in over[:MAX_RUN_IDS]),
+        message=(
+            f"{watch.job}: {len(over)} run(s) still running after {limit:g}s "
+            f"(the oldest started {oldest.isoformat()})"
+        ),
+    )
+
+
+def _skipped(watch: JobWatch, health: JobHealth | None, now: datetime) -> Incident | None:
+    if not watch.alerts.on_skip or health is None or health.last_finished is None:
+        return None
+    run_id, status = health.last_finished
+    if status != "skipped":
+        return None
+    return Incident(
+        watch.job,
+        AlertKind.SKIPPED,
+        now,
+        run_ids=(run_id,),
+        message=f"{watch.job}: its latest run {run_id} was skipped",
+    )
+
+
+_RULES = (_late, _failing, _too_long, _skipped)
+
+
+def conditions(watch: JobWatch, health: JobHealth | None, now: datetime) -> list[Incident]:
+    """The incidents whose condition holds for ``watch`` at ``now``."""
+    found = (rule(watch, health, now) for rule in _RULES)
+    return [incident for incident in found if incident is not None]
+
+
+def evaluate(
+    watches: Iterable[JobWatch],
+    health: Mapping[str, JobHealth],
+    active: Mapping[str, Incident],
+    now: datetime,
+) -> Evaluation:
+    """The incidents active at ``now`` and the notifications that takes.
+
+    An incident already active keeps its ``since`` (its run ids are refreshed) and is not
+    announced again; one whose condition no longer holds, or whose job is gone from the
+    job table, resolves.
+    """
+    current: dict[str, Incident] = {}
+    for watch in watches:
+        for incident in conditions(watch, health.get(watch.job), now):
+            current[incident.key] = incident
+    out: dict[str, Incident] = {}
+    notes: list[Notification] = []
+    for key, incident in current.items():
+        before = active.get(key)
+        if before is None:
+            out[key] = incident
+            notes.append(Notification(incident, AlertState.FIRING, now))
+        else:
+            out[key] = Incident(
+                before.job, before.kind, before.since, incident.run_ids, incident.message
+            )
+    for key, before in active.items():
+        if key not in current:
+            notes.append(Notification(before, AlertState.RESOLVED, now))
+    return Evaluation(out, notes)
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+def signature(body: bytes, secret: str) -> str:
+    """The ``X-Systemprompt-Signature`` value: ``sha256=<hex HMAC-SHA256 of body>``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify(body: bytes, secret: str, header: str) -> bool:
+    """Whether ``header`` is the signature of ``body`` (constant-time comparison)."""
+    return hmac.compare_digest(signature(body, secret), header)
+
+
+def json_body(note: Notification) -> bytes:
+    return json.dumps(note.to_json(), separators=(",", ":"), sort_keys=True).encode()
+
+
+def slack_body(note: Notification) -> bytes:
+    """A Slack incoming-webhook message for ``note``."""
+    icon = ":rotating_light:" if note.state is AlertState.FIRING else ":white_check_mark:"
+    text = f"{icon} [{note.state.value}] {note.incident.kind.value}: {note.incident.message}"
+    if note.incident.run_ids:
+        text += f" (runs: {', '.join(note.incident.run_ids)})"
+    return json.dumps({"text": text}, separators=(",", ":")).encode()

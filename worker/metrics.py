@@ -1,0 +1,151 @@
+"""The worker's Prometheus metrics, correct under the prefork pool.
+
+Every pool process counts its own runs; prometheus_client's multiprocess mode keeps each
+process's values in files of one directory (``PROMETHEUS_MULTIPROC_DIR``) and the main
+process's endpoint sums them at scrape time. The directory must be set before
+prometheus_client is first imported, which is why :func:`enable` is called in the main
+process before the pool forks, and why this module imports it lazily.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from jobs_core.errors import ConfigError
+from jobs_core.status import Action, RunStatus
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: Attempt duration buckets, seconds: from a no-op run to a long batch job.
+DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+
+class WorkerMetrics:
+    """The metric objects; one instance per worker, shared by its pool processes."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        self.runs = Counter(
+            "systemprompt_runs",
+            "Runs that reached a final status, by job and status",
+            ["job", "status"],
+        )
+        self.attempts = Counter(
+            "systemprompt_attempts",
+            "Attempts that ran or were recorded, by job and the status they left",
+            ["job", "status"],
+        )
+        self.retries = Counter(
+            "systemprompt_retries",
+            "Attempts that failed and were scheduled to run again, by job",
+            ["job"],
+        )
+        self.infra_errors = Counter(
+            "systemprompt_infrastructure_errors",
+            "Attempts put back because PostgreSQL or Redis failed, by job",
+            ["job"],
+        )
+        self.duration = Histogram(
+            "systemprompt_run_duration_seconds",
+            "Duration of each attempt that executed the job, by job",
+            ["job"],
+            buckets=DURATION_BUCKETS,
+        )
+        self.running = Gauge(
+            "systemprompt_runs_running",
+            "Attempts executing now, by job",
+            ["job"],
+            multiprocess_mode="livesum",
+        )
+
+    @contextlib.contextmanager
+    def attempt(self, job: str) -> Iterator[None]:
+        gauge = self.running.labels(job)
+        gauge.inc()
+        try:
+            yield
+        finally:
+            gauge.dec()
+
+    def outcome(
+        self, job: str, status: RunStatus | None, action: Action, duration_ms: int | None
+    ) -> None:
+        """One attempt's outcome (``status`` None: nothing recorded, e.g. a duplicate)."""
+        if status is None:
+            return
+        self.attempts.labels(job, status.value).inc()
+        if action is Action.RETRY:
+            self.retries.labels(job).inc()
+        if status.is_terminal:
+            self.runs.labels(job, status.value).inc()
+        if duration_ms is not None and status is not RunStatus.SKIPPED:
+            self.duration.labels(job).observe(duration_ms / 1000)
+
+    def infra_error(self, job: str) -> None:
+        self.infra_errors.labels(job).inc()
+
+
+class _Off:
+    """What the task shell calls when metrics are off: nothing."""
+
+    @contextlib.contextmanager
+    def attempt(self, job: str) -> Iterator[None]:
+        yield
+
+    def outcome(self, *args: Any) -> None:
+        pass
+
+    def infra_error(self, job: str) -> None:
+        pass
+
+
+#: The worker's metrics (or the no-op stand-in); set by :func:`enable`.
+METRICS: WorkerMetrics | _Off = _Off()
+
+
+def enable(directory: str | None = None) -> WorkerMetrics:
+    """Switch metrics on for this process and the pool processes it will fork.
+
+    ``directory`` (default ``$PROMETHEUS_MULTIPROC_DIR``, else a new temporary one) is
+    emptied: values of an earlier worker would otherwise be added to this one's.
+    """
+    global METRICS
+    if isinstance(METRICS, WorkerMetrics):
+        return METRICS
+    import sys
+    import tempfile
+
+    path = directory or os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="sp-metrics-")
+    if "prometheus_client" in sys.modules and not os.environ.get(MULTIPROC_ENV):
+        raise ConfigError(
+            "prometheus_client was imported before worker metrics were enabled; "
+            f"set {MULTIPROC_ENV} in the worker's environment"
+        )
+    Path(path).mkdir(parents=True, exist_ok=True)
+    for stale in Path(path).glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = path
+    METRICS = WorkerMetrics()
+    return METRICS
+
+
+def registry() -> Any:
+    """A registry that sums the values of every process (for the endpoint)."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    reg = CollectorRegistry()
+    MultiProcessCollector(reg, path=os.environ[MULTIPROC_ENV])  # type: ignore[no-untyped-call]
+    return reg
+
+
+def process_exited(pid: int) -> None:
+    """Drop the live-gauge values of a pool process that exited."""
+    if isinstance(METRICS, WorkerMetrics):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid, os.environ[MULTIPROC_ENV])  # type: ignore[no-untyped-call]
