@@ -126,7 +126,22 @@ class Monitor:
         self._db: Any = None
         self._sender: WebhookSender | None = None
         self._db_warned = False
-        self.rounds = 0
+        self._checks: Any = None
+        self._notified: Any = None
+        if metrics is not None:
+            from prometheus_client import Counter
+
+            self._checks = Counter(
+                "systemprompt_alert_checks",
+                "Alert evaluations completed by this beat as leader",
+                registry=metrics.registry,
+            )
+            self._notified = Counter(
+                "systemprompt_alert_notifications",
+                "Alert notifications by kind, state and delivery result (per destination)",
+                ["kind", "state", "result"],
+                registry=metrics.registry,
+            )
         self._thread = threading.Thread(target=self._run, name="beat-monitor", daemon=True)
 
     def start(self) -> Monitor:
@@ -150,7 +165,6 @@ class Monitor:
             except Exception as exc:
                 log.warning("job health check failed: %s: %s", type(exc).__name__, exc)
                 self._disconnect()
-            self.rounds += 1
             self._stop.wait(profile.scheduler.alerting.check_every)
 
     def _redis(self) -> redis.Redis:
@@ -189,8 +203,13 @@ class Monitor:
             return self._sender
         if self._sender is not None:
             self._sender.close()
-        self._sender = WebhookSender(hooks) if hooks else None
+        self._sender = WebhookSender(hooks, self._delivered) if hooks else None
         return self._sender
+
+    def _delivered(self, note: Notification, ok: bool) -> None:
+        if self._notified is not None:
+            kind, state = note.incident.kind.value, note.state.value
+            self._notified.labels(kind, state, "delivered" if ok else "failed").inc()
 
     # ------------------------------------------------------------------ one round
 
