@@ -2,9 +2,8 @@
 
 Every pool process counts its own runs; prometheus_client's multiprocess mode keeps each
 process's values in files of one directory (``PROMETHEUS_MULTIPROC_DIR``) and the main
-process's endpoint sums them at scrape time. The directory must be set before
-prometheus_client is first imported, which is why :func:`enable` is called in the main
-process before the pool forks, and why this module imports it lazily.
+process's endpoint sums them at scrape time. :func:`enable` runs in the main process
+before the pool forks, so every pool process inherits the setting.
 """
 
 from __future__ import annotations
@@ -116,19 +115,21 @@ def enable(directory: str | None = None) -> WorkerMetrics:
     global METRICS
     if isinstance(METRICS, WorkerMetrics):
         return METRICS
-    import sys
     import tempfile
 
     path = directory or os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="sp-metrics-")
-    if "prometheus_client" in sys.modules and not os.environ.get(MULTIPROC_ENV):
-        raise ConfigError(
-            "prometheus_client was imported before worker metrics were enabled; "
-            f"set {MULTIPROC_ENV} in the worker's environment"
-        )
-    Path(path).mkdir(parents=True, exist_ok=True)
-    for stale in Path(path).glob("*.db"):
-        stale.unlink()
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        for stale in Path(path).glob("*.db"):
+            stale.unlink()
+    except OSError as exc:
+        raise ConfigError(f"metrics directory {path}: {exc.strerror or exc}") from None
     os.environ[MULTIPROC_ENV] = path
+    from prometheus_client import values
+
+    # prometheus_client picks its value class from the environment when first imported;
+    # whoever imported it first, the metrics made from here on write to the directory.
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
     METRICS = WorkerMetrics()
     return METRICS
 

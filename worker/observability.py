@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import signals
 
 from jobs_core.logjson import JsonFormatter
-from jobs_core.metrics_http import MetricsServer, serve
 from jobs_core.profile import LogFormat, Profile
 
 from . import metrics
+
+if TYPE_CHECKING:
+    from jobs_core.metrics_http import MetricsServer
 
 METRICS_PORT_ENV = "SYSTEMPROMPT_METRICS_PORT"
 LOG_FORMAT_ENV = "SYSTEMPROMPT_LOG_FORMAT"
@@ -97,6 +99,8 @@ def install(profile: Profile, redis_url: str) -> None:
         metrics.enable()  # before the pool forks: the children inherit the setting
 
     def on_ready(**_: Any) -> None:
+        from jobs_core.metrics_http import serve
+
         state.ready = True
         if state.server is None:
             state.server = serve(

@@ -298,9 +298,7 @@ def test_late_job_and_disabled_job_and_health_exit_codes(
             alerts = json.loads(result.stdout) if result.returncode == 1 else []
             return [a for a in alerts if a["kind"] == "late"]
 
-        found = wait_for(
-            lambda: [a for a in late() if a["job"].startswith("obstest/")], 60, "late"
-        )
+        found = wait_for(lambda: [a for a in late() if a["job"].startswith("obstest/")], 60, "late")
         assert {a["job"] for a in found} == {"obstest/every-second"}
         checks = value(scrape(port), "systemprompt_alert_checks_total")
         wait_for(
