@@ -239,11 +239,10 @@ class Monitor:
         if not self.beat.is_leader:  # lost the lease meanwhile: the new leader decides
             return
         store_incidents(client, result.active, active.keys())
-        self.jobs.health, self.jobs.active, self.jobs.jobs = (
-            health,
-            result.active,
-            list(registry.jobs),
-        )
+        self.jobs.health, self.jobs.active = health, result.active
+        self.jobs.jobs = list(registry.jobs)
+        if self._checks is not None:
+            self._checks.inc()
         self._announce(profile, result.notifications)
 
     def _announce(self, profile: Profile, notes: list[Notification]) -> None:
