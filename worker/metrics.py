@@ -25,40 +25,48 @@ DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900
 class WorkerMetrics:
     """The metric objects; one instance per worker, shared by its pool processes."""
 
-    def __init__(self) -> None:
-        from prometheus_client import Counter, Gauge, Histogram
+    def __init__(self, registry: Any = None) -> None:
+        from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+        registry = registry if registry is not None else REGISTRY
 
         self.runs = Counter(
             "systemprompt_runs",
             "Runs that reached a final status, by job and status",
             ["job", "status"],
+            registry=registry,
         )
         self.attempts = Counter(
             "systemprompt_attempts",
             "Attempts that ran or were recorded, by job and the status they left",
             ["job", "status"],
+            registry=registry,
         )
         self.retries = Counter(
             "systemprompt_retries",
             "Attempts that failed and were scheduled to run again, by job",
             ["job"],
+            registry=registry,
         )
         self.infra_errors = Counter(
             "systemprompt_infrastructure_errors",
             "Attempts put back because PostgreSQL or Redis failed, by job",
             ["job"],
+            registry=registry,
         )
         self.duration = Histogram(
             "systemprompt_run_duration_seconds",
             "Duration of each attempt that executed the job, by job",
             ["job"],
             buckets=DURATION_BUCKETS,
+            registry=registry,
         )
         self.running = Gauge(
             "systemprompt_runs_running",
             "Attempts executing now, by job",
             ["job"],
             multiprocess_mode="livesum",
+            registry=registry,
         )
 
     @contextlib.contextmanager

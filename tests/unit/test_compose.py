@@ -23,6 +23,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 APP_SERVICES = ("migrate", "beat", "worker", "flower", "ui")
+MONITORING = ("prometheus", "grafana")
 #: What the project's code reads from the environment (see test_code_reads_app_env).
 CODE_ENV = {"REDIS_URL", "DATABASE_URL", "SYSTEMPROMPT_PROFILE"}
 #: ... and what the dashboard reads besides (see ui.settings).
@@ -125,7 +126,9 @@ def options_of(args: list[str]) -> Iterator[str]:
 
 def test_services_and_topology(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"redis", "postgres", *APP_SERVICES}
+    assert set(services) == {"redis", "postgres", *APP_SERVICES, *MONITORING}
+    for name in MONITORING:
+        assert services[name]["profiles"] == ["monitoring"]
     assert services["beat"]["deploy"]["replicas"] == 2
     for name in ("beat", "worker"):
         # `--scale` and replicas need containers without fixed names or host ports.
@@ -139,7 +142,7 @@ def test_services_and_topology(compose: dict[str, Any]) -> None:
         assert deps["migrate"]["condition"] == "service_completed_successfully"
         assert deps["redis"]["condition"] == deps["postgres"]["condition"] == "service_healthy"
     assert services["migrate"]["restart"] == "no"
-    for name in ("redis", "postgres", "worker", "flower", "ui"):
+    for name in ("redis", "postgres", "beat", "worker", "flower", "ui"):
         assert services[name]["healthcheck"]["test"], f"{name} has no healthcheck"
     assert {"redis-data", "postgres-data"} <= set(compose["volumes"])
     assert any(v.endswith(":/data") for v in services["redis"]["volumes"])
@@ -216,8 +219,8 @@ def test_service_commands_are_real_commands(compose: dict[str, Any]) -> None:
             help_text = run_help("systemprompt", *path)
             rest = args[1 + len(path) :]
             if path == ["infra", "worker"]:
-                # Passed through to `celery worker`: they must be celery worker options.
-                help_text = run_help("celery", "-A", "worker.app", "worker")
+                # Its own options, else passed through to `celery worker`.
+                help_text += run_help("celery", "-A", "worker.app", "worker")
             for opt in options_of(rest):
                 assert re.search(rf"(^|[\s,]){re.escape(opt)}\b", help_text, re.M), (name, opt)
             checked.add(" ".join(path))
@@ -234,17 +237,16 @@ def test_service_commands_are_real_commands(compose: dict[str, Any]) -> None:
     assert checked == {"infra db migrate", "infra beat", "infra worker", "infra ui", "flower"}
 
 
-def test_worker_healthcheck_is_a_real_command(compose: dict[str, Any]) -> None:
-    test = compose["services"]["worker"]["healthcheck"]["test"]
-    assert test[0] == "CMD-SHELL"
-    words = shlex.split(test[1])
-    assert words[:5] == ["celery", "-A", "worker.app", "inspect", "ping"]
-    help_text = run_help(*words[:5])
-    for opt in options_of(words[5:]):
-        assert opt in help_text, opt
-    # %h in the node name is the container hostname, which the probe addresses.
-    assert "--hostname=worker@%h" in compose["services"]["worker"]["command"]
-    assert "worker@$(hostname)" in test[1]
+@pytest.mark.parametrize("name", ["beat", "worker"])
+def test_healthchecks_ask_readyz_on_the_metrics_port(compose: dict[str, Any], name: str) -> None:
+    service = compose["services"][name]
+    test = service["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    match = re.search(r"http://127\.0\.0\.1:(\d+)/readyz", test[3])
+    assert match, test
+    command = " ".join(service["command"])
+    assert re.search(rf"--metrics-port[ =]{match[1]}\b", command), command
+    compile(test[3], "healthcheck", "exec")
 
 
 # ------------------------------------------------------------------ environment
