@@ -201,7 +201,9 @@ def measure(
     return result, consumer, start, end
 
 
-def bench_beat(k: int, seconds: float, url: str, work: Path) -> Result:
+def bench_beat(
+    k: int, seconds: float, url: str, work: Path, metrics_port: int | None = None
+) -> Result:
     (work / "benchext.py").write_text(f"K = {k}\n" + EXT_MODULE)
     profile = work / "profile.yaml"
     profile.write_text(
@@ -212,6 +214,8 @@ def bench_beat(k: int, seconds: float, url: str, work: Path) -> Result:
     env.pop("REDIS_URL", None)
     args = [sys.executable, "-m", "beat", "--profile", str(profile), "--redis-url", url]
     args += ["--id", "bench", "--log-level", "WARNING"]
+    if metrics_port is not None:
+        args += ["--metrics-port", str(metrics_port)]
     result, consumer, start, end = measure(
         "beat", k, seconds, url, "beatbench", args, env, work / f"beat-{k}.log"
     )
@@ -270,6 +274,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--k", default="10,100,1000,10000", help="comma-separated job counts")
     parser.add_argument("--skip-celery", action="store_true")
+    parser.add_argument(
+        "--metrics-port", type=int, help="run our beat with its metrics endpoint on this port"
+    )
     opts = parser.parse_args()
     ks = [int(x) for x in opts.k.split(",") if x.strip()]
     work = Path(tempfile.mkdtemp(prefix="sp-bench-beat-"))
@@ -280,7 +287,7 @@ def main() -> int:
     try:
         for k in ks:
             client.flushall()
-            results.append(bench_beat(k, opts.seconds, server.url, work))
+            results.append(bench_beat(k, opts.seconds, server.url, work, opts.metrics_port))
             print(results[-1].row(), flush=True)
             if not opts.skip_celery:
                 client.flushall()
