@@ -69,9 +69,19 @@ class WorkerMetrics:
             registry=registry,
         )
 
+        # Labelled children by label values: .labels() validates and locks on every call.
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        key = (id(metric), *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     @contextlib.contextmanager
     def attempt(self, job: str) -> Iterator[None]:
-        gauge = self.running.labels(job)
+        gauge = self._child(self.running, job)
         gauge.inc()
         try:
             yield
@@ -84,13 +94,13 @@ class WorkerMetrics:
         """One attempt's outcome (``status`` None: nothing recorded, e.g. a duplicate)."""
         if status is None:
             return
-        self.attempts.labels(job, status.value).inc()
+        self._child(self.attempts, job, status.value).inc()
         if action is Action.RETRY:
-            self.retries.labels(job).inc()
+            self._child(self.retries, job).inc()
         if status.is_terminal:
-            self.runs.labels(job, status.value).inc()
+            self._child(self.runs, job, status.value).inc()
         if duration_ms is not None and status is not RunStatus.SKIPPED:
-            self.duration.labels(job).observe(duration_ms / 1000)
+            self._child(self.duration, job).observe(duration_ms / 1000)
 
     def infra_error(self, job: str) -> None:
         self.infra_errors.labels(job).inc()
