@@ -29,6 +29,7 @@ from redis.retry import Retry
 
 from jobs_core.errors import ConfigError
 from jobs_core.profile import DEFAULT_PROFILE_FILE, PROFILE_ENV, load_profile
+from jobs_core.redis_url import parse_redis_url
 from jobs_core.registry import JobDefinition, JobRegistry, build_registry
 from jobs_core.status import Trigger
 from jobs_core.urls import check_redis_url, mask_url
@@ -40,6 +41,7 @@ from .core import DROP_COUNT_CAP, Failure, Kind, Plan, Scheduler, Send, entries
 from .lease import Lease
 from .logs import event
 from .observe import NULL_OBSERVER, BeatObserver
+from .redis_client import connect
 from .schedule import from_ms, iso
 from .ticks import DISABLED, DUPLICATE, SENT, NotLeader, OutTick, Prepared, TickSender
 
@@ -114,6 +116,7 @@ class Beat:
         self.profile = profile
         self.registry: JobRegistry = build_registry(profile)
         self.redis_url = check_redis_url(redis_url or profile.redis_url or DEFAULT_REDIS_URL)
+        self.redis_target = parse_redis_url(self.redis_url)
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.beat_id = beat_id or f"beat-{self.host}-{self.pid}"
@@ -198,8 +201,8 @@ class Beat:
     def _connect(self) -> None:
         if self._client is not None:
             return
-        client = redis.Redis.from_url(
-            self.redis_url,
+        client = connect(
+            self.redis_target,
             decode_responses=True,
             socket_timeout=max(5.0, self.lease_ttl),
             socket_connect_timeout=2.0,

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from jobs_core.errors import ServiceUnavailable
 from jobs_core.profile import Profile, load_profile
+from jobs_core.redis_url import parse_redis_url
 from jobs_core.registry import JobRegistry, build_registry
 from jobs_core.store import RunStore
 from jobs_core.urls import check_database_url, check_redis_url, mask_url
@@ -81,7 +82,10 @@ class CliContext:
         if self._redis is None:
             import redis
 
-            client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=5)
+            from beat.redis_client import connect
+
+            # Sentinels get the same timeout, so an unreachable one fails fast too.
+            client = connect(parse_redis_url(self.redis_url), socket_connect_timeout=5)
             try:
                 client.ping()
             except redis.RedisError as exc:
@@ -97,7 +101,9 @@ class CliContext:
         import redis
         from redis.exceptions import AuthorizationError, NoPermissionError
 
-        client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=5)
+        from beat.redis_client import connect
+
+        client = connect(parse_redis_url(self.redis_url), socket_connect_timeout=5)
         try:
             client.ping()
         except (redis.AuthenticationError, AuthorizationError, NoPermissionError) as exc:

@@ -97,6 +97,7 @@ class RedisServer(_ChildServer):
     persist: bool = False
     tls: dict[str, str] | None = None  # {"cert": ..., "key": ..., "ca": ...}
     binaries: ServerBinaries | None = None  # found on first start when not given
+    options: tuple[str, ...] = ()  # more redis-server arguments ("--replicaof", ...)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -124,6 +125,7 @@ class RedisServer(_ChildServer):
             args += ["--tls-ca-cert-file", self.tls["ca"], "--tls-auth-clients", "no"]
         else:
             args += ["--port", str(self.port)]
+        args += self.options
         self.proc = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )

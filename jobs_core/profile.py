@@ -37,6 +37,7 @@ from pydantic_core import ErrorDetails
 from .durations import parse_duration
 from .errors import InvalidSchedule, ProfileError
 from .policy import AlertPolicy, JobPolicy, Overlap, RetryPolicy
+from .redis_url import REDIS_SCHEMES, SENTINEL_SCHEMES, parse_redis_url
 from .urls import mask_url
 
 __all__ = [
@@ -501,7 +502,7 @@ class UiConfig(_Section):
 
 
 _URL_SCHEMES: Mapping[str, tuple[str, ...]] = {
-    "redis_url": ("redis", "rediss", "unix"),
+    "redis_url": REDIS_SCHEMES,
     "database_url": ("postgresql", "postgres"),
 }
 
@@ -532,6 +533,8 @@ class Profile(_Section):
             # The value itself may hold a password, so only the allowed forms are named.
             allowed = ", ".join(f"{s}://" for s in schemes)
             raise ValueError(f"must be a URL starting with {allowed}")
+        if info.field_name == "redis_url" and scheme.lower() in SENTINEL_SCHEMES:
+            parse_redis_url(value)  # its error names the problem, the password masked
         return value
 
     @field_validator("config", mode="before")

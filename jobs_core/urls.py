@@ -30,7 +30,7 @@ def mask_url(url: str | None) -> str:
         if ":" in userinfo:
             user = userinfo.split(":", 1)[0]
             userinfo = f"{user}:***"
-        elif parts.scheme.startswith("redis") and userinfo:
+        elif parts.scheme.startswith(("redis", "sentinel")) and userinfo:
             # redis://secret@host means password "secret" for the default user
             userinfo = "***"
         netloc = f"{userinfo}@{hostport}"
@@ -45,16 +45,22 @@ def mask_secrets_in(text: str, *urls: str | None) -> str:
             continue
         text = text.replace(url, mask_url(url))
         try:
-            pw = urlsplit(url).password
+            parts = urlsplit(url)
+            secrets = [parts.password or ""]
+            # ?password=... (libpq) and ?sentinel_password=... (Redis Sentinel)
+            secrets += [v for k, v in parse_qsl(parts.query) if k.lower().endswith("password")]
         except ValueError:
-            pw = None
-        if pw:
-            text = text.replace(pw, "***")
+            secrets = []
+        for secret in filter(None, secrets):
+            text = text.replace(secret, "***")
     return text
 
 
 #: What each URL setting accepts, for the errors that refuse a malformed one.
-REDIS_FORMS = "redis://[[user]:password@]host[:port][/db], rediss://... or unix:///path/to/socket"
+REDIS_FORMS = (
+    "redis://[[user]:password@]host[:port][/db], rediss://..., unix:///path/to/socket"
+    " or redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/master_name[/db]"
+)
 DATABASE_FORMS = "postgresql://[user[:password]@]host[:port]/database[?param=value...]"
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 _DATABASE_SCHEMES = ("postgresql", "postgres")
@@ -65,6 +71,14 @@ _CERT_REQS = ("none", "optional", "required", "cert_none", "cert_optional", "cer
 
 def check_redis_url(url: str, setting: str = "redis_url") -> str:
     """Return ``url`` when redis-py and kombu can use it; else raise ConfigError (masked)."""
+    from .redis_url import SENTINEL_FORM, SENTINEL_SCHEMES, InvalidRedisUrl, parse_redis_url
+
+    if url.partition("://")[0].lower() in SENTINEL_SCHEMES:
+        try:
+            parse_redis_url(url)
+        except InvalidRedisUrl as exc:
+            raise _refused(setting, url, exc.problem, SENTINEL_FORM) from None
+        return url
     problem = _redis_problem(url)
     if problem:
         raise _refused(setting, url, problem, REDIS_FORMS)
@@ -118,7 +132,7 @@ def _port_problem(url: str) -> str:
 def _redis_problem(url: str) -> str:
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme not in _REDIS_SCHEMES:
-        return "the scheme must be redis://, rediss:// or unix://"
+        return "the scheme must be redis://, rediss://, unix:// or redis+sentinel://"
     try:
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)

@@ -98,6 +98,19 @@ class LongJob(Job):
         return JobResult.success().with_message(f"finished on attempt {ctx.run.attempt}")
 
 
+class CountedJob(Job):
+    name = "counted"
+    description = "appends its scheduled instant, run id and attempt to the file `log`"
+
+    async def execute(self, ctx: JobContext) -> JobResult:
+        when = ctx.run.scheduled_for.isoformat() if ctx.run.scheduled_for else "-"
+        line = f"{when} {ctx.run.run_id} {ctx.run.attempt}\n"
+        # One write of an O_APPEND file: lines of concurrent runs never interleave.
+        with open(ctx.parameter("log", str), "a") as out:
+            out.write(line)
+        return JobResult.success()
+
+
 class WorkerTestExtension(Extension):
     name = "testjobs"
 
@@ -112,6 +125,7 @@ class WorkerTestExtension(Extension):
             RefusingJob(),
             DbJob(),
             LongJob(),
+            CountedJob(),
         ]
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ssl
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from jobs_core.redis_url import RedisTarget, parse_redis_url
 from jobs_core.registry import JobRegistry
 from jobs_core.wire import DEFAULT_QUEUE, DEFAULT_REDIS_URL, task_name
 
@@ -19,6 +20,8 @@ _CERT_REQS = {
     "none": ssl.CERT_NONE,
     "cert_none": ssl.CERT_NONE,
 }
+#: Seconds the broker waits for a sentinel (to connect, then for each reply).
+SENTINEL_TIMEOUTS = {"socket_connect_timeout": 3.0, "socket_timeout": 3.0}
 
 
 def visibility_timeout(registry: JobRegistry) -> float:
@@ -57,13 +60,49 @@ def broker_ssl_options(redis_url: str) -> tuple[str, dict[str, Any] | None]:
     return clean, options
 
 
+def sentinel_broker(target: RedisTarget) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+    """kombu's form of a Sentinel URL: its broker URL, transport options and TLS options.
+
+    kombu wants one ``sentinel://`` URL per sentinel, joined by ``;``, reads the servers'
+    login and the database from the first, and takes the master name and the sentinels'
+    own login as transport options (``master_name``, ``sentinel_kwargs``).
+    """
+    sentinel = target.sentinel
+    if sentinel is None:
+        raise ValueError("not a Sentinel URL")
+    auth = ""
+    if target.username is not None or target.password is not None:
+        auth = f"{quote(target.username or '', safe='')}:{quote(target.password or '', safe='')}@"
+    url = ";".join(
+        f"sentinel://{auth}{f'[{host}]' if ':' in host else host}:{port}/{target.db}"
+        for host, port in sentinel.hosts
+    )
+    options: dict[str, Any] = {"master_name": sentinel.master_name}
+    # Given sentinel_kwargs, redis-py no longer copies the socket timeouts to the
+    # sentinels' connections: without one, a sentinel host that is down stalls discovery.
+    sentinel_kwargs = {**SENTINEL_TIMEOUTS, **target.sentinel_kwargs()}
+    use_ssl: dict[str, Any] | None = None
+    if target.tls:
+        tls = dict(target.tls_options)
+        use_ssl = {"ssl_cert_reqs": _CERT_REQS[tls.pop("ssl_cert_reqs", "required")], **tls}
+        sentinel_kwargs["ssl_cert_reqs"] = use_ssl["ssl_cert_reqs"]
+    options["sentinel_kwargs"] = sentinel_kwargs
+    return url, options, use_ssl
+
+
 def celery_settings(redis_url: str | None, registry: JobRegistry) -> dict[str, Any]:
-    broker, use_ssl = broker_ssl_options(redis_url or DEFAULT_REDIS_URL)
+    target = parse_redis_url(redis_url or DEFAULT_REDIS_URL)
+    sentinel_options: dict[str, Any] = {}
+    if target.sentinel is not None:
+        broker, sentinel_options, use_ssl = sentinel_broker(target)
+    else:
+        broker, use_ssl = broker_ssl_options(target.url)
     routes = {task_name(jd.key): {"queue": jd.policy.queue} for jd in registry}
     settings: dict[str, Any] = {
         "broker_url": broker,
         # Screens every message, and dead-letters what the worker cannot accept.
-        "broker_transport": "worker.screening:Transport",
+        "broker_transport": "worker.screening:"
+        + ("SentinelTransport" if target.sentinel is not None else "Transport"),
         "worker_consumer": "worker.screening:Consumer",
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
@@ -74,6 +113,7 @@ def celery_settings(redis_url: str | None, registry: JobRegistry) -> dict[str, A
             "unacked_restore_throttle": 1,
             "socket_keepalive": True,
             "health_check_interval": 30,
+            **sentinel_options,
         },
         # JSON only: a pickle message is refused, never deserialised.
         "task_serializer": "json",

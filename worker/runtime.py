@@ -19,6 +19,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from jobs_core.errors import ConfigError, NoDatabaseConfigured
+from jobs_core.redis_url import parse_redis_url
 from jobs_core.store import RunStore
 from jobs_core.urls import mask_url
 
@@ -173,12 +174,12 @@ class WorkerRuntime:
 
     def redis(self) -> Any:
         if self._redis is None:
-            import redis.asyncio as aioredis
+            from .redis_client import connect_async
 
             if not self.redis_url:
                 raise ConfigError("no Redis URL: set redis_url in the profile or REDIS_URL")
-            self._redis = aioredis.Redis.from_url(
-                self.redis_url, health_check_interval=30, socket_keepalive=True
+            self._redis = connect_async(
+                parse_redis_url(self.redis_url), health_check_interval=30, socket_keepalive=True
             )
         return self._redis
 

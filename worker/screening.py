@@ -98,6 +98,17 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """kombu's Sentinel channel (master looked up through the sentinels), screened."""
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    """For ``sentinel://`` broker URLs: ``broker_transport`` names the transport class,
+    so the URL's scheme alone no longer picks kombu's Sentinel transport."""
+
+    Channel = SentinelChannel
+
+
 def dead_letter(message: Any, reason: str, hostname: str | None, connection_errors: Any) -> None:
     """Keep a message Celery delivered, then acknowledge it."""
     raw = getattr(message, "_raw", None)

@@ -12,6 +12,7 @@ from typing import Any
 from celery import Celery, Task
 
 from jobs_core.logjson import in_run_context, run_context
+from jobs_core.redis_url import parse_redis_url
 from jobs_core.registry import JobDefinition, JobRegistry
 from jobs_core.status import Action, RunStatus
 from jobs_core.store import settle_attempt_sync
@@ -133,9 +134,9 @@ def _abandon_stuck_attempt(
         except Exception:
             log.exception("run %s %s: could not record the timeout", req.run_id, jd.key)
     try:
-        import redis
+        from .redis_client import connect
 
-        client = redis.Redis.from_url(runtime.redis_url or "")
+        client = connect(parse_redis_url(runtime.redis_url or ""), socket_timeout=5)
         if client.get(Keys.lock(jd.key)) == req.run_id.encode():
             client.delete(Keys.lock(jd.key))
         client.close()
