@@ -19,8 +19,15 @@ import hypothesis
 import pytest
 
 from cli.embedded import PostgresServer, RedisServer
-from cli.local_servers import ENV_VAR, choice_from_env, postgres_binaries, redis_binaries
+from cli.local_servers import (
+    ENV_VAR,
+    MissingBinary,
+    choice_from_env,
+    postgres_binaries,
+    redis_binaries,
+)
 from jobs_core.errors import ConfigError
+from tests.sentinel_cluster import SentinelCluster
 
 # Property tests: random locally, so new cases keep being found; derandomized when CI is
 # set, so a red build is the code's fault and reproduces. Both profiles say derandomize
@@ -85,6 +92,24 @@ def own_redis() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop(kill=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def sentinel_cluster() -> Iterator[SentinelCluster]:
+    """A master, a replica and three sentinels of this test alone (passwords on both)."""
+    try:
+        binaries = redis_binaries()
+    except MissingBinary as exc:
+        if os.environ.get("CI"):  # CI must run the failover test, not skip it
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    base = _tmpdir("sp-test-sentinel-")
+    cluster = SentinelCluster(base, "srv-Pw/9c@x", "snt-Pw:4e1", binaries)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 
