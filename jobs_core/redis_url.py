@@ -145,7 +145,7 @@ def _parse_sentinel(url: str, scheme: str) -> RedisTarget:
     username = password = None
     if at:
         if ":" not in userinfo:
-            raise fail("write the login as :password@ or user:password@")
+            raise fail("the login must be :password@ or user:password@")
         user, _, pw = userinfo.partition(":")
         username, password = (unquote(user) or None), unquote(pw)
     hosts = tuple(_host_port(h, fail) for h in hostlist.split(","))

@@ -20,6 +20,10 @@ def mask_url(url: str | None) -> str:
     """
     if not url:
         return ""
+    authority = url.partition("://")[2].partition("/")[0]
+    if "@" in authority and ("#" in authority or "?" in authority):
+        # An unencoded '#' or '?' in a password would end the netloc early for urlsplit.
+        return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
     try:
         parts = urlsplit(url)
     except ValueError:
