@@ -9,7 +9,9 @@ per instant (the job appends one line per execution), the runs in each final sta
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import Proc, running, service_env, start_worker, wait_for
+from tests.procs import VENV_BIN, Proc, running, service_env, start_worker, wait_for
 from tests.sentinel_cluster import DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, SentinelCluster
 
 from .worker_support import History
@@ -98,6 +100,19 @@ def test_beats_and_worker_ride_through_a_sentinel_failover(
             return any(when >= t for when, _, _ in _executions(runs_log))
 
         wait_for(lambda: runs_after(promoted_at + 5), 90, 0.2, "runs 5 s after the promotion")
+        # The CLI reads the beat's state through the sentinels: the new leader, alive.
+        status = subprocess.run(
+            [str(VENV_BIN / "systemprompt"), "infra", "jobs", "status", JOB, "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert status.returncode == 0, status.stderr
+        leader = json.loads(status.stdout)["beat"]
+        assert leader["alive"] and leader["beat_id"] in ("a", "b"), leader
+        for secret in (cluster.password, cluster.sentinel_password):
+            assert secret not in status.stdout + status.stderr
         for beat in beats:
             beat.stop()
         fires = _fires(*beats)
@@ -112,6 +127,9 @@ def test_beats_and_worker_ride_through_a_sentinel_failover(
 
         wait_for(all_finished, 60, 0.2, "the worker to finish every tick sent")
     assert all(p.popen.returncode is not None for p in procs)
+    for proc in procs:
+        for secret in (cluster.password, cluster.sentinel_password):
+            assert secret not in proc.output(), f"a password leaked into {proc.log_path.name}"
 
     # Ticks sent per instant, over both beats: exactly one each. The instants the
     # failover swallowed are coalesced into one catch-up tick (misfire rules), and every
