@@ -85,7 +85,9 @@ class CliContext:
             from beat.redis_client import connect
 
             # Sentinels get the same timeout, so an unreachable one fails fast too.
-            client = connect(parse_redis_url(self.redis_url), socket_connect_timeout=5)
+            client = connect(
+                parse_redis_url(self.redis_url), socket_connect_timeout=5, socket_timeout=30
+            )
             try:
                 client.ping()
             except redis.RedisError as exc:
