@@ -100,7 +100,9 @@ class LongJob(Job):
 
 class CountedJob(Job):
     name = "counted"
-    description = "appends its scheduled instant, run id and attempt to the file `log`"
+    description = (
+        "appends its scheduled instant, run id and attempt to the file `log`, then sleeps `seconds`"
+    )
 
     async def execute(self, ctx: JobContext) -> JobResult:
         when = ctx.run.scheduled_for.isoformat() if ctx.run.scheduled_for else "-"
@@ -108,6 +110,7 @@ class CountedJob(Job):
         # One write of an O_APPEND file: lines of concurrent runs never interleave.
         with open(ctx.parameter("log", str), "a") as out:
             out.write(line)
+        await asyncio.sleep(ctx.parameter("seconds", float, 0.0))
         return JobResult.success()
 
 

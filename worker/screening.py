@@ -98,8 +98,49 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
+class _SentinelQoS(kombu_redis.QoS):
+    """kombu's QoS, for a channel whose broker connection may be gone.
+
+    After a failover kombu 5.7 closes the channel and Celery later acknowledges or
+    rejects the runs that were in flight on it; each of those rebuilds the Sentinel pool
+    from the closed connection and fails with AttributeError, which Celery treats as
+    unrecoverable: the worker stops consuming. Here they are left alone instead: the
+    messages stay in Redis's unacked index and the periodic restore hands them out again
+    after the visibility timeout, as for a killed worker (a finished run is then not run
+    again).
+    """
+
+    def _gone(self, what: str, count: int = 1) -> bool:
+        connection = self.channel.connection
+        if connection is not None and connection.client is not None:
+            return False
+        log.warning(
+            "broker connection lost: %d message(s) left to the visibility-timeout restore"
+            " instead of %s",
+            count,
+            what,
+        )
+        return True
+
+    def restore_unacked(self, client: Any = None) -> None:
+        if client is None and self._gone("restored now", len(self._delivered)):
+            self._delivered.clear()
+            return
+        super().restore_unacked(client)  # type: ignore[no-untyped-call]
+
+    def ack(self, delivery_tag: Any) -> None:
+        if not self._gone("acknowledged"):
+            super().ack(delivery_tag)  # type: ignore[no-untyped-call]
+
+    def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        if not self._gone("rejected"):
+            super().reject(delivery_tag, requeue)  # type: ignore[no-untyped-call]
+
+
 class SentinelChannel(Channel, kombu_redis.SentinelChannel):
     """kombu's Sentinel channel (master looked up through the sentinels), screened."""
+
+    QoS = _SentinelQoS
 
 
 class SentinelTransport(kombu_redis.SentinelTransport):
