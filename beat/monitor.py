@@ -40,6 +40,7 @@ from jobs_core.wire import Keys
 from .alerting import WebhookSender
 from .control import disabled_jobs
 from .incidents import active_incidents, store_incidents
+from .redis_client import connect
 
 if TYPE_CHECKING:
     from .metrics import BeatMetrics
@@ -169,8 +170,8 @@ class Monitor:
 
     def _redis(self) -> redis.Redis:
         if self._client is None:
-            self._client = redis.Redis.from_url(
-                self.beat.redis_url,
+            self._client = connect(
+                self.beat.redis_target,
                 decode_responses=True,
                 socket_timeout=5,
                 socket_connect_timeout=2,

@@ -6,17 +6,17 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-import redis
-
 from jobs_core.metrics_http import serve
+from jobs_core.redis_url import parse_redis_url
 
 from .metrics import BeatMetrics
 from .monitor import Monitor
+from .redis_client import connect
 from .service import Beat
 
 
 def _redis_ok(url: str) -> tuple[bool, str]:
-    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    client = connect(parse_redis_url(url), socket_timeout=1, socket_connect_timeout=1)
     try:
         client.ping()
         return True, "ok"

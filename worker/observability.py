@@ -28,9 +28,11 @@ log = logging.getLogger("worker.metrics")
 
 
 def _check_redis(url: str) -> tuple[bool, str]:
-    import redis
+    from jobs_core.redis_url import parse_redis_url
 
-    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    from .redis_client import connect
+
+    client = connect(parse_redis_url(url), socket_timeout=1, socket_connect_timeout=1)
     try:
         client.ping()
         return True, "ok"
