@@ -387,7 +387,7 @@ def _bench(opts: argparse.Namespace, base: Path, redis_server: Any, pg_server: A
 
     from jobs_core.profile import load_profile
     from jobs_core.registry import discover_extensions
-    from jobs_core.store import migrate
+    from jobs_core.schema import migrate
 
     procs = WATCHED
     ours: OursSide | None = None

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from jobs_core.errors import ServiceUnavailable
+from jobs_core.history import RunHistory
 from jobs_core.profile import Profile, load_profile
 from jobs_core.redis_url import parse_redis_url
 from jobs_core.registry import JobRegistry, build_registry
-from jobs_core.store import RunStore
 from jobs_core.urls import check_database_url, check_redis_url, mask_url
 
 T = TypeVar("T")
@@ -132,13 +132,15 @@ class CliContext:
             )
         return url
 
-    def with_store(self, why: str, fn: Callable[[RunStore], Awaitable[T]]) -> T:
-        """Run ``fn(store)`` on a short-lived pool; connection errors name the URL."""
+    def with_history(self, why: str, fn: Callable[[RunHistory], Awaitable[T]]) -> T:
+        """Run ``fn(history)`` on a short-lived pool; connection errors name the URL."""
         url = self.require_database(why)
 
         async def go() -> T:
             import psycopg
             from psycopg_pool import AsyncConnectionPool
+
+            from jobs_core.history_pg import PostgresHistory
 
             try:
                 conn = await psycopg.AsyncConnection.connect(url, connect_timeout=5)
@@ -150,7 +152,7 @@ class CliContext:
             pool = AsyncConnectionPool(url, min_size=1, max_size=2, open=False)
             await pool.open(wait=True, timeout=10)
             try:
-                return await fn(RunStore(pool))
+                return await fn(PostgresHistory(pool))
             except psycopg.errors.UndefinedTable:
                 raise ServiceUnavailable(
                     f"the database at {mask_url(url)} has no job history tables: run "

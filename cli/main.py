@@ -13,9 +13,9 @@ import click
 
 from beat.lease import LEASE_TTL_RANGE
 from jobs_core.errors import ConfigError, JobsError
+from jobs_core.history import Run, RunHistory
 from jobs_core.registry import JobDefinition
 from jobs_core.status import RunStatus
-from jobs_core.store import Run, RunStore
 from jobs_core.text import cut, quoted
 
 from . import render
@@ -86,10 +86,10 @@ def list_jobs(ctx: CliContext, as_json: bool) -> None:
     if ctx.profile.database_url:
         keys = list(registry.jobs)
 
-        async def fetch(store: RunStore) -> dict[str, Run]:
-            return await store.last_runs(keys)
+        async def fetch(history: RunHistory) -> dict[str, Run]:
+            return await history.last_runs(keys)
 
-        last = ctx.with_store("jobs list", fetch)
+        last = ctx.with_history("jobs list", fetch)
     now = datetime.now(UTC)
     items = []
     next_runs: list[datetime | None] = []
@@ -285,15 +285,15 @@ def status(ctx: CliContext, name: str, as_json: bool) -> None:
     now = datetime.now(UTC)
     upcoming = jd.cron.next_n(now, 5) if jd.cron is not None else []
 
-    async def fetch(store: RunStore) -> tuple[Run | None, dict[str, int]]:
-        recent = await store.history(jd.key, limit=1)
-        last = await store.get_run(recent[0].id) if recent else None
-        return last, await store.counts_since(jd.key, now - timedelta(hours=24))
+    async def fetch(history: RunHistory) -> tuple[Run | None, dict[RunStatus, int]]:
+        recent = await history.history(jd.key, limit=1)
+        last = await history.get_run(recent[0].id) if recent else None
+        return last, await history.counts_since(jd.key, now - timedelta(hours=24))
 
     last: Run | None = None
-    counts: dict[str, int] = {}
+    counts: dict[RunStatus, int] = {}
     if ctx.profile.database_url:
-        last, counts = ctx.with_store("jobs status", fetch)
+        last, counts = ctx.with_history("jobs status", fetch)
     if as_json:
         click.echo(
             render.dumps(
@@ -367,10 +367,10 @@ def history(ctx: CliContext, name: str, limit: int, as_json: bool) -> None:
     """Recent runs of a job, newest first."""
     jd = ctx.registry.resolve(name)
 
-    async def fetch(store: RunStore) -> list[Run]:
+    async def fetch(store: RunHistory) -> list[Run]:
         return await store.history(jd.key, limit=limit)
 
-    runs = ctx.with_store("jobs history", fetch)
+    runs = ctx.with_history("jobs history", fetch)
     if as_json:
         click.echo(render.dumps([r.to_json() for r in runs]))
         return
@@ -608,7 +608,7 @@ def db() -> None:
 @pass_ctx
 def migrate_cmd(ctx: CliContext) -> None:
     """Create or upgrade the run-history tables and the extensions' tables (idempotent)."""
-    from jobs_core.store import migrate
+    from jobs_core.schema import migrate
     from jobs_core.urls import mask_url
 
     url = ctx.require_database("db migrate")

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from jobs_core.history import Run, RunHistory
 from jobs_core.registry import JobDefinition
 from jobs_core.status import Action, RunStatus, Trigger
-from jobs_core.store import Run, RunStore
 
 from .context import CliContext
 
@@ -28,9 +28,9 @@ def enqueue(ctx: CliContext, jobs: list[JobDefinition], overrides: dict[str, Any
     runs = [(jd, str(uuid.uuid4())) for jd in jobs]
     if ctx.profile.database_url:
 
-        async def record(store: RunStore) -> None:
+        async def record(history: RunHistory) -> None:
             for jd, run_id in runs:
-                await store.create_run(
+                await history.create_run(
                     run_id=run_id,
                     job_key=jd.key,
                     trigger=Trigger.MANUAL,
@@ -38,7 +38,7 @@ def enqueue(ctx: CliContext, jobs: list[JobDefinition], overrides: dict[str, Any
                     parameters={**jd.parameters, **overrides},
                 )
 
-        ctx.with_store("jobs run", record)
+        ctx.with_history("jobs run", record)
     app, _, _ = create_app(ctx.profile, ctx.registry)
     try:
         for jd, run_id in runs:
@@ -63,7 +63,7 @@ def follow(
 ) -> dict[str, Run]:
     """Poll history until every run finished; ``on_change`` sees each status change."""
 
-    async def go(store: RunStore) -> dict[str, Run]:
+    async def go(history: RunHistory) -> dict[str, Run]:
         seen: dict[str, tuple[str, int]] = {}
         done: dict[str, Run] = {}
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -71,7 +71,7 @@ def follow(
             for rid in run_ids:
                 if rid in done:
                     continue
-                run = await store.get_run(rid, with_attempts=False)
+                run = await history.get_run(rid, with_attempts=False)
                 if run is None:
                     continue
                 state = (run.status, run.attempt)
@@ -79,7 +79,7 @@ def follow(
                     seen[rid] = state
                     on_change(run)
                 if run.finished:
-                    full = await store.get_run(rid)
+                    full = await history.get_run(rid)
                     done[rid] = full or run
             if deadline is not None and time.monotonic() > deadline:
                 break
@@ -87,7 +87,7 @@ def follow(
                 await asyncio.sleep(POLL_INTERVAL)
         return done
 
-    return ctx.with_store("jobs run --wait", go)
+    return ctx.with_history("jobs run --wait", go)
 
 
 def run_inline(

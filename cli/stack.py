@@ -24,7 +24,7 @@ from typing import IO
 import click
 
 from jobs_core.errors import ConfigError
-from jobs_core.store import migrate
+from jobs_core.schema import migrate
 from jobs_core.urls import mask_secrets_in, mask_url
 
 from .context import STACK_FILE, STATE_DIR, CliContext, embedded_stack_urls

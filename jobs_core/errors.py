@@ -95,3 +95,11 @@ class InvalidMessage(JobsError, ValueError):
 
 class StoreError(JobsError):
     """The run-history store failed in a way the caller should know about."""
+
+
+class DuplicateTick(StoreError):
+    """A second run for a tick: history keeps one run per (job, scheduled instant)."""
+
+    @classmethod
+    def of(cls, job_key: str, scheduled_for: object) -> DuplicateTick:
+        return cls(f"job {job_key} already has a run for the tick at {scheduled_for}")

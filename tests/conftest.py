@@ -132,7 +132,7 @@ def migrated_template(pg_server: PostgresServer) -> str:
     import psycopg
 
     from jobs_core.registry import discover_extensions
-    from jobs_core.store import migrate
+    from jobs_core.schema import migrate
 
     name = "sp_template"
     with psycopg.connect(pg_server.url_for("postgres"), autocommit=True) as conn:

@@ -1,7 +1,8 @@
-"""One attempt of one run: overlap lock, history claim, execute with timeout, outcome.
+"""One attempt of one run: overlap lock, history writes, the job under its timeout.
 
-Everything here runs on the worker process's event loop; the Celery task in
-:mod:`worker.tasks` turns the :class:`Outcome` into an ack, a retry or a re-queue.
+Everything here runs on the worker process's event loop. What an attempt came to is
+decided by :mod:`worker.outcome`; the Celery task in :mod:`worker.tasks` turns the
+:class:`~worker.outcome.Outcome` into an ack, a retry or a re-queue.
 """
 
 from __future__ import annotations
@@ -9,19 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import traceback
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from jobs_core.context import JobContext, RunInfo
+from jobs_core.history import AttemptEnd, AttemptStart, Claim, RunHistory
 from jobs_core.policy import Overlap
 from jobs_core.registry import JobDefinition
-from jobs_core.result import JobResult
 from jobs_core.status import Action, RunStatus
-from jobs_core.store import RunStore
 from jobs_core.wire import RunMessage
 
+from . import outcome
+from .outcome import Execution, Outcome, Raised, Returned, TimedOut, format_error
 from .overlap import OverlapLock
 from .runtime import WorkerRuntime
 
@@ -34,43 +35,10 @@ CANCEL_GRACE = 5.0
 LAZY_START_S = 0.25
 #: The task waits this long past timeout + CANCEL_GRACE before declaring the job stuck.
 STUCK_MARGIN = 2.0
-MAX_ERROR_CHARS = 8000
 
 
 #: The worker's name for a validated run message (the wire contract owns its parsing).
 TaskRequest = RunMessage
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What an attempt came to: the status history records and what to do next.
-
-    ``status`` is None when nothing was recorded (a duplicate delivery, an overlap wait).
-    """
-
-    run_id: str
-    job_key: str
-    status: RunStatus | None
-    action: Action
-    attempt: int
-    message: str | None = None
-    error: str | None = None
-    retry_in: float | None = None
-    duration_ms: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
-
-    @property
-    def retry_after(self) -> float:
-        return self.retry_in or 0.0
-
-
-def format_error(exc: BaseException) -> str:
-    text = "".join(traceback.format_exception(exc)).strip()
-    if len(text) > MAX_ERROR_CHARS:
-        text = "...\n" + text[-MAX_ERROR_CHARS:]
-    return text
 
 
 def stuck_after(timeout: float) -> float:
@@ -92,211 +60,206 @@ def lock_ttl(jd: JobDefinition) -> float:
 async def run_attempt(
     runtime: WorkerRuntime, jd: JobDefinition, req: TaskRequest, hostname: str
 ) -> Outcome:
-    store = await runtime.store()
-    key = jd.key
-
-    if req.skip_reason is not None:
-        await _record_skipped(store, jd, req, req.skip_reason)
-        log.info("run %s %s skipped: %s", req.run_id, key, req.skip_reason)
-        return Outcome(
-            req.run_id, key, RunStatus.SKIPPED, Action.ACK, req.attempt, message=req.skip_reason
-        )
-
-    lock: OverlapLock | None = None
+    """One attempt with the process's resources: its history, Redis lock and DB pool."""
+    lock = None
     # Without Redis (an inline run with no redis_url) there is no one to overlap with.
     if jd.policy.overlap is not Overlap.ALLOW and runtime.redis_url:
         lock = OverlapLock(runtime.redis())
+    return await attempt(
+        await runtime.history(),
+        jd,
+        req,
+        hostname,
+        lock=lock,
+        db_pool_factory=runtime.db_pool if runtime.database_url else None,
+    )
+
+
+async def attempt(
+    history: RunHistory,
+    jd: JobDefinition,
+    req: TaskRequest,
+    hostname: str,
+    *,
+    lock: OverlapLock | None = None,
+    db_pool_factory: Callable[[], Any] | None = None,
+) -> Outcome:
+    """Run one attempt of ``req``: gates (skip, overlap), claim, execute, record."""
+    key = jd.key
+    if req.skip_reason is not None:
+        out = outcome.skipped(req.run_id, key, req.attempt, req.skip_reason)
+        await _record_skipped(history, jd, req, req.skip_reason)
+        log.info("run %s %s skipped: %s", req.run_id, key, req.skip_reason)
+        return out
+
+    if lock is not None:
         holder = await lock.acquire(key, req.run_id, lock_ttl(jd))
         if holder is not None:
-            if jd.policy.overlap is Overlap.SKIP and req.trigger.is_tick:
-                reason = f"skipped: run {holder} of {key} was still active (overlap: skip)"
-                await _record_skipped(store, jd, req, reason)
-                log.info("run %s %s %s", req.run_id, key, reason)
-                return Outcome(
-                    req.run_id, key, RunStatus.SKIPPED, Action.ACK, req.attempt, message=reason
-                )
-            # overlap: queue (and manual runs, which an operator asked for explicitly):
-            # wait for the active run without holding a worker slot.
-            return Outcome(req.run_id, key, None, Action.REQUEUE, req.attempt, retry_in=1.0)
+            out = outcome.when_busy(
+                req.run_id,
+                key,
+                req.attempt,
+                overlap=jd.policy.overlap,
+                trigger=req.trigger,
+                holder=holder,
+            )
+            if out.status is RunStatus.SKIPPED:
+                await _record_skipped(history, jd, req, out.message or "")
+                log.info("run %s %s %s", req.run_id, key, out.message)
+            return out
 
     try:
-        return await _claimed_attempt(runtime, store, jd, req, hostname)
+        return await _claimed_attempt(history, jd, req, hostname, db_pool_factory)
     finally:
         if lock is not None:
             await lock.release(key, req.run_id)
 
 
+def attempt_start(jd: JobDefinition, req: TaskRequest, hostname: str) -> AttemptStart:
+    return AttemptStart(
+        run_id=req.run_id,
+        job_key=jd.key,
+        trigger=req.trigger,
+        attempt=req.attempt,
+        max_attempts=jd.policy.retry.max_attempts,
+        worker=hostname,
+        scheduled_for=req.scheduled_for,
+        enqueued_at=req.enqueued_at,
+        parameters={**jd.parameters, **req.parameters},
+    )
+
+
 async def _record_skipped(
-    store: RunStore | None, jd: JobDefinition, req: TaskRequest, reason: str
+    history: RunHistory, jd: JobDefinition, req: TaskRequest, reason: str
 ) -> None:
-    if store is not None:
-        await store.create_run(
-            run_id=req.run_id,
-            job_key=jd.key,
-            trigger=req.trigger,
-            scheduled_for=req.scheduled_for,
-            max_attempts=jd.policy.retry.max_attempts,
-            status=RunStatus.SKIPPED,
-            message=reason,
-        )
+    await history.create_run(
+        run_id=req.run_id,
+        job_key=jd.key,
+        trigger=req.trigger,
+        scheduled_for=req.scheduled_for,
+        max_attempts=jd.policy.retry.max_attempts,
+        status=RunStatus.SKIPPED,
+        message=reason,
+    )
+
+
+class AttemptRecorder:
+    """The history writes of one attempt: its claim, now or lazily, then its end.
+
+    Lazy start: a first delivery of a first attempt cannot have run before (kombu flags
+    every redelivery), so its "running" record is written only if it lasts longer than
+    LAZY_START_S, and a quick run costs one history statement instead of two.
+    """
+
+    def __init__(self, history: RunHistory, start: AttemptStart, *, lazy: bool) -> None:
+        self.history = history
+        self.start = start
+        self.lazy = lazy
+        self.started_at = datetime.now(UTC)
+        self._marker: asyncio.TimerHandle | None = None
+        self._marking: asyncio.Future[Claim] | None = None
+
+    async def claim(self) -> Claim | None:
+        """The claim, or None when it is deferred (lazy start)."""
+        if self.lazy:
+            self._marker = asyncio.get_running_loop().call_later(LAZY_START_S, self._mark)
+            return None
+        return await self.history.start_attempt(self.start)
+
+    def _mark(self) -> None:
+        self._marking = asyncio.ensure_future(self.history.start_attempt(self.start))
+
+    async def finish(self, end: AttemptEnd) -> bool:
+        """Record the end; False when history refused it (the run was already finished)."""
+        if self._marker is not None:
+            self._marker.cancel()
+        if self._marking is not None:  # the "running" record comes before the end
+            try:
+                await self._marking
+            except Exception:
+                log.warning("run %s: could not mark it running", self.start.run_id, exc_info=True)
+        if self.lazy:
+            return await self.history.settle_attempt(self.start, self.started_at, end)
+        await self.history.finish_attempt(self.start.run_id, self.start.attempt, end)
+        return True
 
 
 async def _claimed_attempt(
-    runtime: WorkerRuntime,
-    store: RunStore | None,
+    history: RunHistory,
     jd: JobDefinition,
     req: TaskRequest,
     hostname: str,
+    db_pool_factory: Callable[[], Any] | None,
 ) -> Outcome:
     key = jd.key
     retry = jd.policy.retry
-    parameters = {**jd.parameters, **req.parameters}
-    start_args: dict[str, Any] = {
-        "run_id": req.run_id,
-        "job_key": key,
-        "trigger": req.trigger,
-        "attempt": req.attempt,
-        "max_attempts": retry.max_attempts,
-        "worker": hostname,
-        "scheduled_for": req.scheduled_for,
-        "enqueued_at": req.enqueued_at,
-        "parameters": parameters,
-    }
-    # Lazy start: a first delivery of a first attempt cannot have run before (kombu
-    # flags every redelivery), so its "running" row is written only if it lasts longer
-    # than LAZY_START_S, and a quick run costs one history statement instead of two.
-    lazy = store is not None and req.attempt == 1 and not req.redelivered
-    marker: asyncio.TimerHandle | None = None
-    marking: list[asyncio.Future[Any]] = []
-    started_at = datetime.now(UTC)
-    if store is not None and lazy:
-        marker = asyncio.get_running_loop().call_later(
-            LAZY_START_S,
-            lambda: marking.append(asyncio.ensure_future(store.start_attempt(**start_args))),
+    start = attempt_start(jd, req, hostname)
+    recorder = AttemptRecorder(history, start, lazy=req.attempt == 1 and not req.redelivered)
+    claim = await recorder.claim()
+    if claim is not None and not claim.started:
+        log.info(
+            "run %s %s attempt %d not started: already %s (redelivered message)",
+            req.run_id,
+            key,
+            req.attempt,
+            claim.status,
         )
-    elif store is not None:
-        claim = await store.start_attempt(**start_args)
-        if not claim.started:
-            log.info(
-                "run %s %s attempt %d not started: already %s (redelivered message)",
-                req.run_id,
-                key,
-                req.attempt,
-                claim.status,
-            )
-            return Outcome(
-                req.run_id, key, None, Action.DUPLICATE, req.attempt, message=claim.status
-            )
-        if claim.took_over:
-            log.warning("run %s %s: taking over from a worker that died", req.run_id, key)
+        return outcome.duplicate(req.run_id, key, req.attempt, claim.status)
+    if claim is not None and claim.took_over:
+        log.warning("run %s %s: taking over from a worker that died", req.run_id, key)
 
-    run = RunInfo(
-        run_id=req.run_id,
-        job_key=key,
-        attempt=req.attempt,
-        max_attempts=retry.max_attempts,
-        scheduled_for=req.scheduled_for,
-        trigger=req.trigger,
-    )
     ctx = JobContext(
-        run=run,
-        db_pool_factory=runtime.db_pool if runtime.database_url else None,
+        run=RunInfo(
+            run_id=req.run_id,
+            job_key=key,
+            attempt=req.attempt,
+            max_attempts=retry.max_attempts,
+            scheduled_for=req.scheduled_for,
+            trigger=req.trigger,
+        ),
+        db_pool_factory=db_pool_factory,
         config=jd.config,
-        parameters=parameters,
-        services={RunStore: store} if store is not None else {},
+        parameters=start.parameters,
+        services={RunHistory: history},
         logger=logging.getLogger(f"jobs.{key}"),
     )
     log.info("run %s %s attempt %d/%d started", req.run_id, key, req.attempt, retry.max_attempts)
-    started = time.monotonic()
-    result: JobResult | None = None
-    error: str | None = None
-    timed_out = False
-    try:
-        value = await asyncio.wait_for(jd.job.execute(ctx), jd.policy.timeout)
-        if isinstance(value, JobResult):
-            result = value
-        else:
-            result = JobResult.failure(
-                f"execute() returned {type(value).__name__}, expected a JobResult"
-            )
-    except TimeoutError:
-        timed_out = True
-        error = f"timed out after {jd.policy.timeout:g}s"
-    except Exception as exc:
-        error = format_error(exc)
-    elapsed_ms = int((time.monotonic() - started) * 1000)
+    execution, elapsed_ms = await _execute(jd, ctx)
+    out, end = outcome.decide(
+        execution,
+        run_id=req.run_id,
+        job_key=key,
+        attempt=req.attempt,
+        retry=retry,
+        elapsed_ms=elapsed_ms,
+        now=datetime.now(UTC),
+    )
+    if not await recorder.finish(end):
+        log.warning(
+            "run %s %s: history already had this run finished; outcome %s not recorded",
+            req.run_id,
+            key,
+            end.status,
+        )
+    _log_outcome(out, retry.max_attempts)
+    return out
 
-    if result is not None:
-        status = RunStatus.SUCCEEDED if result.success else RunStatus.FAILED
-        duration = result.duration_ms if result.duration_ms is not None else elapsed_ms
-        outcome = Outcome(
-            req.run_id,
-            key,
-            status,
-            Action.ACK,
-            req.attempt,
-            message=result.message,
-            duration_ms=duration,
-        )
-        finish: dict[str, Any] = {
-            "message": result.message,
-            "items_processed": result.items_processed,
-            "items_failed": result.items_failed,
-            "data": result.data,
-            "duration_ms": duration,
-        }
-    else:
-        final = RunStatus.TIMED_OUT if timed_out else RunStatus.FAILED
-        delay = None if run.is_last_attempt else retry.delay(req.attempt)
-        status = final if delay is None else RunStatus.RETRYING
-        first_line = (error or "").strip().splitlines()[-1] if error else None
-        outcome = Outcome(
-            req.run_id,
-            key,
-            status,
-            Action.ACK if delay is None else Action.RETRY,
-            req.attempt,
-            message=first_line,
-            error=error,
-            retry_in=delay,
-            duration_ms=elapsed_ms,
-        )
-        finish = {"message": first_line, "error": error, "duration_ms": elapsed_ms}
-        if delay is not None:
-            finish["next_attempt_at"] = datetime.now(UTC) + timedelta(seconds=delay)
-    if marker is not None:
-        marker.cancel()
-    for pending in marking:  # the "running" row, if written, comes before the outcome
-        try:
-            await pending
-        except Exception:
-            log.warning("run %s %s: could not mark it running", req.run_id, key, exc_info=True)
-    if store is not None and lazy:
-        settled = await store.settle_attempt(
-            job_key=key,
-            trigger=req.trigger,
-            max_attempts=retry.max_attempts,
-            worker=hostname,
-            scheduled_for=req.scheduled_for,
-            enqueued_at=req.enqueued_at,
-            started_at=started_at,
-            parameters=parameters,
-            run_id=req.run_id,
-            attempt=req.attempt,
-            status=status,
-            **finish,
-        )
-        if not settled:
-            log.warning(
-                "run %s %s: history already had this run finished; outcome %s not recorded",
-                req.run_id,
-                key,
-                status,
-            )
-    elif store is not None:
-        await store.finish_attempt(run_id=req.run_id, attempt=req.attempt, status=status, **finish)
-    _log_outcome(outcome, retry.max_attempts)
-    return outcome
+
+async def _execute(jd: JobDefinition, ctx: JobContext) -> tuple[Execution, int]:
+    """Run the job under its timeout; returns what happened and the elapsed ms."""
+    started = time.monotonic()
+    execution: Execution
+    try:
+        async with asyncio.timeout(jd.policy.timeout) as deadline:
+            execution = Returned(await jd.job.execute(ctx))
+    except TimeoutError as exc:
+        if deadline.expired():
+            execution = TimedOut(f"timed out after {jd.policy.timeout:g}s")
+        else:  # the job's own TimeoutError (a socket, a lock): an ordinary failure
+            execution = Raised(format_error(exc))
+    except Exception as exc:
+        execution = Raised(format_error(exc))
+    return execution, int((time.monotonic() - started) * 1000)
 
 
 def _log_outcome(o: Outcome, max_attempts: int) -> None:

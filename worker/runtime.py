@@ -19,8 +19,10 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from jobs_core.errors import ConfigError, NoDatabaseConfigured
+from jobs_core.history import RunHistory
+from jobs_core.history_memory import MemoryHistory
+from jobs_core.history_pg import PostgresHistory
 from jobs_core.redis_url import parse_redis_url
-from jobs_core.store import RunStore
 from jobs_core.urls import mask_url
 
 log = logging.getLogger("worker.runtime")
@@ -72,8 +74,8 @@ class WorkerRuntime:
         self._pid = -1
         self._loop: LoopThread | None = None
         self._pool: Any = None
-        self._store_pool: Any = None
-        self._store: RunStore | None = None
+        self._history_pool: Any = None
+        self._history: RunHistory | None = None
         self._redis: Any = None
 
     # -- lifecycle -------------------------------------------------------------------
@@ -84,7 +86,7 @@ class WorkerRuntime:
             if self._loop is None or self._pid != os.getpid():
                 self._pid = os.getpid()
                 self._loop = LoopThread(f"jobs-loop-{self._pid}")
-                self._pool = self._store_pool = self._store = self._redis = None
+                self._pool = self._history_pool = self._history = self._redis = None
             return self._loop
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
@@ -99,14 +101,14 @@ class WorkerRuntime:
         with self._lock:
             log.error("event loop blocked by a job that ignores cancellation; starting a new one")
             self._loop = None
-            self._pool = self._store_pool = self._store = self._redis = None
+            self._pool = self._history_pool = self._history = self._redis = None
 
     def close(self) -> None:
         with self._lock:
             loop, redis = self._loop, self._redis
-            pools = [p for p in (self._pool, self._store_pool) if p is not None]
+            pools = [p for p in (self._pool, self._history_pool) if p is not None]
             self._loop = None
-            self._pool = self._store_pool = self._store = self._redis = None
+            self._pool = self._history_pool = self._history = self._redis = None
         if loop is None or self._pid != os.getpid():
             return
 
@@ -138,21 +140,23 @@ class WorkerRuntime:
             self._pool = self._new_pool("jobs", lazy=True)
         return self._pool
 
-    async def store(self) -> RunStore | None:
-        """The run-history store, on a small pool of its own in autocommit mode.
+    async def history(self) -> RunHistory:
+        """The run history: PostgreSQL on a small pool of its own in autocommit mode,
+        or, with no database configured, this process's memory.
 
-        Every store call is one statement, so autocommit saves the BEGIN and COMMIT
-        round trips of a transactional connection (a third of the worker's cost per
-        no-op run); the jobs' pool keeps psycopg's default transaction behaviour.
+        Every history call is one statement, so autocommit saves the BEGIN and COMMIT
+        round trips of a transactional connection; the jobs' pool keeps psycopg's
+        default transaction behaviour.
         """
-        if self.database_url is None:
-            return None
-        if self._store is None:
-            pool = self._new_pool("history", autocommit=True)
-            await pool.open(wait=True, timeout=30)
-            self._store_pool = pool
-            self._store = RunStore(pool)
-        return self._store
+        if self._history is None:
+            if self.database_url is None:
+                self._history = MemoryHistory()
+            else:
+                pool = self._new_pool("history", autocommit=True)
+                await pool.open(wait=True, timeout=30)
+                self._history_pool = pool
+                self._history = PostgresHistory(pool)
+        return self._history
 
     def _new_pool(self, name: str, *, lazy: bool = False, **connect_kwargs: Any) -> Any:
         from psycopg.conninfo import conninfo_to_dict

@@ -11,15 +11,23 @@ from typing import Any
 
 from celery import Celery, Task
 
+from jobs_core.history_pg import settle_attempt_sync
 from jobs_core.logjson import in_run_context, run_context
 from jobs_core.redis_url import parse_redis_url
 from jobs_core.registry import JobDefinition, JobRegistry
-from jobs_core.status import Action, RunStatus
-from jobs_core.store import settle_attempt_sync
+from jobs_core.status import Action
 from jobs_core.wire import Keys, task_name
 
 from . import metrics
-from .execution import CANCEL_GRACE, Outcome, TaskRequest, hard_time_limit, run_attempt, stuck_after
+from .execution import (
+    CANCEL_GRACE,
+    TaskRequest,
+    attempt_start,
+    hard_time_limit,
+    run_attempt,
+    stuck_after,
+)
+from .outcome import Outcome, TimedOut, decide
 from .runtime import WorkerRuntime
 
 log = logging.getLogger("worker.tasks")
@@ -100,37 +108,27 @@ def _abandon_stuck_attempt(
     runtime: WorkerRuntime, jd: JobDefinition, req: TaskRequest, hostname: str
 ) -> Outcome:
     """Record a timeout for a job that did not stop when cancelled, then move on."""
-    retry = jd.policy.retry
-    last = req.attempt >= retry.max_attempts
-    delay = None if last else retry.delay(req.attempt)
-    status = RunStatus.TIMED_OUT if last else RunStatus.RETRYING
     error = (
         f"timed out after {jd.policy.timeout:g}s and ignored cancellation for "
         f"{CANCEL_GRACE:g}s; its worker thread was abandoned"
+    )
+    now = datetime.now(UTC)
+    out, end = decide(
+        TimedOut(error),
+        run_id=req.run_id,
+        job_key=jd.key,
+        attempt=req.attempt,
+        retry=jd.policy.retry,
+        elapsed_ms=int((jd.policy.timeout + CANCEL_GRACE) * 1000),
+        now=now,
     )
     if runtime.database_url:
         try:
             # An upsert: the run may never have been marked running (lazy start, and
             # the job blocked the loop before the marker could be written).
-            waited = stuck_after(jd.policy.timeout)
-            settle_attempt_sync(
-                runtime.database_url,
-                job_key=jd.key,
-                trigger=req.trigger,
-                max_attempts=retry.max_attempts,
-                worker=hostname,
-                scheduled_for=req.scheduled_for,
-                enqueued_at=req.enqueued_at,
-                started_at=datetime.now(UTC) - timedelta(seconds=waited),
-                parameters={**jd.parameters, **req.parameters},
-                run_id=req.run_id,
-                attempt=req.attempt,
-                status=status,
-                duration_ms=int((jd.policy.timeout + CANCEL_GRACE) * 1000),
-                message=error,
-                error=error,
-                next_attempt_at=(datetime.now(UTC) + timedelta(seconds=delay)) if delay else None,
-            )
+            started_at = now - timedelta(seconds=stuck_after(jd.policy.timeout))
+            start = attempt_start(jd, req, hostname)
+            settle_attempt_sync(runtime.database_url, start, started_at, end)
         except Exception:
             log.exception("run %s %s: could not record the timeout", req.run_id, jd.key)
     try:
@@ -145,7 +143,4 @@ def _abandon_stuck_attempt(
     if not runtime.loop.responsive():
         runtime.abandon_loop()
     log.error("run %s %s attempt %d: %s", req.run_id, jd.key, req.attempt, error)
-    action = Action.ACK if last else Action.RETRY
-    return Outcome(
-        req.run_id, jd.key, status, action, req.attempt, message=error, error=error, retry_in=delay
-    )
+    return out

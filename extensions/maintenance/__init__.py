@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 
 from jobs_core import Extension, Job, JobContext, JobResult
-from jobs_core.store import RunStore
+from jobs_core.history import RunHistory
+from jobs_core.history_pg import PostgresHistory
 
 
 class CleanupJob(Job):
@@ -48,7 +49,8 @@ class PruneHistoryJob(Job):
         if days < 1:
             return JobResult.failure(f"retention_days must be >= 1, got {days}")
         cutoff = datetime.now(UTC) - timedelta(days=days)
-        deleted = await RunStore(ctx.db_pool).prune(cutoff)
+        history: RunHistory = PostgresHistory(ctx.db_pool)
+        deleted = await history.prune(cutoff)
         return (
             JobResult.success()
             .with_message(f"Deleted {deleted} runs finished before {cutoff:%Y-%m-%d %H:%M}Z")

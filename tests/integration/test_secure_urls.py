@@ -95,7 +95,7 @@ def tls_postgres(certs: dict[str, str]) -> Iterator[str]:
     import psycopg
 
     from jobs_core.registry import discover_extensions
-    from jobs_core.store import migrate
+    from jobs_core.schema import migrate
 
     base = _tmpdir("sp-test-pg-tls-")
     server = PostgresServer(base / "data")

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from jobs_core.context import Trigger
+from jobs_core.history import Run, RunHistory
+from jobs_core.history_pg import PostgresHistory
 from jobs_core.profile import load_profile
 from jobs_core.registry import JobRegistry, build_registry
-from jobs_core.store import Run, RunStore
 from jobs_core.wire import job_kwargs, task_name
 
 WORKER_PROFILE = """
@@ -49,7 +50,8 @@ class History:
 
         async def go() -> Any:
             async with AsyncConnectionPool(self.database_url, min_size=1, max_size=2) as pool:
-                return await fn(RunStore(pool))
+                history: RunHistory = PostgresHistory(pool)
+                return await fn(history)
 
         return asyncio.run(go())
 

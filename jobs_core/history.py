@@ -1,0 +1,214 @@
+"""Run history: its records and the :class:`RunHistory` interface every store implements.
+
+A run is one execution request (a scheduled or catch-up tick, a manual or bootstrap run).
+It moves ``queued -> running -> succeeded | failed | timed_out | skipped`` with
+``retrying`` between attempts, and every attempt also gets a record of its own. A tick has
+a deterministic run id (:func:`jobs_core.wire.tick_run_id`) and at most one run per
+``(job, scheduled_for)``, so a redelivered message lands on the same run and a finished
+tick is never run again. Implementations: :mod:`jobs_core.history_pg` (PostgreSQL) and
+:mod:`jobs_core.history_memory` (in memory, for tests and embedding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from .status import TERMINAL, RunStatus, Trigger
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    attempt: int
+    status: RunStatus
+    started_at: datetime
+    finished_at: datetime | None
+    duration_ms: int | None
+    message: str | None
+    error: str | None
+    worker: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "attempt": self.attempt,
+            "status": self.status,
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "duration_ms": self.duration_ms,
+            "message": self.message,
+            "error": self.error,
+            "worker": self.worker,
+        }
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run (JSON names follow the CLI contract)."""
+
+    id: str
+    job_key: str
+    trigger: Trigger
+    status: RunStatus
+    scheduled_for: datetime | None
+    enqueued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempt: int
+    max_attempts: int
+    duration_ms: int | None
+    message: str | None
+    error: str | None
+    worker: str | None
+    items_processed: int | None
+    items_failed: int | None
+    data: dict[str, Any]
+    parameters: dict[str, Any]
+    next_attempt_at: datetime | None
+    attempts: tuple[Attempt, ...] = field(default=())
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "job": self.job_key,
+            "trigger": self.trigger,
+            "status": self.status,
+            "attempt": self.attempt,
+            "max_attempts": self.max_attempts,
+            "scheduled_for": _iso(self.scheduled_for),
+            "enqueued_at": _iso(self.enqueued_at),
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "duration_ms": self.duration_ms,
+            "message": self.message,
+            "error": self.error,
+            "worker": self.worker,
+            "items_processed": self.items_processed,
+            "items_failed": self.items_failed,
+            "data": self.data,
+            "parameters": self.parameters,
+            "next_attempt_at": _iso(self.next_attempt_at),
+        }
+        if self.attempts:
+            out["attempts"] = [a.to_json() for a in self.attempts]
+        return out
+
+
+@dataclass(frozen=True)
+class AttemptStart:
+    """Who runs which attempt of which run: what a claim writes."""
+
+    run_id: str
+    job_key: str
+    trigger: Trigger
+    attempt: int
+    max_attempts: int
+    worker: str
+    scheduled_for: datetime | None
+    enqueued_at: datetime | None
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AttemptEnd:
+    """What one attempt came to.
+
+    ``status`` is the run's new status: ``retrying`` keeps the run open
+    (``next_attempt_at`` says when it runs again), a terminal status closes it.
+    """
+
+    status: RunStatus
+    duration_ms: int | None
+    message: str | None = None
+    error: str | None = None
+    items_processed: int | None = None
+    items_failed: int | None = None
+    data: dict[str, Any] | None = None
+    next_attempt_at: datetime | None = None
+
+    @property
+    def closes_run(self) -> bool:
+        return self.status.is_terminal
+
+    @property
+    def attempt_status(self) -> RunStatus:
+        """The attempt's own status: an attempt that will be retried failed."""
+        return RunStatus.FAILED if self.status is RunStatus.RETRYING else self.status
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Answer to :meth:`RunHistory.start_attempt`."""
+
+    run_id: str
+    started: bool  # False: the run is already finished (or a newer attempt owns it)
+    status: RunStatus | None  # the run's status now (None: no such run)
+    took_over: bool = False  # the run was running: its previous worker died
+
+
+class RunHistory(Protocol):
+    """Where runs are recorded. Every method is one atomic step."""
+
+    async def create_run(
+        self,
+        *,
+        job_key: str,
+        trigger: Trigger,
+        max_attempts: int,
+        parameters: dict[str, Any] | None = None,
+        scheduled_for: datetime | None = None,
+        run_id: str | None = None,
+        status: RunStatus = RunStatus.QUEUED,
+        message: str | None = None,
+    ) -> str:
+        """Record a run (manual, bootstrap or skipped tick); returns its id.
+
+        When the id or the tick already has a run, nothing changes (a tick happens once).
+        """
+        ...
+
+    async def start_attempt(self, start: AttemptStart) -> Claim:
+        """Mark the attempt running (recording the run first for a fresh tick).
+
+        Refused when the run already finished or a later attempt claimed it: that is a
+        redelivered message, and running it would run the tick twice.
+        """
+        ...
+
+    async def finish_attempt(self, run_id: str, attempt: int, end: AttemptEnd) -> None:
+        """Record the end of an attempt that :meth:`start_attempt` claimed."""
+        ...
+
+    async def settle_attempt(
+        self, start: AttemptStart, started_at: datetime, end: AttemptEnd
+    ) -> bool:
+        """Claim and finish an attempt in one step (an attempt that was never marked
+        running). Same refusal as :meth:`start_attempt`, and then it returns False."""
+        ...
+
+    async def get_run(self, run_id: str, *, with_attempts: bool = True) -> Run | None: ...
+
+    async def history(self, job_key: str | None = None, *, limit: int = 20) -> list[Run]:
+        """Runs, newest enqueued first."""
+        ...
+
+    async def last_runs(self, job_keys: Sequence[str]) -> dict[str, Run]:
+        """The most recently enqueued run of each job that has one."""
+        ...
+
+    async def counts_since(self, job_key: str, since: datetime) -> dict[RunStatus, int]:
+        """How many runs of the job were enqueued since ``since``, per status."""
+        ...
+
+    async def prune(self, finished_before: datetime, *, batch: int = 5000) -> int:
+        """Delete finished runs that finished before ``finished_before``; returns how many."""
+        ...

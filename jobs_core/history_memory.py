@@ -1,0 +1,272 @@
+"""Run history in memory: the same contract as PostgreSQL, for tests and embedding.
+
+One process only, nothing persists. Every method completes without yielding to the
+event loop, so each is atomic as the PostgreSQL statements are.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from .errors import DuplicateTick
+from .history import Attempt, AttemptEnd, AttemptStart, Claim, Run
+from .status import RunStatus, Trigger
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _canonical(run_id: str) -> str:
+    return str(uuid.UUID(run_id))
+
+
+@dataclass
+class _Row:
+    run: Run
+    attempts: dict[int, Attempt] = field(default_factory=dict)
+
+
+class MemoryHistory:
+    """:class:`jobs_core.history.RunHistory` in a dict."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, _Row] = {}
+        self._ticks: dict[tuple[str, datetime], str] = {}
+
+    # -- writes ----------------------------------------------------------------------
+
+    async def create_run(
+        self,
+        *,
+        job_key: str,
+        trigger: Trigger,
+        max_attempts: int,
+        parameters: dict[str, Any] | None = None,
+        scheduled_for: datetime | None = None,
+        run_id: str | None = None,
+        status: RunStatus = RunStatus.QUEUED,
+        message: str | None = None,
+    ) -> str:
+        rid = _canonical(run_id) if run_id else str(uuid.uuid4())
+        if rid in self._rows or self._tick_owner(job_key, trigger, scheduled_for) is not None:
+            return rid
+        now = _now()
+        self._insert(
+            Run(
+                id=rid,
+                job_key=job_key,
+                trigger=trigger,
+                status=status,
+                scheduled_for=scheduled_for,
+                enqueued_at=now,
+                started_at=None,
+                finished_at=now if status.is_terminal else None,
+                attempt=0,
+                max_attempts=max_attempts,
+                duration_ms=None,
+                message=message,
+                error=None,
+                worker=None,
+                items_processed=None,
+                items_failed=None,
+                data={},
+                parameters=dict(parameters or {}),
+                next_attempt_at=None,
+            )
+        )
+        return rid
+
+    async def start_attempt(self, start: AttemptStart) -> Claim:
+        rid = _canonical(start.run_id)
+        now = _now()
+        row = self._rows.get(rid)
+        if row is None:
+            self._insert(self._new_run(rid, start, RunStatus.RUNNING, now))
+            return Claim(rid, True, RunStatus.RUNNING)
+        previous = row.run.status
+        if not self._claimable(row.run, start.attempt):
+            return Claim(rid, False, previous)
+        row.run = replace(
+            row.run,
+            status=RunStatus.RUNNING,
+            started_at=now,
+            attempt=start.attempt,
+            max_attempts=start.max_attempts,
+            worker=start.worker,
+            next_attempt_at=None,
+        )
+        return Claim(rid, True, RunStatus.RUNNING, took_over=previous is RunStatus.RUNNING)
+
+    async def finish_attempt(self, run_id: str, attempt: int, end: AttemptEnd) -> None:
+        row = self._rows.get(_canonical(run_id))
+        if row is None or row.run.attempt != attempt:
+            return
+        now = _now()
+        row.run = replace(
+            row.run,
+            status=end.status,
+            duration_ms=end.duration_ms,
+            message=end.message,
+            error=end.error,
+            items_processed=end.items_processed,
+            items_failed=end.items_failed,
+            data=dict(end.data) if end.data is not None else row.run.data,
+            finished_at=now if end.closes_run else None,
+            next_attempt_at=end.next_attempt_at,
+        )
+        self._record_attempt(row, attempt, end, now)
+
+    async def settle_attempt(
+        self, start: AttemptStart, started_at: datetime, end: AttemptEnd
+    ) -> bool:
+        rid = _canonical(start.run_id)
+        now = _now()
+        row = self._rows.get(rid)
+        if row is None:
+            row = self._insert(self._new_run(rid, start, end.status, started_at))
+        elif not self._claimable(row.run, start.attempt):
+            return False
+        row.run = replace(
+            row.run,
+            status=end.status,
+            started_at=started_at,
+            finished_at=now if end.closes_run else None,
+            attempt=start.attempt,
+            max_attempts=start.max_attempts,
+            worker=start.worker,
+            parameters=dict(start.parameters),
+            duration_ms=end.duration_ms,
+            message=end.message,
+            error=end.error,
+            items_processed=end.items_processed,
+            items_failed=end.items_failed,
+            data=dict(end.data or {}),
+            next_attempt_at=end.next_attempt_at,
+        )
+        self._record_attempt(row, start.attempt, end, now)
+        return True
+
+    async def prune(self, finished_before: datetime, *, batch: int = 5000) -> int:
+        doomed = [
+            rid
+            for rid, row in self._rows.items()
+            if row.run.finished
+            and row.run.finished_at is not None
+            and row.run.finished_at < finished_before
+        ]
+        for rid in doomed:
+            run = self._rows.pop(rid).run
+            if run.scheduled_for is not None and self._ticks.get(self._tick(run)) == rid:
+                del self._ticks[self._tick(run)]
+        return len(doomed)
+
+    # -- reads -----------------------------------------------------------------------
+
+    async def get_run(self, run_id: str, *, with_attempts: bool = True) -> Run | None:
+        try:
+            row = self._rows.get(_canonical(run_id))
+        except ValueError:
+            return None
+        if row is None:
+            return None
+        if not with_attempts:
+            return row.run
+        return replace(row.run, attempts=tuple(row.attempts[n] for n in sorted(row.attempts)))
+
+    async def history(self, job_key: str | None = None, *, limit: int = 20) -> list[Run]:
+        runs = [r.run for r in self._rows.values() if job_key is None or r.run.job_key == job_key]
+        return self._newest_first(runs)[:limit]
+
+    async def last_runs(self, job_keys: Sequence[str]) -> dict[str, Run]:
+        wanted = set(job_keys)
+        out: dict[str, Run] = {}
+        for run in self._newest_first([r.run for r in self._rows.values()]):
+            if run.job_key in wanted:
+                out.setdefault(run.job_key, run)
+        return out
+
+    async def counts_since(self, job_key: str, since: datetime) -> dict[RunStatus, int]:
+        return dict(
+            Counter(
+                r.run.status
+                for r in self._rows.values()
+                if r.run.job_key == job_key and r.run.enqueued_at >= since
+            )
+        )
+
+    # -- internals -------------------------------------------------------------------
+
+    @staticmethod
+    def _claimable(run: Run, attempt: int) -> bool:
+        return not run.finished and run.attempt <= attempt
+
+    @staticmethod
+    def _newest_first(runs: list[Run]) -> list[Run]:
+        runs.sort(key=lambda r: r.id)
+        runs.sort(key=lambda r: r.enqueued_at, reverse=True)
+        return runs
+
+    def _tick_owner(
+        self, job_key: str, trigger: Trigger, scheduled_for: datetime | None
+    ) -> str | None:
+        if not trigger.is_tick or scheduled_for is None:
+            return None
+        return self._ticks.get((job_key, scheduled_for))
+
+    @staticmethod
+    def _tick(run: Run) -> tuple[str, datetime]:
+        assert run.scheduled_for is not None
+        return (run.job_key, run.scheduled_for)
+
+    def _insert(self, run: Run) -> _Row:
+        owner = self._tick_owner(run.job_key, run.trigger, run.scheduled_for)
+        if owner is not None:
+            raise DuplicateTick.of(run.job_key, run.scheduled_for)
+        if run.trigger.is_tick and run.scheduled_for is not None:
+            self._ticks[self._tick(run)] = run.id
+        row = self._rows[run.id] = _Row(run)
+        return row
+
+    @staticmethod
+    def _new_run(rid: str, start: AttemptStart, status: RunStatus, started_at: datetime) -> Run:
+        return Run(
+            id=rid,
+            job_key=start.job_key,
+            trigger=start.trigger,
+            status=status,
+            scheduled_for=start.scheduled_for,
+            enqueued_at=start.enqueued_at or _now(),
+            started_at=started_at,
+            finished_at=None,
+            attempt=start.attempt,
+            max_attempts=start.max_attempts,
+            duration_ms=None,
+            message=None,
+            error=None,
+            worker=start.worker,
+            items_processed=None,
+            items_failed=None,
+            data={},
+            parameters=dict(start.parameters),
+            next_attempt_at=None,
+        )
+
+    @staticmethod
+    def _record_attempt(row: _Row, attempt: int, end: AttemptEnd, now: datetime) -> None:
+        earlier = row.attempts.get(attempt)
+        row.attempts[attempt] = Attempt(
+            attempt=attempt,
+            status=end.attempt_status,
+            started_at=earlier.started_at if earlier else (row.run.started_at or now),
+            finished_at=now,
+            duration_ms=end.duration_ms,
+            message=end.message,
+            error=end.error,
+            worker=row.run.worker,
+        )

@@ -1,0 +1,206 @@
+"""Run history in PostgreSQL, on a ``psycopg_pool.AsyncConnectionPool``.
+
+The statements live in :mod:`jobs_core.history_queries`; this module binds their
+parameters and turns rows into :class:`~jobs_core.history.Run` records.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from . import history_queries as q
+from .errors import DuplicateTick
+from .history import Attempt, AttemptEnd, AttemptStart, Claim, Run
+from .status import RunStatus, Trigger
+
+if TYPE_CHECKING:
+    from psycopg_pool import AsyncConnectionPool
+
+
+def _json(value: dict[str, Any] | None) -> Any:
+    from psycopg.types.json import Jsonb
+
+    return Jsonb(value) if value is not None else None
+
+
+def _start_params(start: AttemptStart) -> dict[str, Any]:
+    return {
+        "run_id": start.run_id,
+        "job_key": start.job_key,
+        "trigger": start.trigger.value,
+        "attempt": start.attempt,
+        "max_attempts": start.max_attempts,
+        "worker": start.worker,
+        "scheduled_for": start.scheduled_for,
+        "enqueued_at": start.enqueued_at,
+        "parameters": _json(start.parameters),
+    }
+
+
+def _end_params(end: AttemptEnd) -> dict[str, Any]:
+    return {
+        "status": end.status.value,
+        "attempt_status": end.attempt_status.value,
+        "closes_run": end.closes_run,
+        "duration_ms": end.duration_ms,
+        "message": end.message,
+        "error": end.error,
+        "items_processed": end.items_processed,
+        "items_failed": end.items_failed,
+        "data": _json(end.data),
+        "next_attempt_at": end.next_attempt_at,
+    }
+
+
+def _settle_params(start: AttemptStart, started_at: datetime, end: AttemptEnd) -> dict[str, Any]:
+    return {**_start_params(start), **_end_params(end), "started_at": started_at}
+
+
+def _run_from_row(row: Sequence[Any], attempts: Iterable[Attempt] = ()) -> Run:
+    rid, job_key, trigger, status, *rest = row
+    fields = (rid, job_key, Trigger(trigger), RunStatus(status), *rest)
+    return Run(*fields, attempts=tuple(attempts))  # type: ignore[misc]
+
+
+def _is_uuid(run_id: str) -> bool:
+    try:
+        uuid.UUID(run_id)
+    except ValueError:
+        return False
+    return True
+
+
+def settle_attempt_sync(
+    database_url: str, start: AttemptStart, started_at: datetime, end: AttemptEnd
+) -> bool:
+    """:meth:`PostgresHistory.settle_attempt` on a fresh blocking connection.
+
+    For the worker's last resort, when a job has blocked the event loop that owns the
+    async pool and the outcome must still reach history.
+    """
+    import psycopg
+
+    with psycopg.connect(database_url, connect_timeout=10, autocommit=True) as conn:
+        params = _settle_params(start, started_at, end)
+        try:
+            return conn.execute(q.SETTLE_ATTEMPT, params).fetchone() is not None
+        except psycopg.errors.UniqueViolation as exc:
+            raise DuplicateTick.of(start.job_key, start.scheduled_for) from exc
+
+
+class PostgresHistory:
+    """:class:`jobs_core.history.RunHistory` in PostgreSQL (see the core migrations)."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self.pool = pool
+
+    async def create_run(
+        self,
+        *,
+        job_key: str,
+        trigger: Trigger,
+        max_attempts: int,
+        parameters: dict[str, Any] | None = None,
+        scheduled_for: datetime | None = None,
+        run_id: str | None = None,
+        status: RunStatus = RunStatus.QUEUED,
+        message: str | None = None,
+    ) -> str:
+        rid = run_id or str(uuid.uuid4())
+        params = {
+            "run_id": rid,
+            "job_key": job_key,
+            "trigger": trigger.value,
+            "status": status.value,
+            "closes_run": status.is_terminal,
+            "scheduled_for": scheduled_for,
+            "max_attempts": max_attempts,
+            "parameters": _json(parameters or {}),
+            "message": message,
+        }
+        async with self.pool.connection() as conn:
+            await conn.execute(q.CREATE_RUN, params)
+        return rid
+
+    async def start_attempt(self, start: AttemptStart) -> Claim:
+        import psycopg
+
+        params = _start_params(start)
+        params["running"] = RunStatus.RUNNING.value
+        async with self.pool.connection() as conn:
+            try:
+                cur = await conn.execute(q.START_ATTEMPT, params)
+            except psycopg.errors.UniqueViolation as exc:
+                raise DuplicateTick.of(start.job_key, start.scheduled_for) from exc
+            row = await cur.fetchone()
+            if row is None:
+                cur = await conn.execute(q.RUN_STATUS, {"run_id": start.run_id})
+                current = await cur.fetchone()
+                now = RunStatus(current[0]) if current else None
+                return Claim(start.run_id, False, now)
+        return Claim(start.run_id, True, RunStatus.RUNNING, took_over=row[0] == RunStatus.RUNNING)
+
+    async def finish_attempt(self, run_id: str, attempt: int, end: AttemptEnd) -> None:
+        params = _end_params(end)
+        params.update(run_id=run_id, attempt=attempt)
+        async with self.pool.connection() as conn:
+            await conn.execute(q.FINISH_ATTEMPT, params)
+
+    async def settle_attempt(
+        self, start: AttemptStart, started_at: datetime, end: AttemptEnd
+    ) -> bool:
+        import psycopg
+
+        async with self.pool.connection() as conn:
+            try:
+                cur = await conn.execute(q.SETTLE_ATTEMPT, _settle_params(start, started_at, end))
+            except psycopg.errors.UniqueViolation as exc:
+                raise DuplicateTick.of(start.job_key, start.scheduled_for) from exc
+            return await cur.fetchone() is not None
+
+    async def get_run(self, run_id: str, *, with_attempts: bool = True) -> Run | None:
+        if not _is_uuid(run_id):
+            return None
+        key = {"run_id": run_id}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q.GET_RUN, key)
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            attempts: list[Attempt] = []
+            if with_attempts:
+                cur = await conn.execute(q.GET_ATTEMPTS, key)
+                attempts = [Attempt(a[0], RunStatus(a[1]), *a[2:]) for a in await cur.fetchall()]
+        return _run_from_row(row, attempts)
+
+    async def history(self, job_key: str | None = None, *, limit: int = 20) -> list[Run]:
+        sql = q.JOB_HISTORY if job_key else q.HISTORY
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(sql, {"job_key": job_key, "limit": limit})
+            return [_run_from_row(r) for r in await cur.fetchall()]
+
+    async def last_runs(self, job_keys: Sequence[str]) -> dict[str, Run]:
+        if not job_keys:
+            return {}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q.LAST_RUNS, {"job_keys": list(job_keys)})
+            return {r[1]: _run_from_row(r) for r in await cur.fetchall()}
+
+    async def counts_since(self, job_key: str, since: datetime) -> dict[RunStatus, int]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q.COUNTS_SINCE, {"job_key": job_key, "since": since})
+            return {RunStatus(status): int(n) for status, n in await cur.fetchall()}
+
+    async def prune(self, finished_before: datetime, *, batch: int = 5000) -> int:
+        total = 0
+        params = {"finished_before": finished_before, "batch": batch}
+        while True:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(q.PRUNE_BATCH, params)
+                deleted = int(cur.rowcount)
+                total += deleted
+                if deleted < batch:
+                    return total

@@ -1,0 +1,146 @@
+"""Every SQL statement of the PostgreSQL run history, with named parameters.
+
+The parameter names are the field names of :class:`jobs_core.history.AttemptStart` and
+:class:`~jobs_core.history.AttemptEnd` (see :mod:`jobs_core.history_pg`).
+"""
+
+from __future__ import annotations
+
+from .status import TERMINAL
+
+_FINISHED = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL))
+
+#: The one rule of a claim, on an upsert of ``job_runs AS r``: the run is not finished
+#: and this attempt is not older than the one it has (else it is a redelivery).
+CLAIMABLE = f"r.status NOT IN ({_FINISHED}) AND r.attempt <= EXCLUDED.attempt"
+
+#: Records the attempt of the run the statement's ``run`` CTE returned.
+_RECORD_ATTEMPT = """
+INSERT INTO job_run_attempts (run_id, attempt, status, started_at, finished_at,
+                              duration_ms, message, error, worker)
+SELECT id, %(attempt)s, %(attempt_status)s, COALESCE(started_at, now()), now(),
+       %(duration_ms)s, %(message)s, %(error)s, worker
+FROM run
+ON CONFLICT (run_id, attempt) DO UPDATE SET status = EXCLUDED.status,
+    finished_at = EXCLUDED.finished_at, duration_ms = EXCLUDED.duration_ms,
+    message = EXCLUDED.message, error = EXCLUDED.error, worker = EXCLUDED.worker
+"""
+
+RUN_COLUMNS = (
+    "id::text, job_key, trigger, status, scheduled_for, enqueued_at, started_at, finished_at, "
+    "attempt, max_attempts, duration_ms, message, error, worker, items_processed, "
+    "items_failed, data, parameters, next_attempt_at"
+)
+
+CREATE_RUN = """
+INSERT INTO job_runs (id, job_key, trigger, status, scheduled_for, max_attempts,
+                      parameters, message, finished_at)
+VALUES (%(run_id)s, %(job_key)s, %(trigger)s, %(status)s, %(scheduled_for)s,
+        %(max_attempts)s, %(parameters)s, %(message)s,
+        CASE WHEN %(closes_run)s THEN now() END)
+ON CONFLICT DO NOTHING
+"""
+
+START_ATTEMPT = f"""
+WITH prev AS (SELECT status FROM job_runs WHERE id = %(run_id)s)
+INSERT INTO job_runs AS r (id, job_key, trigger, status, scheduled_for, enqueued_at,
+                           started_at, attempt, max_attempts, worker, parameters, updated_at)
+VALUES (%(run_id)s, %(job_key)s, %(trigger)s, %(running)s, %(scheduled_for)s,
+        COALESCE(%(enqueued_at)s, now()), now(), %(attempt)s, %(max_attempts)s, %(worker)s,
+        %(parameters)s, now())
+ON CONFLICT (id) DO UPDATE SET
+    status = EXCLUDED.status, started_at = now(), attempt = EXCLUDED.attempt,
+    max_attempts = EXCLUDED.max_attempts, worker = EXCLUDED.worker,
+    next_attempt_at = NULL, updated_at = now()
+WHERE {CLAIMABLE}
+RETURNING (SELECT status FROM prev)
+"""
+
+RUN_STATUS = "SELECT status FROM job_runs WHERE id = %(run_id)s"
+
+FINISH_ATTEMPT = f"""
+WITH run AS (
+    UPDATE job_runs SET status = %(status)s, duration_ms = %(duration_ms)s,
+        message = %(message)s, error = %(error)s,
+        items_processed = %(items_processed)s, items_failed = %(items_failed)s,
+        data = COALESCE(%(data)s, data),
+        finished_at = CASE WHEN %(closes_run)s THEN now() END,
+        next_attempt_at = %(next_attempt_at)s, updated_at = now()
+    WHERE id = %(run_id)s AND attempt = %(attempt)s
+    RETURNING id, worker, started_at
+)
+{_RECORD_ATTEMPT}
+"""
+
+SETTLE_ATTEMPT = f"""
+WITH run AS (
+    INSERT INTO job_runs AS r (id, job_key, trigger, status, scheduled_for, enqueued_at,
+        started_at, finished_at, attempt, max_attempts, worker, parameters, duration_ms,
+        message, error, items_processed, items_failed, data, next_attempt_at, updated_at)
+    VALUES (%(run_id)s, %(job_key)s, %(trigger)s, %(status)s, %(scheduled_for)s,
+        COALESCE(%(enqueued_at)s, now()), %(started_at)s,
+        CASE WHEN %(closes_run)s THEN now() END, %(attempt)s, %(max_attempts)s, %(worker)s,
+        %(parameters)s, %(duration_ms)s, %(message)s, %(error)s, %(items_processed)s,
+        %(items_failed)s, COALESCE(%(data)s, '{{}}'::jsonb), %(next_attempt_at)s, now())
+    ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,
+        started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
+        attempt = EXCLUDED.attempt, max_attempts = EXCLUDED.max_attempts,
+        worker = EXCLUDED.worker, parameters = EXCLUDED.parameters,
+        duration_ms = EXCLUDED.duration_ms, message = EXCLUDED.message,
+        error = EXCLUDED.error, items_processed = EXCLUDED.items_processed,
+        items_failed = EXCLUDED.items_failed, data = EXCLUDED.data,
+        next_attempt_at = EXCLUDED.next_attempt_at, updated_at = now()
+    WHERE {CLAIMABLE}
+    RETURNING id, worker, started_at
+)
+{_RECORD_ATTEMPT}
+RETURNING run_id
+"""
+
+GET_RUN = f"SELECT {RUN_COLUMNS} FROM job_runs WHERE id = %(run_id)s"
+
+GET_ATTEMPTS = """
+SELECT attempt, status, started_at, finished_at, duration_ms, message, error, worker
+FROM job_run_attempts WHERE run_id = %(run_id)s ORDER BY attempt
+"""
+
+HISTORY = f"""
+SELECT {RUN_COLUMNS} FROM job_runs
+ORDER BY enqueued_at DESC, id LIMIT %(limit)s
+"""
+
+JOB_HISTORY = f"""
+SELECT {RUN_COLUMNS} FROM job_runs WHERE job_key = %(job_key)s
+ORDER BY enqueued_at DESC, id LIMIT %(limit)s
+"""
+
+LAST_RUNS = f"""
+SELECT DISTINCT ON (job_key) {RUN_COLUMNS} FROM job_runs
+WHERE job_key = ANY(%(job_keys)s) ORDER BY job_key, enqueued_at DESC, id
+"""
+
+COUNTS_SINCE = """
+SELECT status, count(*) FROM job_runs
+WHERE job_key = %(job_key)s AND enqueued_at >= %(since)s
+GROUP BY status
+"""
+
+PRUNE_BATCH = f"""
+DELETE FROM job_runs WHERE id IN (
+    SELECT id FROM job_runs
+    WHERE finished_at < %(finished_before)s AND status IN ({_FINISHED})
+    LIMIT %(batch)s)
+"""
+
+# ---------------------------------------------------------------- migrations
+
+MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(%(lock_id)s)"
+
+MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS systemprompt_migrations (
+    id text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())
+"""
+
+APPLIED_MIGRATIONS = "SELECT id FROM systemprompt_migrations"
+
+RECORD_MIGRATION = "INSERT INTO systemprompt_migrations (id) VALUES (%(migration_id)s)"
