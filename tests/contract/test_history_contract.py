@@ -1,0 +1,446 @@
+"""The RunHistory contract, run against the in-memory and the PostgreSQL history."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from jobs_core.errors import DuplicateTick
+from jobs_core.history import AttemptEnd, AttemptStart, RunHistory
+from jobs_core.status import RunStatus, Trigger
+
+from .conftest import InHistory
+
+JOB = "ext/job"
+TICK = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def start(
+    run_id: str,
+    attempt: int = 1,
+    *,
+    job: str = JOB,
+    trigger: Trigger = Trigger.MANUAL,
+    scheduled_for: datetime | None = None,
+    enqueued_at: datetime | None = None,
+    worker: str = "w1@host",
+    parameters: dict[str, Any] | None = None,
+) -> AttemptStart:
+    return AttemptStart(
+        run_id=run_id,
+        job_key=job,
+        trigger=trigger,
+        attempt=attempt,
+        max_attempts=3,
+        worker=worker,
+        scheduled_for=scheduled_for,
+        enqueued_at=enqueued_at,
+        parameters=parameters or {},
+    )
+
+
+def tick_start(run_id: str, attempt: int = 1, **kw: Any) -> AttemptStart:
+    return start(run_id, attempt, trigger=Trigger.SCHEDULE, scheduled_for=TICK, **kw)
+
+
+def end(status: RunStatus, **kw: Any) -> AttemptEnd:
+    kw.setdefault("duration_ms", 12)
+    return AttemptEnd(status=status, **kw)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------- create_run
+
+
+def test_create_run_records_a_queued_run(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        rid = await h.create_run(
+            job_key=JOB, trigger=Trigger.MANUAL, max_attempts=4, parameters={"days": 3}
+        )
+        run = await h.get_run(rid)
+        assert run is not None
+        assert (run.id, run.job_key, run.trigger, run.status) == (
+            rid,
+            JOB,
+            Trigger.MANUAL,
+            RunStatus.QUEUED,
+        )
+        assert run.max_attempts == 4 and run.attempt == 0
+        assert run.parameters == {"days": 3} and run.data == {}
+        assert not run.finished and run.finished_at is None and run.started_at is None
+        assert run.attempts == ()
+
+    in_history(body)
+
+
+def test_a_skipped_run_is_finished_when_created(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        rid = await h.create_run(
+            job_key=JOB,
+            trigger=Trigger.SCHEDULE,
+            scheduled_for=TICK,
+            max_attempts=1,
+            run_id=new_id(),
+            status=RunStatus.SKIPPED,
+            message="missed by 1h",
+        )
+        run = await h.get_run(rid)
+        assert run is not None and run.status is RunStatus.SKIPPED and run.finished
+        assert run.finished_at is not None and run.message == "missed by 1h"
+        assert run.scheduled_for == TICK
+
+    in_history(body)
+
+
+def test_a_tick_and_an_id_are_recorded_once(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        first = await h.create_run(
+            job_key=JOB, trigger=Trigger.SCHEDULE, scheduled_for=TICK, max_attempts=1
+        )
+        await h.create_run(
+            job_key=JOB, trigger=Trigger.CATCH_UP, scheduled_for=TICK, max_attempts=1
+        )
+        await h.create_run(
+            job_key=JOB,
+            trigger=Trigger.MANUAL,
+            max_attempts=1,
+            run_id=first,
+            status=RunStatus.SKIPPED,
+            message="again",
+        )
+        runs = await h.history(JOB)
+        assert [r.id for r in runs] == [first]
+        assert runs[0].status is RunStatus.QUEUED and runs[0].message is None
+        # The same instant of another job, or a manual run at no instant, is another run.
+        await h.create_run(
+            job_key="ext/other", trigger=Trigger.SCHEDULE, scheduled_for=TICK, max_attempts=1
+        )
+        await h.create_run(job_key=JOB, trigger=Trigger.MANUAL, max_attempts=1)
+        await h.create_run(job_key=JOB, trigger=Trigger.MANUAL, max_attempts=1)
+        assert len(await h.history(None)) == 4
+
+    in_history(body)
+
+
+def test_a_second_run_id_for_a_claimed_tick_is_an_error(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        assert (await h.start_attempt(tick_start(new_id()))).started
+        with pytest.raises(DuplicateTick):
+            await h.start_attempt(tick_start(new_id()))
+        with pytest.raises(DuplicateTick):
+            await h.settle_attempt(tick_start(new_id()), now(), end(RunStatus.SUCCEEDED))
+        assert len(await h.history(JOB)) == 1
+
+    in_history(body)
+
+
+# ---------------------------------------------------------------- claims
+
+
+def test_a_claim_creates_the_run_of_a_fresh_tick(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        rid = new_id()
+        enqueued = now() - timedelta(seconds=5)
+        claim = await h.start_attempt(tick_start(rid, enqueued_at=enqueued, parameters={"a": 1}))
+        assert claim.started and claim.status is RunStatus.RUNNING and not claim.took_over
+        run = await h.get_run(rid)
+        assert run is not None and run.status is RunStatus.RUNNING
+        assert run.trigger is Trigger.SCHEDULE and run.scheduled_for == TICK
+        assert run.enqueued_at == enqueued and run.started_at is not None
+        assert run.worker == "w1@host" and run.attempt == 1 and run.parameters == {"a": 1}
+
+    in_history(body)
+
+
+def test_a_claim_of_a_running_run_takes_it_over(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        rid = await h.create_run(job_key=JOB, trigger=Trigger.MANUAL, max_attempts=3)
+        first = await h.start_attempt(start(rid, worker="dead@host"))
+        assert first.started and not first.took_over  # it was queued
+        again = await h.start_attempt(start(rid, worker="rescuer@host"))
+        assert again.started and again.took_over
+        run = await h.get_run(rid)
+        assert run is not None and run.worker == "rescuer@host"
+
+    in_history(body)
+
+
+@pytest.mark.parametrize("final", [RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMED_OUT])
+def test_claims_are_refused_for_finished_runs(
+    in_history: InHistory[None], final: RunStatus
+) -> None:
+    async def body(h: RunHistory) -> None:
+        rid = new_id()
+        assert (await h.start_attempt(tick_start(rid))).started
+        await h.finish_attempt(rid, 1, end(final, message="done"))
+        refused = await h.start_attempt(tick_start(rid, 2))
+        assert not refused.started and refused.status is final
+        assert not await h.settle_attempt(tick_start(rid, 2), now(), end(RunStatus.SUCCEEDED))
+        run = await h.get_run(rid)
+        assert run is not None and run.status is final and run.attempt == 1
+        assert run.message == "done" and len(run.attempts) == 1
+
+    in_history(body)
+
+
+def test_claims_are_refused_for_a_skipped_run(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        rid = await h.create_run(
+            job_key=JOB,
+            trigger=Trigger.SCHEDULE,
+            scheduled_for=TICK,
+            max_attempts=1,
+            run_id=new_id(),
+            status=RunStatus.SKIPPED,
+        )
+        refused = await h.start_attempt(tick_start(rid))
+        assert not refused.started and refused.status is RunStatus.SKIPPED
+
+    in_history(body)
+
+
+def test_claims_are_refused_for_older_attempts(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        rid = new_id()
+        assert (await h.start_attempt(start(rid, 2))).started
+        refused = await h.start_attempt(start(rid, 1))
+        assert not refused.started and refused.status is RunStatus.RUNNING
+        assert not await h.settle_attempt(start(rid, 1), now(), end(RunStatus.SUCCEEDED))
+        run = await h.get_run(rid)
+        assert run is not None and run.attempt == 2 and run.status is RunStatus.RUNNING
+        assert run.attempts == ()
+
+    in_history(body)
+
+
+# ---------------------------------------------------------------- finishing attempts
+
+
+def test_a_retried_run_stays_open_then_succeeds(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        rid = new_id()
+        await h.start_attempt(start(rid, 1))
+        retry_at = now() + timedelta(seconds=30)
+        await h.finish_attempt(
+            rid,
+            1,
+            end(
+                RunStatus.RETRYING,
+                message="boom",
+                error="Traceback\nboom",
+                next_attempt_at=retry_at,
+            ),
+        )
+        run = await h.get_run(rid)
+        assert run is not None and run.status is RunStatus.RETRYING and not run.finished
+        assert run.finished_at is None and run.next_attempt_at == retry_at
+        assert [a.status for a in run.attempts] == [RunStatus.FAILED]
+        assert run.attempts[0].error == "Traceback\nboom"
+
+        claim = await h.start_attempt(start(rid, 2, worker="w2@host"))
+        assert claim.started and not claim.took_over
+        run = await h.get_run(rid)
+        assert run is not None and run.next_attempt_at is None
+        await h.finish_attempt(
+            rid,
+            2,
+            end(
+                RunStatus.SUCCEEDED,
+                message="ok",
+                items_processed=7,
+                items_failed=1,
+                data={"rows": 7},
+            ),
+        )
+        run = await h.get_run(rid)
+        assert run is not None and run.status is RunStatus.SUCCEEDED and run.finished
+        assert run.finished_at is not None and run.attempt == 2 and run.error is None
+        assert (run.items_processed, run.items_failed, run.data) == (7, 1, {"rows": 7})
+        assert [(a.attempt, a.status, a.worker) for a in run.attempts] == [
+            (1, RunStatus.FAILED, "w1@host"),
+            (2, RunStatus.SUCCEEDED, "w2@host"),
+        ]
+        assert all(a.finished_at is not None for a in run.attempts)
+
+    in_history(body)
+
+
+def test_finishing_another_attempt_changes_nothing(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        rid = new_id()
+        await h.start_attempt(start(rid, 2))
+        await h.finish_attempt(rid, 1, end(RunStatus.SUCCEEDED))
+        run = await h.get_run(rid)
+        assert run is not None and run.status is RunStatus.RUNNING and run.attempts == ()
+
+    in_history(body)
+
+
+def test_finishing_without_data_keeps_the_data(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        rid = new_id()
+        await h.start_attempt(start(rid, 1))
+        await h.finish_attempt(rid, 1, end(RunStatus.RETRYING, data={"seen": 1}))
+        await h.start_attempt(start(rid, 2))
+        await h.finish_attempt(rid, 2, end(RunStatus.FAILED, message="no"))
+        run = await h.get_run(rid)
+        assert run is not None and run.data == {"seen": 1} and run.status is RunStatus.FAILED
+
+    in_history(body)
+
+
+# ---------------------------------------------------------------- settle (lazy start)
+
+
+def test_settle_records_a_run_in_one_step(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        rid = new_id()
+        began = now() - timedelta(seconds=2)
+        enqueued = began - timedelta(seconds=1)
+        settled = await h.settle_attempt(
+            tick_start(rid, enqueued_at=enqueued, parameters={"p": "x"}),
+            began,
+            end(RunStatus.SUCCEEDED, duration_ms=2000, message="fine", data={"n": 1}),
+        )
+        assert settled
+        run = await h.get_run(rid)
+        assert run is not None and run.status is RunStatus.SUCCEEDED
+        assert run.started_at == began and run.enqueued_at == enqueued
+        assert run.finished_at is not None and run.finished_at >= began
+        assert (run.duration_ms, run.message, run.data, run.parameters) == (
+            2000,
+            "fine",
+            {"n": 1},
+            {"p": "x"},
+        )
+        assert [(a.attempt, a.status, a.started_at) for a in run.attempts] == [
+            (1, RunStatus.SUCCEEDED, began)
+        ]
+
+    in_history(body)
+
+
+def test_settle_after_the_running_mark(in_history: InHistory[None]) -> None:
+    """A lazy start that ran past its delay: the mark, then the settle, one attempt."""
+
+    async def body(h: RunHistory) -> None:
+        rid = new_id()
+        began = now()
+        assert (await h.start_attempt(tick_start(rid))).started
+        assert await h.settle_attempt(tick_start(rid), began, end(RunStatus.TIMED_OUT))
+        run = await h.get_run(rid)
+        assert run is not None and run.status is RunStatus.TIMED_OUT and run.finished
+        assert [a.status for a in run.attempts] == [RunStatus.TIMED_OUT]
+
+    in_history(body)
+
+
+def test_settle_of_a_queued_run_and_a_retry(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        rid = await h.create_run(job_key=JOB, trigger=Trigger.MANUAL, max_attempts=3)
+        retry_at = now() + timedelta(seconds=10)
+        assert await h.settle_attempt(
+            start(rid), now(), end(RunStatus.RETRYING, next_attempt_at=retry_at)
+        )
+        run = await h.get_run(rid)
+        assert run is not None and run.status is RunStatus.RETRYING and run.finished_at is None
+        assert run.next_attempt_at == retry_at and run.trigger is Trigger.MANUAL
+        assert [a.status for a in run.attempts] == [RunStatus.FAILED]
+
+    in_history(body)
+
+
+# ---------------------------------------------------------------- reads
+
+
+def test_get_run_of_unknown_or_malformed_ids(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        assert await h.get_run(new_id()) is None
+        assert await h.get_run("not-a-uuid") is None
+        rid = new_id()
+        await h.settle_attempt(start(rid), now(), end(RunStatus.SUCCEEDED))
+        bare = await h.get_run(rid, with_attempts=False)
+        assert bare is not None and bare.attempts == ()
+        assert await h.get_run(rid.upper()) is not None
+
+    in_history(body)
+
+
+def test_history_is_newest_first_per_job_and_limited(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        base = now() - timedelta(hours=1)
+        ids = []
+        for minutes, job in [(1, JOB), (3, JOB), (2, "ext/other"), (4, JOB)]:
+            rid = new_id()
+            ids.append(rid)
+            at = base + timedelta(minutes=minutes)
+            await h.settle_attempt(
+                start(rid, job=job, enqueued_at=at), at, end(RunStatus.SUCCEEDED)
+            )
+        assert [r.id for r in await h.history(JOB)] == [ids[3], ids[1], ids[0]]
+        assert [r.id for r in await h.history(JOB, limit=2)] == [ids[3], ids[1]]
+        assert [r.id for r in await h.history(None, limit=10)] == [ids[3], ids[1], ids[2], ids[0]]
+        assert await h.history("ext/none") == []
+        last = await h.last_runs([JOB, "ext/other", "ext/none"])
+        assert {k: r.id for k, r in last.items()} == {JOB: ids[3], "ext/other": ids[2]}
+        assert await h.last_runs([]) == {}
+
+    in_history(body)
+
+
+def test_counts_since(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        old = now() - timedelta(days=2)
+        await h.settle_attempt(start(new_id(), enqueued_at=old), old, end(RunStatus.FAILED))
+        since = now() - timedelta(seconds=1)
+        for status in (RunStatus.SUCCEEDED, RunStatus.SUCCEEDED, RunStatus.FAILED):
+            await h.settle_attempt(start(new_id()), now(), end(status))
+        await h.create_run(job_key=JOB, trigger=Trigger.MANUAL, max_attempts=1)
+        await h.create_run(job_key="ext/other", trigger=Trigger.MANUAL, max_attempts=1)
+        counts = await h.counts_since(JOB, since)
+        assert counts == {RunStatus.SUCCEEDED: 2, RunStatus.FAILED: 1, RunStatus.QUEUED: 1}
+        assert all(isinstance(k, RunStatus) for k in counts)
+
+    in_history(body)
+
+
+# ---------------------------------------------------------------- prune
+
+
+def test_prune_deletes_only_runs_finished_before_the_cutoff(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        done = [new_id() for _ in range(3)]
+        for rid in done:
+            await h.settle_attempt(
+                tick_start(rid) if rid == done[0] else start(rid), now(), end(RunStatus.SUCCEEDED)
+            )
+        skipped = await h.create_run(
+            job_key=JOB, trigger=Trigger.MANUAL, max_attempts=1, status=RunStatus.SKIPPED
+        )
+        running, retrying = new_id(), new_id()
+        await h.start_attempt(start(running))
+        await h.settle_attempt(start(retrying), now(), end(RunStatus.RETRYING))
+        queued = await h.create_run(job_key=JOB, trigger=Trigger.MANUAL, max_attempts=1)
+        everything = {*done, skipped, running, retrying, queued}
+
+        assert await h.prune(now() - timedelta(hours=1)) == 0
+        assert {r.id for r in await h.history(None, limit=100)} == everything
+
+        assert await h.prune(now() + timedelta(seconds=1), batch=2) == 4
+        assert {r.id for r in await h.history(None, limit=100)} == {running, retrying, queued}
+        for rid in (*done, skipped):
+            assert await h.get_run(rid) is None
+        # The pruned tick's instant is free again: its run is gone with its attempts.
+        assert (await h.start_attempt(tick_start(new_id()))).started
+
+    in_history(body)
