@@ -1,0 +1,401 @@
+"""One attempt end to end against the in-memory history: claim, lazy start, execute, record."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from jobs_core import Job, JobContext, JobResult
+from jobs_core.history import AttemptEnd, AttemptStart, Claim, RunHistory
+from jobs_core.history_memory import MemoryHistory
+from jobs_core.policy import JobPolicy, Overlap, RetryPolicy
+from jobs_core.registry import JobDefinition
+from jobs_core.status import Action, RunStatus, Trigger
+from worker import execution
+from worker.execution import TaskRequest, attempt
+
+TICK = datetime(2030, 1, 1, 12, tzinfo=UTC)
+
+
+class SpyHistory(MemoryHistory):
+    """A MemoryHistory that lists the writes made to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    async def start_attempt(self, start: AttemptStart) -> Claim:
+        self.writes.append("start")
+        return await super().start_attempt(start)
+
+    async def finish_attempt(self, run_id: str, attempt: int, end: AttemptEnd) -> None:
+        self.writes.append("finish")
+        await super().finish_attempt(run_id, attempt, end)
+
+    async def settle_attempt(
+        self, start: AttemptStart, started_at: datetime, end: AttemptEnd
+    ) -> bool:
+        self.writes.append("settle")
+        return await super().settle_attempt(start, started_at, end)
+
+    async def create_run(self, **kw: Any) -> str:
+        self.writes.append("create")
+        return await super().create_run(**kw)
+
+
+class ScriptedJob(Job):
+    """Runs ``script(ctx)``; counts its executions."""
+
+    name = "scripted"
+    description = "test job"
+
+    def __init__(self, script: Callable[[JobContext], Awaitable[Any]]) -> None:
+        self.script = script
+        self.calls: list[int] = []
+
+    async def execute(self, ctx: JobContext) -> JobResult:
+        self.calls.append(ctx.run.attempt)
+        return await self.script(ctx)  # type: ignore[no-any-return]
+
+
+def definition(
+    script: Callable[[JobContext], Awaitable[Any]],
+    *,
+    max_attempts: int = 3,
+    timeout: float = 30.0,
+    overlap: Overlap = Overlap.SKIP,
+) -> JobDefinition:
+    return JobDefinition(
+        extension="ext",
+        name="scripted",
+        description="test job",
+        job=ScriptedJob(script),
+        schedule=None,
+        cron=None,
+        enabled=True,
+        policy=JobPolicy(
+            retry=RetryPolicy(max_attempts=max_attempts, backoff=2, jitter=False),
+            timeout=timeout,
+            overlap=overlap,
+        ),
+        parameters={"from_profile": 1},
+        config={},
+        tags=(),
+    )
+
+
+def calls(jd: JobDefinition) -> list[int]:
+    job = jd.job
+    assert isinstance(job, ScriptedJob)
+    return job.calls
+
+
+def request(
+    run_id: str | None = None,
+    *,
+    trigger: Trigger = Trigger.SCHEDULE,
+    attempt: int = 1,
+    redelivered: bool = False,
+    skip_reason: str | None = None,
+) -> TaskRequest:
+    return TaskRequest(
+        run_id=run_id or str(uuid.uuid4()),
+        trigger=trigger,
+        scheduled_for=TICK if trigger.is_tick else None,
+        enqueued_at=datetime.now(UTC),
+        attempt=attempt,
+        parameters={"who": "tests"},
+        skip_reason=skip_reason,
+        redelivered=redelivered,
+    )
+
+
+async def succeed(ctx: JobContext) -> JobResult:
+    return JobResult.success().with_message(f"hello {ctx.parameter('who', str)}")
+
+
+async def boom(ctx: JobContext) -> JobResult:
+    raise ValueError(f"broken on attempt {ctx.run.attempt}")
+
+
+async def poll(predicate: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the condition")
+        await asyncio.sleep(0.01)
+
+
+def test_a_quick_first_delivery_writes_history_once() -> None:
+    async def body() -> None:
+        history = SpyHistory()
+        jd, req = definition(succeed), request()
+        out = await attempt(history, jd, req, "w1@host")
+        assert (out.status, out.action, out.message) == (
+            RunStatus.SUCCEEDED,
+            Action.ACK,
+            "hello tests",
+        )
+        assert history.writes == ["settle"]
+        run = await history.get_run(req.run_id)
+        assert run is not None and run.status is RunStatus.SUCCEEDED and run.worker == "w1@host"
+        assert run.parameters == {"from_profile": 1, "who": "tests"}
+        assert [a.status for a in run.attempts] == [RunStatus.SUCCEEDED]
+
+    asyncio.run(body())
+
+
+def test_a_long_first_attempt_is_marked_running_then_settled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(execution, "LAZY_START_S", 0.01)
+
+    async def body() -> None:
+        history = SpyHistory()
+        release = asyncio.Event()
+
+        async def wait(ctx: JobContext) -> JobResult:
+            await release.wait()
+            return JobResult.success()
+
+        jd, req = definition(wait), request()
+        task = asyncio.create_task(attempt(history, jd, req, "w1@host"))
+
+        async def running() -> bool:
+            run = await history.get_run(req.run_id)
+            return run is not None and run.status is RunStatus.RUNNING
+
+        await poll(running)
+        release.set()
+        out = await task
+        assert out.status is RunStatus.SUCCEEDED
+        assert history.writes == ["start", "settle"]
+        run = await history.get_run(req.run_id)
+        assert run is not None and run.status is RunStatus.SUCCEEDED and len(run.attempts) == 1
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize(("attempt_no", "redelivered"), [(1, True), (2, False)])
+def test_redeliveries_and_retries_claim_before_running(attempt_no: int, redelivered: bool) -> None:
+    async def body() -> None:
+        history = SpyHistory()
+        claimed: list[RunStatus] = []
+
+        async def look(ctx: JobContext) -> JobResult:
+            run = await ctx.service(RunHistory).get_run(ctx.run.run_id)  # type: ignore[type-abstract]
+            assert run is not None
+            claimed.append(run.status)
+            return JobResult.success()
+
+        jd = definition(look)
+        req = request(attempt=attempt_no, redelivered=redelivered)
+        out = await attempt(history, jd, req, "w1@host")
+        assert out.status is RunStatus.SUCCEEDED
+        assert claimed == [RunStatus.RUNNING]
+        assert history.writes == ["start", "finish"]
+
+    asyncio.run(body())
+
+
+def test_a_redelivered_message_of_a_finished_run_is_dropped() -> None:
+    async def body() -> None:
+        history = SpyHistory()
+        jd, req = definition(succeed), request()
+        await attempt(history, jd, req, "w1@host")
+        again = await attempt(history, jd, request(req.run_id, redelivered=True), "w2@host")
+        assert (again.status, again.action, again.message) == (
+            None,
+            Action.DUPLICATE,
+            "succeeded",
+        )
+        assert calls(jd) == [1]
+        run = await history.get_run(req.run_id)
+        assert run is not None and run.worker == "w1@host" and len(run.attempts) == 1
+
+    asyncio.run(body())
+
+
+def test_an_older_attempt_is_dropped() -> None:
+    async def body() -> None:
+        history = SpyHistory()
+        jd = definition(boom)
+        rid = str(uuid.uuid4())
+        await attempt(history, jd, request(rid, attempt=2), "w1@host")
+        stale = await attempt(history, jd, request(rid, attempt=1, redelivered=True), "w1@host")
+        assert stale.action is Action.DUPLICATE and calls(jd) == [2]
+
+    asyncio.run(body())
+
+
+def test_a_first_delivery_of_a_finished_run_runs_but_history_keeps_the_first_outcome() -> None:
+    async def body() -> None:
+        history = SpyHistory()
+        jd, req = definition(succeed), request()
+        await history.create_run(
+            run_id=req.run_id,
+            job_key=jd.key,
+            trigger=req.trigger,
+            scheduled_for=req.scheduled_for,
+            max_attempts=3,
+            status=RunStatus.SKIPPED,
+            message="skipped by beat",
+        )
+        out = await attempt(history, jd, req, "w1@host")
+        assert out.status is RunStatus.SUCCEEDED
+        run = await history.get_run(req.run_id)
+        assert run is not None and run.status is RunStatus.SKIPPED
+        assert run.message == "skipped by beat" and run.attempts == ()
+
+    asyncio.run(body())
+
+
+def test_failures_are_retried_until_the_last_attempt() -> None:
+    async def body() -> None:
+        history = SpyHistory()
+        jd, req = definition(boom, max_attempts=3), request()
+        outcomes = []
+        while True:
+            out = await attempt(history, jd, req, "w1@host")
+            outcomes.append((out.status, out.action, out.retry_in))
+            if out.action is not Action.RETRY:
+                break
+            req = TaskRequest.from_kwargs(req.next_attempt_kwargs())
+        assert outcomes == [
+            (RunStatus.RETRYING, Action.RETRY, 2.0),
+            (RunStatus.RETRYING, Action.RETRY, 4.0),
+            (RunStatus.FAILED, Action.ACK, None),
+        ]
+        assert calls(jd) == [1, 2, 3]
+        run = await history.get_run(req.run_id)
+        assert run is not None and run.status is RunStatus.FAILED and run.attempt == 3
+        assert [a.status for a in run.attempts] == [RunStatus.FAILED] * 3
+        assert run.message == "ValueError: broken on attempt 3"
+        assert run.error is not None and "Traceback" in run.error
+
+    asyncio.run(body())
+
+
+def test_a_timeout_is_retried_then_recorded_as_timed_out() -> None:
+    async def body() -> None:
+        history = SpyHistory()
+
+        async def hang(ctx: JobContext) -> JobResult:
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+
+        jd, req = definition(hang, max_attempts=2, timeout=0.05), request()
+        first = await attempt(history, jd, req, "w1@host")
+        assert (first.status, first.action) == (RunStatus.RETRYING, Action.RETRY)
+        second = await attempt(
+            history, jd, TaskRequest.from_kwargs(req.next_attempt_kwargs()), "w1@host"
+        )
+        assert (second.status, second.action) == (RunStatus.TIMED_OUT, Action.ACK)
+        assert second.message == "timed out after 0.05s"
+        run = await history.get_run(req.run_id)
+        assert run is not None and run.status is RunStatus.TIMED_OUT
+        assert [a.status for a in run.attempts] == [RunStatus.FAILED, RunStatus.TIMED_OUT]
+
+    asyncio.run(body())
+
+
+def test_the_jobs_own_timeout_error_is_a_failure_not_a_timeout() -> None:
+    async def body() -> None:
+        async def own_timeout(ctx: JobContext) -> JobResult:
+            raise TimeoutError("the upstream API did not answer")
+
+        history = SpyHistory()
+        jd = definition(own_timeout, max_attempts=1, timeout=30)
+        out = await attempt(history, jd, request(), "w1@host")
+        assert out.status is RunStatus.FAILED
+        assert out.message == "TimeoutError: the upstream API did not answer"
+
+    asyncio.run(body())
+
+
+def test_a_failure_result_is_not_retried() -> None:
+    async def body() -> None:
+        async def refuse(ctx: JobContext) -> JobResult:
+            return JobResult.failure("nothing to do")
+
+        history = SpyHistory()
+        jd, req = definition(refuse), request()
+        out = await attempt(history, jd, req, "w1@host")
+        assert (out.status, out.action) == (RunStatus.FAILED, Action.ACK)
+        assert calls(jd) == [1]
+
+    asyncio.run(body())
+
+
+def test_a_skip_reason_records_a_skipped_run_without_running() -> None:
+    async def body() -> None:
+        history = SpyHistory()
+        jd, req = definition(succeed), request(skip_reason="missed by 1h")
+        out = await attempt(history, jd, req, "w1@host")
+        assert (out.status, out.action) == (RunStatus.SKIPPED, Action.ACK)
+        assert calls(jd) == [] and history.writes == ["create"]
+        run = await history.get_run(req.run_id)
+        assert run is not None and run.status is RunStatus.SKIPPED
+        assert run.message == "missed by 1h" and run.scheduled_for == TICK
+
+    asyncio.run(body())
+
+
+class FakeLock:
+    """The OverlapLock interface over a dict (the Redis lock has integration tests)."""
+
+    def __init__(self, holder: str | None = None) -> None:
+        self.holders: dict[str, str] = {}
+        self.holder = holder
+        self.released: list[str] = []
+
+    async def acquire(self, job_key: str, run_id: str, ttl_s: float) -> str | None:
+        if self.holder is not None and self.holder != run_id:
+            return self.holder
+        return None
+
+    async def release(self, job_key: str, run_id: str) -> None:
+        self.released.append(run_id)
+
+
+@pytest.mark.parametrize(
+    ("overlap", "trigger", "skips"),
+    [
+        (Overlap.SKIP, Trigger.SCHEDULE, True),
+        (Overlap.SKIP, Trigger.MANUAL, False),
+        (Overlap.QUEUE, Trigger.SCHEDULE, False),
+    ],
+)
+def test_a_busy_job_skips_or_waits(overlap: Overlap, trigger: Trigger, skips: bool) -> None:
+    async def body() -> None:
+        history = SpyHistory()
+        lock = FakeLock(holder="other-run")
+        jd, req = definition(succeed, overlap=overlap), request(trigger=trigger)
+        out = await attempt(history, jd, req, "w1@host", lock=lock)  # type: ignore[arg-type]
+        assert calls(jd) == [] and lock.released == []
+        run = await history.get_run(req.run_id)
+        if skips:
+            assert (out.status, out.action) == (RunStatus.SKIPPED, Action.ACK)
+            assert run is not None and run.status is RunStatus.SKIPPED
+            assert "other-run" in (run.message or "")
+        else:
+            assert (out.status, out.action) == (None, Action.REQUEUE)
+            assert run is None and history.writes == []
+
+    asyncio.run(body())
+
+
+def test_the_lock_is_released_after_the_run_even_when_it_fails() -> None:
+    async def body() -> None:
+        lock = FakeLock()
+        jd, req = definition(boom, max_attempts=1), request()
+        out = await attempt(SpyHistory(), jd, req, "w1@host", lock=lock)  # type: ignore[arg-type]
+        assert out.status is RunStatus.FAILED and lock.released == [req.run_id]
+
+    asyncio.run(body())
