@@ -184,8 +184,12 @@ class RunHistory(Protocol):
         """
         ...
 
-    async def finish_attempt(self, run_id: str, attempt: int, end: AttemptEnd) -> None:
-        """Record the end of an attempt that :meth:`start_attempt` claimed."""
+    async def finish_attempt(self, run_id: str, attempt: int, end: AttemptEnd) -> bool:
+        """Record the end of an attempt that :meth:`start_attempt` claimed.
+
+        Refused (False) when the run has finished meanwhile (a stuck attempt recorded as
+        timed out, then finishing after all) or another attempt claimed it.
+        """
         ...
 
     async def settle_attempt(

@@ -103,10 +103,10 @@ class MemoryHistory:
         )
         return Claim(rid, True, RunStatus.RUNNING, took_over=previous is RunStatus.RUNNING)
 
-    async def finish_attempt(self, run_id: str, attempt: int, end: AttemptEnd) -> None:
+    async def finish_attempt(self, run_id: str, attempt: int, end: AttemptEnd) -> bool:
         row = self._rows.get(_canonical(run_id))
-        if row is None or row.run.attempt != attempt:
-            return
+        if row is None or row.run.finished or row.run.attempt != attempt:
+            return False
         now = _now()
         row.run = replace(
             row.run,
@@ -121,6 +121,7 @@ class MemoryHistory:
             next_attempt_at=end.next_attempt_at,
         )
         self._record_attempt(row, attempt, end, now)
+        return True
 
     async def settle_attempt(
         self, start: AttemptStart, started_at: datetime, end: AttemptEnd

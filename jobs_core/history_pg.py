@@ -143,11 +143,12 @@ class PostgresHistory:
                 return Claim(start.run_id, False, now)
         return Claim(start.run_id, True, RunStatus.RUNNING, took_over=row[0] == RunStatus.RUNNING)
 
-    async def finish_attempt(self, run_id: str, attempt: int, end: AttemptEnd) -> None:
+    async def finish_attempt(self, run_id: str, attempt: int, end: AttemptEnd) -> bool:
         params = _end_params(end)
         params.update(run_id=run_id, attempt=attempt)
         async with self.pool.connection() as conn:
-            await conn.execute(q.FINISH_ATTEMPT, params)
+            cur = await conn.execute(q.FINISH_ATTEMPT, params)
+            return await cur.fetchone() is not None
 
     async def settle_attempt(
         self, start: AttemptStart, started_at: datetime, end: AttemptEnd

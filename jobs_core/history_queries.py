@@ -10,11 +10,13 @@ from .status import TERMINAL
 
 _FINISHED = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL))
 
+#: A run (``job_runs AS r``) that may still change: it has not finished.
+UNFINISHED = f"r.status NOT IN ({_FINISHED})"
 #: The one rule of a claim, on an upsert of ``job_runs AS r``: the run is not finished
 #: and this attempt is not older than the one it has (else it is a redelivery).
-CLAIMABLE = f"r.status NOT IN ({_FINISHED}) AND r.attempt <= EXCLUDED.attempt"
+CLAIMABLE = f"{UNFINISHED} AND r.attempt <= EXCLUDED.attempt"
 
-#: Records the attempt of the run the statement's ``run`` CTE returned.
+#: Records the attempt of the run the statement's ``run`` CTE returned (no row: none).
 _RECORD_ATTEMPT = """
 INSERT INTO job_run_attempts (run_id, attempt, status, started_at, finished_at,
                               duration_ms, message, error, worker)
@@ -24,6 +26,7 @@ FROM run
 ON CONFLICT (run_id, attempt) DO UPDATE SET status = EXCLUDED.status,
     finished_at = EXCLUDED.finished_at, duration_ms = EXCLUDED.duration_ms,
     message = EXCLUDED.message, error = EXCLUDED.error, worker = EXCLUDED.worker
+RETURNING run_id
 """
 
 RUN_COLUMNS = (
@@ -60,13 +63,13 @@ RUN_STATUS = "SELECT status FROM job_runs WHERE id = %(run_id)s"
 
 FINISH_ATTEMPT = f"""
 WITH run AS (
-    UPDATE job_runs SET status = %(status)s, duration_ms = %(duration_ms)s,
+    UPDATE job_runs AS r SET status = %(status)s, duration_ms = %(duration_ms)s,
         message = %(message)s, error = %(error)s,
         items_processed = %(items_processed)s, items_failed = %(items_failed)s,
         data = COALESCE(%(data)s, data),
         finished_at = CASE WHEN %(closes_run)s THEN now() END,
         next_attempt_at = %(next_attempt_at)s, updated_at = now()
-    WHERE id = %(run_id)s AND attempt = %(attempt)s
+    WHERE id = %(run_id)s AND attempt = %(attempt)s AND {UNFINISHED}
     RETURNING id, worker, started_at
 )
 {_RECORD_ATTEMPT}
@@ -93,9 +96,7 @@ WITH run AS (
     WHERE {CLAIMABLE}
     RETURNING id, worker, started_at
 )
-{_RECORD_ATTEMPT}
-RETURNING run_id
-"""
+{_RECORD_ATTEMPT}"""
 
 GET_RUN = f"SELECT {RUN_COLUMNS} FROM job_runs WHERE id = %(run_id)s"
 

@@ -170,7 +170,7 @@ class AttemptRecorder:
         self._marking = asyncio.ensure_future(self.history.start_attempt(self.start))
 
     async def finish(self, end: AttemptEnd) -> bool:
-        """Record the end; False when history refused it (the run was already finished)."""
+        """Record the end; False when history refused it (the run finished meanwhile)."""
         if self._marker is not None:
             self._marker.cancel()
         if self._marking is not None:  # the "running" record comes before the end
@@ -180,8 +180,7 @@ class AttemptRecorder:
                 log.warning("run %s: could not mark it running", self.start.run_id, exc_info=True)
         if self.lazy:
             return await self.history.settle_attempt(self.start, self.started_at, end)
-        await self.history.finish_attempt(self.start.run_id, self.start.attempt, end)
-        return True
+        return await self.history.finish_attempt(self.start.run_id, self.start.attempt, end)
 
 
 async def _claimed_attempt(

@@ -231,7 +231,7 @@ def test_a_retried_run_stays_open_then_succeeds(in_history: InHistory[None]) -> 
         rid = new_id()
         await h.start_attempt(start(rid, 1))
         retry_at = now() + timedelta(seconds=30)
-        await h.finish_attempt(
+        assert await h.finish_attempt(
             rid,
             1,
             end(
@@ -279,9 +279,25 @@ def test_finishing_another_attempt_changes_nothing(in_history: InHistory[None]) 
     async def body(h: RunHistory) -> None:
         rid = new_id()
         await h.start_attempt(start(rid, 2))
-        await h.finish_attempt(rid, 1, end(RunStatus.SUCCEEDED))
+        assert not await h.finish_attempt(rid, 1, end(RunStatus.SUCCEEDED))
+        assert not await h.finish_attempt(new_id(), 1, end(RunStatus.SUCCEEDED))
         run = await h.get_run(rid)
         assert run is not None and run.status is RunStatus.RUNNING and run.attempts == ()
+
+    in_history(body)
+
+
+def test_a_finished_run_is_not_finished_again(in_history: InHistory[None]) -> None:
+    """An attempt recorded as timed out (it ignored cancellation) that ends after all."""
+
+    async def body(h: RunHistory) -> None:
+        rid = new_id()
+        assert (await h.start_attempt(start(rid, 2))).started
+        assert await h.settle_attempt(start(rid, 2), now(), end(RunStatus.TIMED_OUT))
+        assert not await h.finish_attempt(rid, 2, end(RunStatus.SUCCEEDED, message="late"))
+        run = await h.get_run(rid)
+        assert run is not None and run.status is RunStatus.TIMED_OUT and run.message is None
+        assert [a.status for a in run.attempts] == [RunStatus.TIMED_OUT]
 
     in_history(body)
 

@@ -34,9 +34,9 @@ class SpyHistory(MemoryHistory):
         self.writes.append("start")
         return await super().start_attempt(start)
 
-    async def finish_attempt(self, run_id: str, attempt: int, end: AttemptEnd) -> None:
+    async def finish_attempt(self, run_id: str, attempt: int, end: AttemptEnd) -> bool:
         self.writes.append("finish")
-        await super().finish_attempt(run_id, attempt, end)
+        return await super().finish_attempt(run_id, attempt, end)
 
     async def settle_attempt(
         self, start: AttemptStart, started_at: datetime, end: AttemptEnd
@@ -397,5 +397,29 @@ def test_the_lock_is_released_after_the_run_even_when_it_fails() -> None:
         jd, req = definition(boom, max_attempts=1), request()
         out = await attempt(SpyHistory(), jd, req, "w1@host", lock=lock)  # type: ignore[arg-type]
         assert out.status is RunStatus.FAILED and lock.released == [req.run_id]
+
+    asyncio.run(body())
+
+
+def test_an_attempt_recorded_as_stuck_does_not_overwrite_its_timeout() -> None:
+    """The task abandoned the attempt and recorded a timeout; the job then ends after all."""
+
+    async def body() -> None:
+        history = SpyHistory()
+        jd = definition(succeed, max_attempts=2)
+
+        async def late(ctx: JobContext) -> JobResult:
+            start = execution.attempt_start(jd, req, "w1@host")
+            stuck = AttemptEnd(status=RunStatus.TIMED_OUT, duration_ms=1, message="stuck")
+            assert await history.settle_attempt(start, datetime.now(UTC), stuck)
+            return JobResult.success().with_message("finished late")
+
+        jd.job.script = late  # type: ignore[attr-defined]
+        req = request(attempt=2)
+        out = await attempt(history, jd, req, "w1@host")
+        assert out.status is RunStatus.SUCCEEDED  # what the job said; history is final
+        run = await history.get_run(req.run_id)
+        assert run is not None and run.status is RunStatus.TIMED_OUT and run.message == "stuck"
+        assert [a.status for a in run.attempts] == [RunStatus.TIMED_OUT]
 
     asyncio.run(body())
