@@ -53,6 +53,9 @@ def _register(app: Celery, jd: JobDefinition, runtime: WorkerRuntime) -> None:
         typing=False,
         ignore_result=True,
         Strategy="worker.screening:strategy",
+        # The profile's retry policy and the overlap wait decide when a run stops coming
+        # back; Celery's own limit (3 retries) would drop a run that waits or retries more.
+        max_retries=None,
     )
     def job_task(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
         with run_context(str(kwargs.get("run_id")), jd.key), metrics.METRICS.attempt(jd.key):

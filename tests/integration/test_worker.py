@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import signal
 import urllib.request
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from jobs_core.status import RunStatus
 from jobs_core.wire import job_kwargs, task_message, task_name, tick_run_id
 from tests.procs import (
     flower_proc,
@@ -25,24 +27,67 @@ from tests.procs import (
 )
 from worker.factory import create_app
 
-from .worker_support import History, registry_for, send, write_profile
+from .worker_support import WORKER_PROFILE, History, registry_for, send, write_profile
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def setup(tmp_path: Path, redis_url: str, database_url: str) -> Iterator[dict[str, Any]]:
+@contextlib.contextmanager
+def _stack(
+    tmp_path: Path, redis_url: str, database_url: str, profile_text: str = WORKER_PROFILE
+) -> Iterator[dict[str, Any]]:
     from jobs_core.profile import load_profile
 
-    profile_path = write_profile(tmp_path)
+    profile_path = write_profile(tmp_path, profile_text)
     env = service_env(
         REDIS_URL=redis_url, DATABASE_URL=database_url, SYSTEMPROMPT_PROFILE=str(profile_path)
     )
     profile = load_profile(profile_path, env=env)
     registry = registry_for(profile_path, redis_url, database_url)
     app, _, _ = create_app(profile, registry)
-    yield {"tmp": tmp_path, "env": env, "app": app, "history": History(database_url)}
-    app.close()
+    try:
+        yield {"tmp": tmp_path, "env": env, "app": app, "history": History(database_url)}
+    finally:
+        app.close()
+
+
+@pytest.fixture
+def setup(tmp_path: Path, redis_url: str, database_url: str) -> Iterator[dict[str, Any]]:
+    with _stack(tmp_path, redis_url, database_url) as stack:
+        yield stack
+
+
+def _profile_with(old: str, new: str) -> str:
+    """The worker tests' profile with one job line changed."""
+    assert old in WORKER_PROFILE, old
+    return WORKER_PROFILE.replace(old, new)
+
+
+def _push_tick(redis_url: str, key: str, at: datetime, **extra: Any) -> str:
+    """Send a tick of ``key`` the way the beat does (a raw message pushed onto the queue)."""
+    import redis
+
+    rid = tick_run_id(key, at)
+    kwargs = job_kwargs(
+        run_id=rid,
+        trigger="schedule",
+        scheduled_for=at,
+        enqueued_at=datetime.now(UTC),
+        parameters=extra.pop("parameters", None),
+    )
+    kwargs.update(extra)
+    queue, payload = task_message(task_name(key), kwargs, task_id=rid)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.lpush(queue, payload)
+    finally:
+        client.close()
+    return rid
+
+
+def _is_running(history: History, run_id: str) -> bool:
+    run = history.run(run_id)
+    return run is not None and run.status == RunStatus.RUNNING
 
 
 def _finished(history: History, run_ids: list[str]) -> bool:
@@ -158,27 +203,13 @@ def test_jobs_pool_opens_only_when_a_job_uses_it(setup: dict[str, Any]) -> None:
 
 def test_beat_style_messages_skips_and_overlap(setup: dict[str, Any], redis_url: str) -> None:
     """Raw pipelined messages (as the beat sends them) run; skip records and overlap skip."""
-    import redis
-
     history = setup["history"]
-    client = redis.Redis.from_url(redis_url)
     worker = start_worker(setup["tmp"], setup["env"], concurrency=3)
     with running([worker]):
         base = datetime.now(UTC).replace(microsecond=0)
 
         def tick(key: str, at: datetime, **extra: Any) -> str:
-            rid = tick_run_id(key, at)
-            kwargs = job_kwargs(
-                run_id=rid,
-                trigger="schedule",
-                scheduled_for=at,
-                enqueued_at=datetime.now(UTC),
-                parameters=extra.pop("parameters", None),
-            )
-            kwargs.update(extra)
-            queue, payload = task_message(task_name(key), kwargs, task_id=rid)
-            client.lpush(queue, payload)
-            return rid
+            return _push_tick(redis_url, key, at, **extra)
 
         ran = tick("testjobs/ok", base)
         skipped = tick("testjobs/ok", base - timedelta(hours=1), skip_reason="missed by 1h")
@@ -203,7 +234,6 @@ def test_beat_style_messages_skips_and_overlap(setup: dict[str, Any], redis_url:
         assert first is not None and first.status == "succeeded"
         assert second is not None and second.status == "skipped"
         assert long_first in (second.message or "")
-    client.close()
 
 
 def test_three_workers_share_a_queue(setup: dict[str, Any]) -> None:
@@ -345,3 +375,81 @@ def test_pickle_messages_are_refused(setup: dict[str, Any], redis_url: str) -> N
         wait_for(lambda: _finished(history, [marker]), 30, 0.1, "a JSON run after the refusal")
         assert history.run(rid) is None
         client.close()
+
+
+LONG = "{extension: testjobs, job: long, timeout: 8s, retry: {max_attempts: 1}}"
+STUBBORN = "{extension: testjobs, job: stubborn, timeout: 1s, retry: {max_attempts: 1}}"
+
+
+def _waited_for(history: History, first_id: str, second_id: str) -> None:
+    """``second`` was sent while ``first`` was active and ran after it, as one attempt."""
+    first, second = history.run(first_id), history.run(second_id)
+    assert first is not None and first.status == RunStatus.SUCCEEDED
+    assert second is not None and second.status == RunStatus.SUCCEEDED, second
+    assert first.finished_at is not None and second.started_at is not None
+    assert second.enqueued_at < first.finished_at <= second.started_at
+    assert second.attempt == 1 and [a.status for a in second.attempts] == ["succeeded"]
+
+
+def test_overlap_queue_runs_a_tick_after_the_active_run(
+    tmp_path: Path, redis_url: str, database_url: str
+) -> None:
+    profile = _profile_with(LONG, LONG.replace("}}", "}, overlap: queue}"))
+    with _stack(tmp_path, redis_url, database_url, profile) as stack:
+        history = stack["history"]
+        worker = start_worker(tmp_path, stack["env"], concurrency=3)
+        with running([worker]):
+            base = datetime.now(UTC).replace(microsecond=0)
+            first = _push_tick(redis_url, "testjobs/long", base, parameters={"seconds": 4})
+            wait_for(lambda: _is_running(history, first), 30, 0.1, "the first run to start")
+            second = _push_tick(
+                redis_url, "testjobs/long", base + timedelta(seconds=1), parameters={"seconds": 0}
+            )
+            wait_for(lambda: _finished(history, [first, second]), 60, 0.2, "both runs")
+            _waited_for(history, first, second)
+
+
+def test_manual_runs_wait_under_overlap_skip(setup: dict[str, Any], redis_url: str) -> None:
+    """A tick is skipped while the job is active; a manual run waits for it instead."""
+    history = setup["history"]
+    worker = start_worker(setup["tmp"], setup["env"], concurrency=3)
+    with running([worker]):
+        base = datetime.now(UTC).replace(microsecond=0)
+        first = _push_tick(redis_url, "testjobs/long", base, parameters={"seconds": 4})
+        wait_for(lambda: _is_running(history, first), 30, 0.1, "the first run to start")
+        manual = send(setup["app"], "testjobs/long", parameters={"seconds": 0})
+        tick = _push_tick(redis_url, "testjobs/long", base + timedelta(seconds=1))
+        wait_for(lambda: _finished(history, [first, manual, tick]), 60, 0.2, "the runs")
+        skipped = history.run(tick)
+        assert skipped is not None and skipped.status == RunStatus.SKIPPED
+        assert first in (skipped.message or "")
+        _waited_for(history, first, manual)
+
+
+def test_a_job_ignoring_cancellation_gets_its_attempts_and_no_more(
+    tmp_path: Path, redis_url: str, database_url: str
+) -> None:
+    """Each attempt is abandoned after timeout + grace and recorded; the retry runs once;
+    the abandoned threads finishing later change nothing."""
+    profile = _profile_with(STUBBORN, STUBBORN.replace("max_attempts: 1", "max_attempts: 2"))
+    with _stack(tmp_path, redis_url, database_url, profile) as stack:
+        history = stack["history"]
+        worker = start_worker(tmp_path, stack["env"], concurrency=3)
+        with running([worker]):
+            rid = send(stack["app"], "testjobs/stubborn", parameters={"seconds": 14})
+            wait_for(lambda: _finished(history, [rid]), 90, 0.2, "the stubborn run to finish")
+            run = history.run(rid)
+            assert run is not None and run.status == RunStatus.TIMED_OUT and run.attempt == 2
+            assert [a.status for a in run.attempts] == ["failed", "timed_out"]
+            assert "ignored cancellation" in (run.error or "")
+
+            # Both blocked threads wake up later and report success: history refuses it.
+            late = f"run {rid} testjobs/stubborn: history already had this run finished"
+            wait_for(lambda: worker.output().count(late) == 2, 60, 0.2, "both late outcomes")
+            log = worker.output()
+            for n in (1, 2):
+                assert log.count(f"run {rid} testjobs/stubborn attempt {n}/2 started") == 1
+            assert "attempt 3/2" not in log
+            after = history.run(rid)
+            assert after is not None and after.status == RunStatus.TIMED_OUT
+            assert [a.status for a in after.attempts] == ["failed", "timed_out"]
