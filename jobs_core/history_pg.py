@@ -129,7 +129,6 @@ class PostgresHistory:
         import psycopg
 
         params = _start_params(start)
-        params["running"] = RunStatus.RUNNING.value
         async with self.pool.connection() as conn:
             try:
                 cur = await conn.execute(q.START_ATTEMPT, params)

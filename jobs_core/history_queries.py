@@ -1,14 +1,16 @@
 """Every SQL statement of the PostgreSQL run history, with named parameters.
 
-The parameter names are the field names of :class:`jobs_core.history.AttemptStart` and
-:class:`~jobs_core.history.AttemptEnd` (see :mod:`jobs_core.history_pg`).
+Parameters are named after the fields of :class:`jobs_core.history.AttemptStart` and
+:class:`~jobs_core.history.AttemptEnd` (bound in :mod:`jobs_core.history_pg`); statuses
+come from :mod:`jobs_core.status`.
 """
 
 from __future__ import annotations
 
-from .status import TERMINAL
+from .status import TERMINAL, RunStatus
 
 _FINISHED = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL))
+_RUNNING = f"'{RunStatus.RUNNING.value}'"
 
 #: A run (``job_runs AS r``) that may still change: it has not finished.
 UNFINISHED = f"r.status NOT IN ({_FINISHED})"
@@ -48,7 +50,7 @@ START_ATTEMPT = f"""
 WITH prev AS (SELECT status FROM job_runs WHERE id = %(run_id)s)
 INSERT INTO job_runs AS r (id, job_key, trigger, status, scheduled_for, enqueued_at,
                            started_at, attempt, max_attempts, worker, parameters, updated_at)
-VALUES (%(run_id)s, %(job_key)s, %(trigger)s, %(running)s, %(scheduled_for)s,
+VALUES (%(run_id)s, %(job_key)s, %(trigger)s, {_RUNNING}, %(scheduled_for)s,
         COALESCE(%(enqueued_at)s, now()), now(), %(attempt)s, %(max_attempts)s, %(worker)s,
         %(parameters)s, now())
 ON CONFLICT (id) DO UPDATE SET
