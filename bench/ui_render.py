@@ -34,7 +34,7 @@ from cli.embedded import PostgresServer, RedisServer
 from jobs_core import Extension, Job, JobContext, JobResult
 from jobs_core.profile import Profile
 from jobs_core.registry import build_registry
-from jobs_core.store import migrate
+from jobs_core.schema import migrate
 from ui.app import create_app
 from ui.settings import Account, UiSettings
 

@@ -59,7 +59,8 @@ def _settle_params(start: AttemptStart, started_at: datetime, end: AttemptEnd) -
     return {**_start_params(start), **_end_params(end), "started_at": started_at}
 
 
-def _run_from_row(row: Sequence[Any], attempts: Iterable[Attempt] = ()) -> Run:
+def run_from_row(row: Sequence[Any], attempts: Iterable[Attempt] = ()) -> Run:
+    """A :class:`Run` from a row of :data:`jobs_core.history_queries.RUN_COLUMNS`."""
     rid, job_key, trigger, status, *rest = row
     fields = (rid, job_key, Trigger(trigger), RunStatus(status), *rest)
     return Run(*fields, attempts=tuple(attempts))  # type: ignore[misc]
@@ -174,20 +175,20 @@ class PostgresHistory:
             if with_attempts:
                 cur = await conn.execute(q.GET_ATTEMPTS, key)
                 attempts = [Attempt(a[0], RunStatus(a[1]), *a[2:]) for a in await cur.fetchall()]
-        return _run_from_row(row, attempts)
+        return run_from_row(row, attempts)
 
     async def history(self, job_key: str | None = None, *, limit: int = 20) -> list[Run]:
         sql = q.JOB_HISTORY if job_key else q.HISTORY
         async with self.pool.connection() as conn:
             cur = await conn.execute(sql, {"job_key": job_key, "limit": limit})
-            return [_run_from_row(r) for r in await cur.fetchall()]
+            return [run_from_row(r) for r in await cur.fetchall()]
 
     async def last_runs(self, job_keys: Sequence[str]) -> dict[str, Run]:
         if not job_keys:
             return {}
         async with self.pool.connection() as conn:
             cur = await conn.execute(q.LAST_RUNS, {"job_keys": list(job_keys)})
-            return {r[1]: _run_from_row(r) for r in await cur.fetchall()}
+            return {r[1]: run_from_row(r) for r in await cur.fetchall()}
 
     async def counts_since(self, job_key: str, since: datetime) -> dict[RunStatus, int]:
         async with self.pool.connection() as conn:

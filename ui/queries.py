@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from jobs_core.history import Run, RunHistory
+from jobs_core.history_pg import PostgresHistory, run_from_row
+from jobs_core.history_queries import RUN_COLUMNS
 from jobs_core.status import RunStatus, Trigger
-from jobs_core.store import _RUN_COLUMNS, Run, RunStore, _run_from_row
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -60,7 +62,7 @@ class Cursor:
 class Queries:
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self.pool = pool
-        self.store = RunStore(pool)
+        self.store: RunHistory = PostgresHistory(pool)
 
     async def get_run(self, run_id: str) -> Run | None:
         return await self.store.get_run(run_id)
@@ -111,22 +113,22 @@ class Queries:
             where.append("(enqueued_at, id) < (%s, %s::uuid)")
             args += [after.enqueued_at, after.id]
         sql = (
-            f"SELECT {_RUN_COLUMNS} FROM job_runs WHERE {' AND '.join(where)}"
+            f"SELECT {RUN_COLUMNS} FROM job_runs WHERE {' AND '.join(where)}"
             " ORDER BY enqueued_at DESC, id DESC LIMIT %s"
         )
         async with self.pool.connection() as conn:
             cur = await conn.execute(sql, (*args, limit + 1))
             rows = await cur.fetchall()
-        runs = [_run_from_row(r) for r in rows[:limit]]
+        runs = [run_from_row(r) for r in rows[:limit]]
         more = len(rows) > limit
         return runs, (Cursor(runs[-1].enqueued_at, runs[-1].id) if more and runs else None)
 
     async def ticks(self, job_key: str, limit: int) -> list[Run]:
         """The tick ledger: the job's latest ticks by scheduled instant, skipped ones too."""
         sql = (
-            f"SELECT {_RUN_COLUMNS} FROM job_runs WHERE job_key = %s"
+            f"SELECT {RUN_COLUMNS} FROM job_runs WHERE job_key = %s"
             f" AND trigger IN ({_TICKS_SQL}) ORDER BY scheduled_for DESC LIMIT %s"
         )
         async with self.pool.connection() as conn:
             cur = await conn.execute(sql, (job_key, limit))
-            return [_run_from_row(r) for r in await cur.fetchall()]
+            return [run_from_row(r) for r in await cur.fetchall()]

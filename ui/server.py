@@ -21,7 +21,7 @@ def serve(ctx: CliContext, host: str, port: int) -> None:
         async def reachable(_store: object) -> None:
             return None
 
-        ctx.with_store("infra ui", reachable)  # names the URL (masked) when it is not
+        ctx.with_history("infra ui", reachable)  # names the URL (masked) when it is not
     app = create_app(ctx, settings)
     users = ", ".join(a.name + ("" if a.can_act else " (read-only)") for a in settings.accounts)
     click.echo(f"dashboard on http://{host}:{port}/ (users: {users})", err=True)

@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 
 from cli.embedded import PostgresServer, RedisServer
+from jobs_core.history import RunHistory
+from jobs_core.history_pg import PostgresHistory
 from jobs_core.status import RunStatus, Trigger
-from jobs_core.store import RunStore
 from tests.procs import (
     REPO,
     VENV_BIN,
@@ -131,7 +132,7 @@ def _seed(database_url: str) -> None:
 
     async def go() -> None:
         async with AsyncConnectionPool(database_url, min_size=1, max_size=2) as pool:
-            store = RunStore(pool)
+            store: RunHistory = PostgresHistory(pool)
             await store.create_run(
                 job_key="testjobs/ok",
                 trigger=Trigger.SCHEDULE,
