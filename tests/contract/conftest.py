@@ -16,7 +16,10 @@ InHistory = Callable[[Callable[[RunHistory], Awaitable[T]]], T]
 
 
 @pytest.fixture(
-    params=["memory", pytest.param("postgres", marks=pytest.mark.integration)],
+    params=[
+        "memory",
+        pytest.param("postgres", marks=[pytest.mark.integration, pytest.mark.servers]),
+    ],
 )
 def in_history(request: pytest.FixtureRequest) -> InHistory[Any]:
     """``in_history(body)`` runs ``await body(history)`` on one history for the whole test:
