@@ -46,6 +46,8 @@ class Trigger(StrEnum):
     MANUAL = "manual"
     CATCH_UP = "catch-up"
     BOOTSTRAP = "bootstrap"
+    BACKFILL = "backfill"
+    RERUN = "rerun"
 
     @property
     def is_tick(self) -> bool:
