@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from cron_descriptor import ExpressionDescriptor, FormatError, Options
 from markupsafe import Markup
 
+from jobs_core import dst
 from jobs_core.cron import _MACROS
 from jobs_core.durations import format_duration
 from jobs_core.registry import JobDefinition
@@ -157,25 +158,11 @@ def next_runs(jd: JobDefinition, now: datetime, n: int = 10) -> list[NextRun]:
     if jd.cron is None:
         return []
     tz = jd.cron.tz
-    previous = now.astimezone(tz).utcoffset()
-    out = []
-    for at in jd.cron.next_n(now, n):
-        local = at.astimezone(tz)
-        offset = local.utcoffset()
-        mark = None
-        if offset != previous:
-            mark = f"DST: UTC{_offset(previous)} -> UTC{_offset(offset)}"
-        elif local.fold:
-            mark = "DST: repeated hour, second time"
-        out.append(NextRun(at, when(at, tz), when(at.astimezone(UTC)), mark))
-        previous = offset
-    return out
-
-
-def _offset(value: timedelta | None) -> str:
-    minutes = int((value or timedelta()).total_seconds() // 60)
-    sign = "+" if minutes >= 0 else "-"
-    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    upcoming = jd.cron.next_n(now, n)
+    return [
+        NextRun(at, when(at, tz), when(at.astimezone(UTC)), mark)
+        for at, mark in zip(upcoming, dst.marks(upcoming, tz, now), strict=True)
+    ]
 
 
 @dataclass(frozen=True)

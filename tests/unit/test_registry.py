@@ -254,6 +254,7 @@ def test_precedence_builtin_defaults_class_then_profile_entry() -> None:
         overlap=Overlap.QUEUE,
         misfire_grace=300.0,
         queue="heavy",
+        timezone="UTC",  # resolved: the scheduler's zone when the job names none
     )
     assert {
         k: jd.sources[k] for k in ("retry", "timeout", "overlap", "misfire_grace", "queue")
