@@ -3,7 +3,7 @@ values for the templates (which escape everything they print)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -31,7 +31,7 @@ class State:
     ALL = (ENABLED, PAUSED, DISABLED)
 
 
-def job_state(jd: JobDefinition, paused: set[str]) -> str:
+def job_state(jd: JobDefinition, paused: Collection[str]) -> str:
     if not jd.enabled:
         return State.DISABLED  # the profile's `enabled: false` wins over a runtime pause
     return State.PAUSED if jd.key in paused else State.ENABLED
@@ -175,7 +175,7 @@ class Policy:
 def policies(jd: JobDefinition) -> list[Policy]:
     src = jd.sources
     retry = jd.policy.retry
-    return [
+    out = [
         Policy("schedule", jd.schedule or "manual only", jd.schedule_source),
         Policy("retry: attempts", str(retry.max_attempts), src.get("retry", "built-in")),
         Policy(
@@ -192,7 +192,17 @@ def policies(jd: JobDefinition) -> list[Policy]:
             src.get("misfire_grace", "built-in"),
         ),
         Policy("queue", jd.policy.queue, src.get("queue", "built-in")),
+        Policy("time zone", jd.timezone, src.get("timezone", "built-in")),
     ]
+    policy = jd.policy
+    if policy.jitter:
+        out.append(Policy("jitter", f"up to {format_duration(policy.jitter)}", src["jitter"]))
+    for name, bound in (("start_at", policy.start_at), ("end_at", policy.end_at)):
+        if bound is not None:
+            out.append(Policy(name, bound.isoformat(), src[name]))
+    if policy.max_runs:
+        out.append(Policy("max runs", str(policy.max_runs), src["max_runs"]))
+    return out
 
 
 def parse_params(text: str) -> dict[str, str]:
