@@ -254,7 +254,9 @@ class Scheduler:
 
     def drop(self, job_key: str) -> None:
         """Stop scheduling ``job_key`` (it used up its ``max_runs``) until a reload or a
-        start hands it in again. Its place in a heap is discarded when reached."""
+        start hands it in again."""
+        self._heap.discard(job_key)
+        self._jheap.discard(job_key)
         self._jobs.pop(job_key, None)
         self._slot.pop(job_key, None)
         self._nominal.pop(job_key, None)

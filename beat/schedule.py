@@ -112,6 +112,13 @@ class DueHeap:
         due = heapq.heappop(self._instants)
         return due, self._buckets.pop(due)
 
+    def discard(self, job_key: str) -> None:
+        """Remove ``job_key`` wherever it waits (rare: a scan of the buckets)."""
+        for bucket in self._buckets.values():
+            if job_key in bucket:
+                bucket.remove(job_key)
+                return
+
     def pop_due(self, now_ms: int) -> list[tuple[int, str]]:
         """Every ``(instant, job)`` due at or before ``now_ms``, earliest first."""
         out: list[tuple[int, str]] = []
