@@ -393,7 +393,7 @@ def test_start_after_end_across_layers_is_refused_at_the_profile_entry() -> None
     assert info.value.key == "scheduler.jobs[0].end_at"
     assert "before start_at 2026-06-01T00:00:00+00:00" in info.value.detail
     bad = with_attrs(start_at="2026-06-01T00:00:00Z", end_at="2026-05-01T00:00:00Z")
-    with pytest.raises(RegistryError, match="^job app/cleanup: end_at .* is before start_at"):
+    with pytest.raises(RegistryError, match=r"^job app/cleanup: end_at .* is before start_at"):
         build_registry(None, [ext("app", bad)])
 
 
