@@ -13,7 +13,8 @@ records older ticks as skipped. The process loop lives in :mod:`beat.service`.
 Entry points: :func:`run_beat` (what ``systemprompt infra beat`` calls) and
 ``python -m beat --profile PATH --id NAME --lease-ttl 5 --log-level INFO``.
 Runtime control for the CLI: :mod:`beat.control` (``disable``, ``enable``,
-``is_disabled``, ``disabled_jobs``, ``last_sent``, ``leader_status``).
+``is_disabled``, ``disabled_jobs``, ``pauses``, ``scheduled_runs``, ``last_sent``,
+``leader_status``).
 
 Redis keys (all prefixed ``sp:``; see :class:`jobs_core.wire.Keys`):
 
@@ -29,6 +30,9 @@ key                             type        meaning
                                             the job was disabled); a tick is claimed by
                                             moving it forward; catch-up starts there
 ``sp:jobs:disabled``            set         job keys paused at runtime (enable/disable)
+``sp:jobs:pause-notes``         hash        job key -> JSON note, by, at of its pause
+``sp:beat:runs``                hash        job key -> scheduled runs sent (jobs with
+                                            ``max_runs`` only; the claim script counts)
 ``sp:beat:templates``           hash        template id -> queue and tick message with
                                             placeholders (see :mod:`beat.ticks`)
 ``sp:beat:session``             string      id of the running deployment session: kept
@@ -51,16 +55,29 @@ cannot run them twice or lose them.
 
 from __future__ import annotations
 
-from .control import disable, disabled_jobs, enable, is_disabled, last_sent, leader_status
+from .control import (
+    Pause,
+    disable,
+    disabled_jobs,
+    enable,
+    is_disabled,
+    last_sent,
+    leader_status,
+    pauses,
+    scheduled_runs,
+)
 from .service import Beat, run_beat
 
 __all__ = [
     "Beat",
+    "Pause",
     "disable",
     "disabled_jobs",
     "enable",
     "is_disabled",
     "last_sent",
     "leader_status",
+    "pauses",
     "run_beat",
+    "scheduled_runs",
 ]

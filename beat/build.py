@@ -53,7 +53,13 @@ class TickBuilder:
         if template is None:
             return _stamped_at_send(job, due_ms)
         return OutTick.templated(
-            key, due_ms, template, task, tick_run_id_ms(key, due_ms), scheduled_iso
+            key,
+            due_ms,
+            template,
+            task,
+            tick_run_id_ms(key, due_ms),
+            scheduled_iso,
+            job.policy.max_runs,
         )
 
 
@@ -66,7 +72,9 @@ def _stamped_at_send(job: JobDefinition, due_ms: int) -> OutTick:
     head, found, tail = text.partition(marker)
     if not found or marker in tail:
         raise ValueError(f"enqueued_at not found once in the message of {job.key}")
-    return OutTick.stamped(job.key, due_ms, list_key, head + tail, len(head.encode()))
+    return OutTick.stamped(
+        job.key, due_ms, list_key, head + tail, len(head.encode()), job.policy.max_runs
+    )
 
 
 def record_out(
@@ -77,9 +85,11 @@ def record_out(
     *,
     skip_reason: str | None = None,
 ) -> OutTick:
-    """A catch-up tick or a skip record, as a whole message."""
+    """A catch-up tick or a skip record, as a whole message. A run (not a skip record)
+    counts against the job's ``max_runs``."""
     list_key, payload = tick_message(job, due_ms, trigger, enqueued_at, skip_reason=skip_reason)
-    return OutTick.full(job.key, due_ms, list_key, payload)
+    budget = job.policy.max_runs if skip_reason is None else None
+    return OutTick.full(job.key, due_ms, list_key, payload, budget)
 
 
 def tick_message(

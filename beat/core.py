@@ -8,14 +8,26 @@ tested in milliseconds; :mod:`beat.service` does the sending around it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from jobs_core.registry import JobRegistry
+from jobs_core.registry import JobDefinition, JobRegistry
 from jobs_core.status import Trigger
 
-from .schedule import CatchUp, Cron, DueHeap, catch_up, iso, next_ms
+from .schedule import (
+    NEVER_MS,
+    CatchUp,
+    Cron,
+    DueHeap,
+    Window,
+    catch_up,
+    iso,
+    jitter_offset_ms,
+    newest_ticks,
+    next_ms,
+    to_ms,
+)
 
 #: Catch-up records at most this many skipped ticks one by one per job, then summarises.
 SKIP_CAP = 100
@@ -28,22 +40,38 @@ MIN_PERIOD_MS = 1000
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A scheduled job as the core sees it."""
+    """A scheduled job as the core sees it.
+
+    ``cron`` is bounded (a :class:`~beat.schedule.Window`) when the job has
+    ``start_at``/``end_at``; ``jitter_ms`` > 0 delays each tick by its offset.
+    """
 
     key: str
     cron: Cron
     grace_s: float
+    jitter_ms: int = 0
 
 
-def entries(registry: JobRegistry) -> list[Entry]:
-    """The jobs of ``registry`` the beat schedules: enabled, with a schedule."""
+def entry(job: JobDefinition) -> Entry:
+    """``job`` (which has a schedule) as the core sees it."""
+    assert job.cron is not None
+    policy = job.policy
+    cron: Cron = job.cron
+    if policy.start_at is not None or policy.end_at is not None:
+        cron = Window(
+            job.cron,
+            to_ms(policy.start_at) if policy.start_at else None,
+            to_ms(policy.end_at) if policy.end_at else None,
+        )
+    return Entry(job.key, cron, policy.misfire_grace, round(policy.jitter * 1000))
+
+
+def entries(registry: JobRegistry, exclude: Collection[str] = ()) -> list[Entry]:
+    """The jobs of ``registry`` the beat schedules: enabled, with a schedule, not in
+    ``exclude`` (jobs that used up their ``max_runs``)."""
     if not registry.scheduler_enabled:
         return []
-    return [
-        Entry(j.key, j.cron, j.policy.misfire_grace)
-        for j in registry
-        if j.cron is not None and j.enabled
-    ]
+    return [entry(j) for j in registry if j.cron is not None and j.enabled and j.key not in exclude]
 
 
 class Kind(StrEnum):
@@ -65,6 +93,8 @@ class Send:
     count: int = 0
     #: SUMMARY: the oldest tick it stands for (``due_ms`` is the newest).
     first_ms: int | None = None
+    #: On-time FIRE of a jittered job: sent at ``due_ms + jitter_ms``.
+    jitter_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +120,21 @@ class Scheduler:
     Protocol: :meth:`start` when the beat becomes leader (catches up from the last
     handled ticks); then, at each wake-up, either the fast path (:meth:`on_time`,
     :meth:`pop_head`, send, :meth:`advance`) or :meth:`take`; :meth:`handled` after
-    each send; :meth:`reload` on a profile change; :meth:`clear` on losing the lease.
+    each send; :meth:`reload` on a profile change; :meth:`clear` on losing the lease;
+    :meth:`drop` for a job that used up its runs.
     A job sits in the heap once, at its next instant, so each tick is planned once.
+
+    Jobs with jitter sit in a heap of their own, at their tick's instant plus its
+    offset, and go out through :meth:`take`: the fast path and its prebuilt batches
+    stay the plain jobs' alone.
     """
 
     def __init__(self) -> None:
         self._heap = DueHeap()
+        #: Jittered jobs, at their delayed instant; ``_nominal`` holds the tick it is for
+        #: and the tick after it (None past an end_at), whose gap caps the offset.
+        self._jheap = DueHeap()
+        self._nominal: dict[str, tuple[int, int | None]] = {}
         self._jobs: dict[str, Entry] = {}
         #: Jobs sharing a schedule share one cron slot, so they share next-instant
         #: and catch-up arithmetic within one call.
@@ -107,15 +146,26 @@ class Scheduler:
     # ---------------------------------------------------------------- reading
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return len(self._heap) + len(self._jheap)
 
     def next_due(self) -> int | None:
-        return self._heap.next_due()
+        """When the next send is due (a jittered tick's delayed instant included)."""
+        due = self._heap.next_due()
+        if self._jheap:
+            jdue = self._jheap.next_due()
+            if due is None or (jdue is not None and jdue < due):
+                return jdue
+        return due
 
     def head(self) -> tuple[int, list[str]] | None:
-        """The earliest instant and its jobs, not removed. The list is the heap's own:
-        it stays the same object until that instant is taken or the table changes."""
+        """The earliest instant of the jobs without jitter and its jobs, not removed.
+        The list is the heap's own: it stays the same object until that instant is
+        taken or the table changes."""
         return self._heap.peek()
+
+    def jittered(self) -> dict[str, int]:
+        """Jittered jobs -> the instant of the tick each is waiting to send."""
+        return {key: nominal for key, (nominal, _) in self._nominal.items()}
 
     def last(self, job_key: str) -> int | None:
         return self._last.get(job_key)
@@ -134,16 +184,21 @@ class Scheduler:
         """
         self._set_jobs(jobs)
         self._heap = DueHeap()
+        self._jheap = DueHeap()
+        self._nominal = {}
         sends: list[Send] = []
         failures: list[Failure] = []
-        memo: dict[tuple[int, int, float], CatchUp] = {}
+        memo: dict[tuple[int, int, int, float], CatchUp] = {}
         nexts: dict[tuple[int, int], int] = {}
         for key, job in self._jobs.items():
             prev = max(last.get(key, 0), self._last.get(key, 0))
+            if job.jitter_ms:
+                self._resume_jittered(job, prev, now_ms, sends, failures, memo)
+                continue
             if prev and not self._catch_up(job, prev, now_ms, sends, failures, memo):
                 continue
             due = self._next(job, now_ms, nexts, failures)
-            if due is not None:
+            if due is not None and due < NEVER_MS:
                 self._heap.push(key, due)
         return Plan(sends, failures)
 
@@ -156,26 +211,55 @@ class Scheduler:
         """
         old = self._jobs
         kept = {key: due for due, key in self._heap.entries()}
+        kept.update((key, due) for due, key in self._jheap.entries())
+        nominal = self._nominal
         self._set_jobs(jobs)
         self._heap = DueHeap()
+        self._jheap = DueHeap()
+        self._nominal = {}
         failures: list[Failure] = []
         nexts: dict[tuple[int, int], int] = {}
         changed = 0
         for key, job in self._jobs.items():
             before = old.get(key)
+            same = (
+                before is not None
+                and key in kept
+                and before.cron == job.cron
+                and before.jitter_ms == job.jitter_ms
+            )
+            if job.jitter_ms:
+                if same and key in nominal:
+                    self._nominal[key] = nominal[key]
+                    self._jheap.push(key, kept[key])
+                else:
+                    changed += 1
+                    self._push_jittered(job, now_ms, failures)
+                continue
             due: int | None
-            if before is not None and key in kept and before.cron == job.cron:
+            if same:
                 due = kept[key]
             else:
                 changed += 1
                 due = self._next(job, now_ms, nexts, failures)
-            if due is not None:
+            if due is not None and due < NEVER_MS:
                 self._heap.push(key, due)
         return changed, failures
 
     def clear(self) -> None:
         """Leadership lost: nothing is due until :meth:`start` again."""
         self._heap = DueHeap()
+        self._jheap = DueHeap()
+        self._nominal = {}
+
+    def drop(self, job_key: str) -> None:
+        """Stop scheduling ``job_key`` (it used up its ``max_runs``) until a reload or a
+        start hands it in again."""
+        self._heap.discard(job_key)
+        self._jheap.discard(job_key)
+        self._jobs.pop(job_key, None)
+        self._slot.pop(job_key, None)
+        self._nominal.pop(job_key, None)
 
     # ---------------------------------------------------------------- instants
 
@@ -207,7 +291,8 @@ class Scheduler:
                 if nxt is None:
                     continue
                 nexts[slot] = nxt
-            heap.push(key, nxt)
+            if nxt < NEVER_MS:  # else past its end_at: done
+                heap.push(key, nxt)
         return failures
 
     def take(self, now_ms: int) -> Plan:
@@ -222,7 +307,9 @@ class Scheduler:
         failures: list[Failure] = []
         jobs, heap = self._jobs, self._heap
         nexts: dict[tuple[int, int], int] = {}
-        memo: dict[tuple[int, int, float], CatchUp] = {}
+        memo: dict[tuple[int, int, int, float], CatchUp] = {}
+        if self._jheap:
+            self._take_jittered(now_ms, sends, failures, memo)
         for due_ms, key in heap.pop_due(now_ms):
             job = jobs.get(key)
             if job is None:
@@ -234,11 +321,12 @@ class Scheduler:
                 if not self._catch_up(job, due_ms - 1, now_ms, sends, failures, memo):
                     continue
                 nxt = self._next(job, now_ms, nexts, failures)
-                if nxt is not None:
+                if nxt is not None and nxt < NEVER_MS:
                     heap.push(key, nxt)
                 continue
             sends.append(Send(key, due_ms, Trigger.SCHEDULE, Kind.FIRE))
-            heap.push(key, nxt)
+            if nxt < NEVER_MS:
+                heap.push(key, nxt)
         return Plan(sends, failures)
 
     def handled(self, ticks: Iterable[tuple[str, int]]) -> None:
@@ -255,6 +343,90 @@ class Scheduler:
         self._last.update(dict.fromkeys(keys, due_ms))
 
     # ---------------------------------------------------------------- internals
+
+    def _take_jittered(
+        self,
+        now_ms: int,
+        sends: list[Send],
+        failures: list[Failure],
+        memo: dict[tuple[int, int, int, float], CatchUp],
+    ) -> None:
+        """:meth:`take` for the jittered jobs whose delayed instant has come."""
+        for due_ms, key in self._jheap.pop_due(now_ms):
+            job = self._jobs.get(key)
+            ticks = self._nominal.pop(key, None)
+            if job is None or ticks is None:
+                continue  # dropped, or a place left behind by a reload
+            nominal, following = ticks
+            if following is not None:
+                after = self._compute_next(key, following, failures)
+                if after is None:
+                    continue
+                nxt_due = following + self._offset(job, following, after)
+                if nxt_due <= now_ms:
+                    # More than this tick is due: the process stalled. Catch up as a
+                    # job nobody sent (the newest in grace once, older ones skipped).
+                    self._resume_jittered(job, nominal - 1, now_ms, sends, failures, memo)
+                    continue
+                self._nominal[key] = (following, None if after >= NEVER_MS else after)
+                self._jheap.push(key, nxt_due)
+            sends.append(
+                Send(key, nominal, Trigger.SCHEDULE, Kind.FIRE, jitter_ms=due_ms - nominal)
+            )
+
+    def _offset(self, job: Entry, nominal: int, following: int | None) -> int:
+        gap = None if following is None or following >= NEVER_MS else following - nominal
+        return jitter_offset_ms(job.key, nominal, job.jitter_ms, gap)
+
+    def _push_jittered(self, job: Entry, after_ms: int, failures: list[Failure]) -> None:
+        """Put jittered ``job`` in its heap at its first tick after ``after_ms``."""
+        nominal = self._compute_next(job.key, after_ms, failures)
+        if nominal is None or nominal >= NEVER_MS:
+            return
+        self._push_tick(job, nominal, failures)
+
+    def _push_tick(self, job: Entry, nominal: int, failures: list[Failure]) -> None:
+        following = self._compute_next(job.key, nominal, failures)
+        if following is None:
+            return
+        self._nominal[job.key] = (nominal, None if following >= NEVER_MS else following)
+        self._jheap.push(job.key, nominal + self._offset(job, nominal, following))
+
+    def _resume_jittered(
+        self,
+        job: Entry,
+        prev: int,
+        now_ms: int,
+        sends: list[Send],
+        failures: list[Failure],
+        memo: dict[tuple[int, int, int, float], CatchUp],
+    ) -> None:
+        """Schedule jittered ``job`` at ``now_ms``, its ticks up to ``prev`` handled.
+
+        The newest tick at or before ``now_ms`` whose delayed instant is still ahead is
+        not missed: it waits for its instant. (Offsets stay below the gap to the next
+        tick, so only the newest can be waiting.) Older ticks are caught up as usual.
+        """
+        hi = now_ms
+        if prev:
+            try:
+                newest, _, _ = newest_ticks(job.cron, prev, now_ms, 1)
+                waiting = newest[-1] if newest else None
+                if waiting is not None:
+                    following = next_ms(job.cron, waiting)
+                    if waiting + self._offset(job, waiting, following) > now_ms:
+                        hi = waiting - 1
+                    else:
+                        waiting = None
+            except Exception as exc:
+                failures.append(Failure(job.key, "catch-up", f"{type(exc).__name__}: {exc}"))
+                return
+            if hi > prev and not self._catch_up(job, prev, now_ms, sends, failures, memo, hi):
+                return
+            if waiting is not None:
+                self._push_tick(job, waiting, failures)
+                return
+        self._push_jittered(job, now_ms, failures)
 
     def _set_jobs(self, jobs: Iterable[Entry]) -> None:
         table = {job.key: job for job in jobs}
@@ -279,8 +451,9 @@ class Scheduler:
         return nxt
 
     def _compute_next(self, key: str, after_ms: int, failures: list[Failure]) -> int | None:
-        """The next instant of job ``key`` after ``after_ms``; None (a failure) if its
-        schedule raised: one broken schedule must not stop the others."""
+        """The next instant of job ``key`` after ``after_ms`` (:data:`NEVER_MS` past its
+        end_at); None (a failure) if its schedule raised: one broken schedule must not
+        stop the others."""
         try:
             return next_ms(self._jobs[key].cron, after_ms)
         except Exception as exc:
@@ -294,20 +467,23 @@ class Scheduler:
         now_ms: int,
         sends: list[Send],
         failures: list[Failure],
-        memo: dict[tuple[int, int, float], CatchUp],
+        memo: dict[tuple[int, int, int, float], CatchUp],
+        hi_ms: int | None = None,
     ) -> bool:
-        """Append the sends for the ticks of ``job`` in ``(last_ms, now_ms]``.
+        """Append the sends for the ticks of ``job`` in ``(last_ms, hi_ms]`` (default
+        ``now_ms``), missed as seen at ``now_ms``.
 
         False (a failure) if its schedule raised.
         """
         grace = job.grace_s
+        hi = now_ms if hi_ms is None else hi_ms
         # Jobs sharing a schedule and a last tick share the arithmetic (thousands of
         # per-second jobs after a stall must not each walk the cron engine).
-        key = (self._slot[job.key], last_ms, grace)
+        key = (self._slot[job.key], last_ms, hi, grace)
         cu = memo.get(key)
         if cu is None:
             try:
-                cu = catch_up(job.cron, last_ms, now_ms, grace, skip_cap=SKIP_CAP)
+                cu = catch_up(job.cron, last_ms, now_ms, grace, skip_cap=SKIP_CAP, hi_ms=hi)
             except Exception as exc:
                 failures.append(Failure(job.key, "catch-up", f"{type(exc).__name__}: {exc}"))
                 return False

@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from jobs_core.status import Trigger
 
 from .observe import BeatObserver, TickInfo
-from .ticks import DISABLED, DUPLICATE, SENT
+from .ticks import DISABLED, DUPLICATE, EXHAUSTED, SENT, SENT_LAST
 
 #: Tick lag buckets, seconds: the beat's lag is normally a few milliseconds.
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -35,21 +35,24 @@ class TickOutcome:
     MISSED = "missed"  # recorded as a skipped run: missed beyond misfire_grace
     SKIPPED = "skipped"  # not sent: the job is paused
     DUPLICATE = "duplicate_refused"  # another beat (or an earlier send) had it
+    EXHAUSTED = "max_runs_refused"  # not sent: the job's max_runs are used up
 
 
 def outcome_of(tick: TickInfo, status: int) -> str | None:
-    if status == SENT:
+    if status in (SENT, SENT_LAST):
         if tick.kind != "fire":
             return TickOutcome.MISSED
         return TickOutcome.CATCH_UP if tick.trigger is Trigger.CATCH_UP else TickOutcome.SENT
     if status == DISABLED:
         return TickOutcome.SKIPPED
-    if status == DUPLICATE:
-        return TickOutcome.DUPLICATE
-    return None
+    return _REFUSED.get(status)
 
 
-_REFUSED = {DISABLED: TickOutcome.SKIPPED, DUPLICATE: TickOutcome.DUPLICATE}
+_REFUSED = {
+    DISABLED: TickOutcome.SKIPPED,
+    DUPLICATE: TickOutcome.DUPLICATE,
+    EXHAUSTED: TickOutcome.EXHAUSTED,
+}
 
 
 class _TickCollector(Collector):
@@ -69,7 +72,7 @@ class _TickCollector(Collector):
         ticks = CounterMetricFamily(
             "systemprompt_ticks",
             "Ticks handled by this beat, by job and outcome (sent, catch_up, missed, "
-            "skipped: paused, duplicate_refused)",
+            "skipped: paused, duplicate_refused, max_runs_refused)",
             labels=["job", "outcome"],
         )
         for (job, outcome), n in sorted(counts.items()):
@@ -172,7 +175,9 @@ class BeatMetrics(BeatObserver):
                 key = (tick.job_key, outcome)
                 counts[key] = counts.get(key, 0) + 1
                 if outcome == TickOutcome.SENT:
-                    lags[tick.due_ms] = lags.get(tick.due_ms, 0) + 1
+                    # A jittered tick is due at its instant plus its offset.
+                    at = tick.due_ms + tick.jitter_ms
+                    lags[at] = lags.get(at, 0) + 1
             for due_ms, n in lags.items():
                 lag = max(0.0, (done_ms - due_ms) / 1000)
                 c.buckets[bisect.bisect_left(LAG_BUCKETS, lag)] += n
@@ -186,7 +191,7 @@ class BeatMetrics(BeatObserver):
         sent = 0
         with c.lock:
             for job, status in zip(jobs, statuses, strict=True):
-                outcome = TickOutcome.SENT if status == SENT else _REFUSED.get(status)
+                outcome = TickOutcome.SENT if status in (SENT, SENT_LAST) else _REFUSED.get(status)
                 if outcome is None:
                     continue
                 key = (job, outcome)

@@ -24,6 +24,10 @@ class TickInfo(Protocol):
     def kind(self) -> str:
         """beat.core.Kind: "fire" | "skip" | "summary"."""
 
+    @property
+    def jitter_ms(self) -> int:
+        """A jittered on-time tick is due this long after ``due_ms``."""
+
 
 class BeatObserver:
     def loop_turned(self) -> None:

@@ -7,6 +7,7 @@ so the beat cannot drift.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 from collections import deque
 from collections.abc import Iterable
@@ -32,6 +33,46 @@ def next_ms(cron: Cron, after_ms: int) -> int:
     return to_ms(cron.next_after(from_ms(after_ms)))
 
 
+#: What a :class:`Window` answers past its end: later than any instant a beat will see.
+NEVER = datetime(9999, 12, 31, tzinfo=UTC)
+NEVER_MS = to_ms(NEVER)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A schedule bounded by ``start_at`` and ``end_at`` (epoch ms, both inclusive).
+
+    Its instants are the inner schedule's within the bounds; past the end it answers
+    :data:`NEVER`, so the catch-up arithmetic needs no special case. Only jobs with a
+    bound are wrapped: the others keep their bare schedule and pay nothing.
+    """
+
+    cron: Cron
+    start_ms: int | None
+    end_ms: int | None
+
+    def next_after(self, dt: datetime, /) -> datetime:
+        if self.start_ms is not None and to_ms(dt) < self.start_ms:
+            dt = from_ms(self.start_ms - 1)
+        nxt = self.cron.next_after(dt)
+        if self.end_ms is not None and to_ms(nxt) > self.end_ms:
+            return NEVER
+        return nxt
+
+
+def jitter_offset_ms(job_key: str, instant_ms: int, jitter_ms: int, gap_ms: int | None) -> int:
+    """The start delay of tick ``(job_key, instant_ms)``: in ``[0, jitter_ms)``, and below
+    ``gap_ms`` (the time to the job's next tick) so jittered ticks keep their order.
+
+    Derived from the tick alone (a hash), so every beat computes the same offset.
+    """
+    span = jitter_ms if gap_ms is None else min(jitter_ms, gap_ms)
+    if span <= 1:
+        return 0
+    digest = hashlib.blake2b(f"{job_key}@{instant_ms}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % span
+
+
 class DueHeap:
     """Jobs keyed by their next due instant; jobs due at one instant share a bucket.
 
@@ -45,6 +86,9 @@ class DueHeap:
 
     def __len__(self) -> int:
         return sum(len(b) for b in self._buckets.values())
+
+    def __bool__(self) -> bool:
+        return bool(self._instants)
 
     def push(self, job_key: str, due_ms: int) -> None:
         bucket = self._buckets.get(due_ms)
@@ -67,6 +111,13 @@ class DueHeap:
         """Remove and return the earliest instant and its jobs."""
         due = heapq.heappop(self._instants)
         return due, self._buckets.pop(due)
+
+    def discard(self, job_key: str) -> None:
+        """Remove ``job_key`` wherever it waits (rare: a scan of the buckets)."""
+        for bucket in self._buckets.values():
+            if job_key in bucket:
+                bucket.remove(job_key)
+                return
 
     def pop_due(self, now_ms: int) -> list[tuple[int, str]]:
         """Every ``(instant, job)`` due at or before ``now_ms``, earliest first."""
@@ -138,22 +189,31 @@ class CatchUp:
 
 
 def catch_up(
-    cron: Cron, last_ms: int, now_ms: int, grace_s: float, *, skip_cap: int = 100
+    cron: Cron,
+    last_ms: int,
+    now_ms: int,
+    grace_s: float,
+    *,
+    skip_cap: int = 100,
+    hi_ms: int | None = None,
 ) -> CatchUp:
     """Ticks in ``(last_ms, now_ms]``: fire the latest within grace, skip the older ones.
 
     A tick missed by at most ``grace_s`` (``now - tick <= grace``) is within grace.
     Of the older ones the newest ``skip_cap`` are returned one by one and the rest are
     summarised (count and range), so a beat down for a week does not flood the queue.
+    ``hi_ms`` (default ``now_ms``) stops the window earlier: a jittered tick whose
+    delayed instant is still ahead is not missed.
     """
     result = CatchUp()
+    hi = now_ms if hi_ms is None else hi_ms
     horizon = now_ms - int(grace_s * 1000)  # ticks >= horizon are within grace
     in_lo = max(last_ms, horizon - 1)
-    fresh, older_fresh, _ = newest_ticks(cron, in_lo, now_ms, 1)
+    fresh, older_fresh, _ = newest_ticks(cron, in_lo, hi, 1)
     if fresh:
         result.fire_ms = fresh[-1]
         result.coalesced = older_fresh
-    stale_hi = horizon - 1
+    stale_hi = min(horizon - 1, hi)
     if stale_hi > last_ms:
         skipped, dropped, dropped_hi = newest_ticks(cron, last_ms, stale_hi, skip_cap)
         result.skipped = skipped

@@ -37,13 +37,24 @@ from jobs_core.wire import DEFAULT_REDIS_URL, Keys
 
 from .build import TickBuilder, bootstrap_message, record_out
 from .collector import IdleCollector
+from .control import scheduled_runs
 from .core import DROP_COUNT_CAP, Failure, Kind, Plan, Scheduler, Send, entries
 from .lease import Lease
 from .logs import event
 from .observe import NULL_OBSERVER, BeatObserver
 from .redis_client import connect
 from .schedule import from_ms, iso
-from .ticks import DISABLED, DUPLICATE, SENT, NotLeader, OutTick, Prepared, TickSender
+from .ticks import (
+    DISABLED,
+    DUPLICATE,
+    EXHAUSTED,
+    SENT,
+    SENT_LAST,
+    NotLeader,
+    OutTick,
+    Prepared,
+    TickSender,
+)
 
 #: How often the profile file's mtime is looked at.
 PROFILE_CHECK_S = 1.0
@@ -154,6 +165,8 @@ class Beat:
         self._collector = IdleCollector()
         #: Hears about elections, renewals and sent ticks (metrics); no-op by default.
         self.observer: BeatObserver = NULL_OBSERVER
+        #: Jobs whose max_runs are used up (from Redis's counts): not scheduled.
+        self._exhausted: set[str] = set()
 
     # ------------------------------------------------------------------ control
 
@@ -282,6 +295,11 @@ class Beat:
             if due is not None:
                 ready = self._ready is not None and self._ready.due_ms == due
                 wake_at = min(wake_at, due / 1000 - (WARM_UP_S if ready else 0.0))
+            head = self._core.head()
+            if head is not None:
+                # Batches are built ahead for the plain jobs' instants only (jittered
+                # ticks are few per instant and built when sent).
+                due = head[0]
                 # (Too close to the instant to build ahead: it is built when sent.)
                 if self._prebuilt_for != due and time.time() < due / 1000 - PREBUILD_GUARD_S:
                     wake_at = min(wake_at, self._prebuild_at(due))
@@ -393,7 +411,8 @@ class Beat:
         """Hand the job table and the last handled ticks to the core; send its catch-up."""
         assert self._client is not None
         self._clear_prebuilt()
-        jobs = entries(self.registry)
+        self._exhausted = self._used_up(self.registry)
+        jobs = entries(self.registry, self._exhausted)
         remote: dict[str, int] = {}
         for i in range(0, len(jobs), 1000):
             part = [j.key for j in jobs[i : i + 1000]]
@@ -401,6 +420,13 @@ class Beat:
             remote.update({k: int(v) for k, v in zip(part, values, strict=True) if v})
         now_ms = _now_ms(time.time())
         self._send_plan(self._core.start(jobs, now_ms, remote), now_ms)
+
+    def _used_up(self, registry: JobRegistry) -> set[str]:
+        """Jobs of ``registry`` whose ``max_runs`` the scheduled runs have reached."""
+        assert self._client is not None
+        budgets = {j.key: j.policy.max_runs for j in registry if j.policy.max_runs}
+        counts = scheduled_runs(self._client, budgets)
+        return {key for key, budget in budgets.items() if counts[key] >= budget}
 
     def _send_due(self) -> None:
         prepared, head = self._ready, self._core.head()
@@ -435,7 +461,11 @@ class Beat:
             return  # nothing was due: what is built ahead stays
         self._log_failures(plan.failures)
         prebuilt, prebuilt_for = self._prebuilt, self._prebuilt_for
-        self._clear_prebuilt()
+        head = self._core.head()
+        if head is None or head[0] != prebuilt_for:
+            # What was built ahead is used here (its instant was taken) or stale; when
+            # only jittered ticks went out, the next instant's batch stays ready.
+            self._clear_prebuilt()
         jobs = self.registry.jobs
         enqueued = from_ms(now_ms)
         iso_of: dict[int, str] = {}
@@ -523,7 +553,8 @@ class Beat:
         if statuses is None:
             return
         self.observer.instant(due_ms, bucket, statuses, time.time() * 1000)
-        if DUPLICATE not in statuses and not logging.getLogger("beat").isEnabledFor(logging.INFO):
+        assert self._sender is not None
+        if self._sender.all_accepted and not logging.getLogger("beat").isEnabledFor(logging.INFO):
             # Nothing to log, every tick accepted: no per-tick work.
             self._core.handled_instant(due_ms, bucket)
             return
@@ -545,13 +576,17 @@ class Beat:
         debug = logging.getLogger("beat").isEnabledFor(logging.DEBUG)
         handled: list[tuple[str, int]] = []
         for m, status in zip(meta, statuses, strict=True):
-            if status in (SENT, DISABLED):
+            if status != DUPLICATE:
                 handled.append((m.job_key, m.due_ms))
-            if status == SENT:
+            if status in (EXHAUSTED, SENT_LAST):
+                self._used_up_now(m.job_key, sent=status == SENT_LAST)
+            if status in (SENT, SENT_LAST):
                 if not info:
                     continue
-                lag = round(done - m.due_ms, 1)
+                # A jittered tick is due at its instant plus its offset: lag from there.
+                lag = round(done - m.due_ms - m.jitter_ms, 1)
                 if m.kind is Kind.FIRE:
+                    extra = {"jitter_ms": m.jitter_ms} if m.jitter_ms else {}
                     event(
                         logging.INFO,
                         "fire",
@@ -559,6 +594,7 @@ class Beat:
                         scheduled_for=iso(m.due_ms),
                         lag_ms=lag,
                         trigger=m.trigger,
+                        **extra,
                     )
                 else:
                     event(
@@ -583,6 +619,21 @@ class Beat:
                     scheduled_for=iso(m.due_ms),
                 )
         self._core.handled(handled)
+
+    def _used_up_now(self, job_key: str, *, sent: bool) -> None:
+        """The claim script says ``job_key`` has used up its ``max_runs``."""
+        if job_key in self._exhausted:
+            return
+        self._exhausted.add(job_key)
+        self._core.drop(job_key)
+        job = self.registry.jobs.get(job_key)
+        event(
+            logging.INFO,
+            "max_runs reached; the job is no longer scheduled",
+            job=job_key,
+            max_runs=job.policy.max_runs if job else None,
+            last_run_sent=sent,
+        )
 
     def _out_tick(self, job: JobDefinition, due_ms: int, scheduled_iso: str) -> OutTick:
         return self._builder.tick(job, due_ms, scheduled_iso)
@@ -653,8 +704,11 @@ class Beat:
             event(logging.WARNING, "redis_url changed in the profile; restart the beat to use it")
         self.registry = registry
         self._builder = TickBuilder()  # drops what it kept for the old definitions
-        jobs = entries(registry)
         changed = 0
+        if self._leader and self._client is not None:
+            # A changed max_runs may give a used-up job runs again (or take them away).
+            self._exhausted = self._used_up(registry)
+        jobs = entries(registry, self._exhausted)
         if self._leader:
             changed, failures = self._core.reload(jobs, _now_ms(time.time()))
             self._clear_prebuilt()

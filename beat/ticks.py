@@ -6,10 +6,16 @@ For each tick of a batch, atomically inside Redis:
    it, another beat (or a replay of this batch) already went past it;
 2. if the job is in the disabled set: do not send; remember the tick as handled (so
    re-enabling does not trigger a catch-up of the paused period);
-3. otherwise ``LPUSH`` the Celery message onto its queue list and record the tick as
-   the job's last handled one.
+3. if the tick carries a run budget (the job has ``max_runs``) and the job's count of
+   scheduled runs (``sp:beat:runs``) has reached it: do not send; remember the tick as
+   handled;
+4. otherwise ``LPUSH`` the Celery message onto its queue list, record the tick as the
+   job's last handled one and, with a budget, count the run.
 
-The claim is the compare-and-set of step 1 and 3: a Lua script runs atomically, so two
+Counting in the same script as the claim makes the count exact however many beats run
+or restart. Ticks without a budget do not touch the count: they pay one byte compare.
+
+The claim is the compare-and-set of step 1 and 4: a Lua script runs atomically, so two
 beats that both believe they lead (a paused leader, a network partition, a test's
 ``--assume-leader``) cannot both see a tick as newer than the job's last one, and one
 tick cannot be sent twice, nor an older tick after a newer one. It needs no key per
@@ -52,6 +58,10 @@ from jobs_core.wire import ENQUEUED, RUN_ID, SCHEDULED, TASK, Keys, TickTemplate
 SENT = 1
 DUPLICATE = 0
 DISABLED = 2
+#: Not sent: the job's ``max_runs`` were used up already.
+EXHAUSTED = 3
+#: Sent, and it was the job's last run under its ``max_runs``.
+SENT_LAST = 4
 
 #: Ticks per EVALSHA: keeps each script run short (Redis is single-threaded, and a
 #: chunk's messages become visible when its script ends) while one write still carries
@@ -63,6 +73,7 @@ RUN_ID_LEN = 36
 _GROUP = "\x01"
 _FULL = "\x02"
 _STAMPED = "\x03"
+_BUDGET = "\x04"
 _CODES = {TASK: 1, RUN_ID: 2, SCHEDULED: 3, ENQUEUED: 4}
 
 
@@ -88,8 +99,8 @@ _SHAPE, _EXPR = _render_expression()
 _SCRIPT = (
     """
 local lease, token, disabled, last = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local tplkey, enq = ARGV[5], ARGV[6]
-local FIRST = 7
+local tplkey, enq, runs = ARGV[5], ARGV[6], ARGV[7]
+local FIRST = 8
 if token ~= '' and redis.call('GET', lease) ~= token then
   return 'L'
 end
@@ -157,9 +168,18 @@ end
 local tpls, jobs, msargs, mss, grps, xa, xb = {}, {}, {}, {}, {}, {}, {}
 local g, gmsarg, gms = nil, nil, nil
 local n = 0
+-- budgets[k]: max_runs of tick k, for ticks that carry one ("\4<max>\t<tick>")
+local budgets, budgeted = {}, false
 for i = FIRST, #ARGV do
   local s = ARGV[i]
   local b = byte(s, 1)
+  if b == 4 then
+    local p = find(s, '\t', 2, true)
+    budgets[n + 1] = tonumber(sub(s, 2, p - 1))
+    budgeted = true
+    s = sub(s, p + 1)
+    b = byte(s, 1)
+  end
   if b == 1 then
     local p1 = find(s, '\\t', 2, true)
     local p2 = find(s, '\\t', p1 + 1, true)
@@ -203,15 +223,25 @@ if n == 0 then return '' end
 
 local prevs = redis.call('HMGET', last, unpack(jobs))
 local off = redis.call('SMISMEMBER', disabled, unpack(jobs))
+local counts, counted = {}, {}
+if budgeted then
+  local names = {}
+  for k in pairs(budgets) do names[#names + 1] = jobs[k] end
+  local got = redis.call('HMGET', runs, unpack(names))
+  for k = 1, #names do counts[names[k]] = tonumber(got[k] or '0') or 0 end
+end
 local prev, pushes, order, marks, out = {}, {}, {}, {}, {}
 for k = 1, n do
   local job, ms = jobs[k], mss[k]
   local p = prev[job]
   if p == nil then p = tonumber(prevs[k] or '0') or 0 end
   local status = 0
+  local budget = budgeted and budgets[k]
   if ms > p then
     if off[k] == 1 then
       status = 2
+    elseif budget and counts[job] >= budget then
+      status = 3
     else
       local gk = grps[k]
       local list, payload
@@ -228,6 +258,11 @@ for k = 1, n do
       end
       q[#q + 1] = payload
       status = 1
+      if budget then
+        local c = counts[job] + 1
+        counts[job], counted[job] = c, c
+        if c >= budget then status = 4 end
+      end
     end
     prev[job] = ms
     marks[job] = msargs[k]
@@ -243,6 +278,14 @@ for job, ms in pairs(marks) do
   fields[#fields + 1] = ms
 end
 if #fields > 0 then redis.call('HSET', last, unpack(fields)) end
+if budgeted then
+  local cs = {}
+  for job, c in pairs(counted) do
+    cs[#cs + 1] = job
+    cs[#cs + 1] = c
+  end
+  if #cs > 0 then redis.call('HSET', runs, unpack(cs)) end
+end
 -- One digit per tick in a single string: parsing a 1,000-element array reply costs
 -- the client more than the whole claim-and-push did.
 return concat(out)
@@ -282,18 +325,27 @@ class OutTick:
         self.scheduled_iso = scheduled_iso
 
     @classmethod
-    def full(cls, job_key: str, epoch_ms: int, list_key: str, payload: str) -> OutTick:
-        packed = _bulk(_FULL + "\t".join((job_key, str(epoch_ms), list_key, payload)))
-        return cls(job_key, epoch_ms, packed)
+    def full(
+        cls, job_key: str, epoch_ms: int, list_key: str, payload: str, budget: int | None = None
+    ) -> OutTick:
+        """A whole message (``budget``: the job's ``max_runs``, for a run it counts)."""
+        text = _FULL + "\t".join((job_key, str(epoch_ms), list_key, payload))
+        return cls(job_key, epoch_ms, _bulk(_budgeted(text, budget)))
 
     @classmethod
     def stamped(
-        cls, job_key: str, epoch_ms: int, list_key: str, payload: str, enqueued_at: int
+        cls,
+        job_key: str,
+        epoch_ms: int,
+        list_key: str,
+        payload: str,
+        enqueued_at: int,
+        budget: int | None = None,
     ) -> OutTick:
         """A whole message that gets the send time as its ``enqueued_at``: the script
         inserts it at byte offset ``enqueued_at`` of ``payload``."""
         fields = (job_key, str(epoch_ms), list_key, str(enqueued_at), payload)
-        return cls(job_key, epoch_ms, _bulk(_STAMPED + "\t".join(fields)))
+        return cls(job_key, epoch_ms, _bulk(_budgeted(_STAMPED + "\t".join(fields), budget)))
 
     @classmethod
     def templated(
@@ -304,14 +356,19 @@ class OutTick:
         task: str,
         run_id: str,
         scheduled_iso: str,
+        budget: int | None = None,
     ) -> OutTick:
         if len(run_id) != RUN_ID_LEN:
             raise ValueError(f"a tick run id has {RUN_ID_LEN} characters, got {run_id!r}")
-        packed = _bulk(f"{run_id}{job_key}\t{task}")
+        packed = _bulk(_budgeted(f"{run_id}{job_key}\t{task}", budget))
         return cls(job_key, epoch_ms, packed, template, scheduled_iso)
 
     def __repr__(self) -> str:
         return f"OutTick({self.job_key!r}, {self.epoch_ms})"
+
+
+def _budgeted(arg: str, budget: int | None) -> str:
+    return arg if budget is None else f"{_BUDGET}{budget}\t{arg}"
 
 
 @dataclass(frozen=True)
@@ -334,6 +391,9 @@ class TickSender:
         self.lease_key = lease_key
         self.sha = str(client.script_load(_SCRIPT))
         self._registered: set[str] = set()
+        #: After a send: every tick was SENT or DISABLED (nothing for the caller to
+        #: look at tick by tick).
+        self.all_accepted = True
 
     def send(self, ticks: Sequence[OutTick], token: str | None) -> list[int]:
         """Claim and send ``ticks``; one status per tick (SENT, DUPLICATE or DISABLED).
@@ -365,7 +425,7 @@ class TickSender:
         if not batch.ticks:
             return []
         head = [self.lease_key, token or "", Keys.DISABLED, Keys.LAST, Keys.TEMPLATES]
-        head.append(datetime.now(UTC).isoformat())
+        head += (datetime.now(UTC).isoformat(), Keys.SCHEDULED_RUNS)
         try:
             replies = self._run(head, batch.chunks)
         except NoScriptError:
@@ -383,6 +443,7 @@ class TickSender:
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
         statuses: list[int] = []
+        accepted = True
         for reply in replies:
             digits = _digits(reply)
             if digits == b"L":
@@ -390,6 +451,9 @@ class TickSender:
             if digits == MISSING_TEMPLATE:
                 raise redis.ResponseError("tick templates vanished twice in a row")
             statuses.extend(d - 48 for d in digits)  # b"0" is 48
+            if digits.translate(None, b"12"):  # a DUPLICATE, EXHAUSTED or SENT_LAST
+                accepted = False
+        self.all_accepted = accepted
         return statuses
 
     def _register(self, ticks: Sequence[OutTick]) -> None:

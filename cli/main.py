@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import getpass
 import os
+import socket
 import sys
 import traceback
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from zoneinfo import ZoneInfo
 
 import click
@@ -24,6 +26,9 @@ from .params import Duration
 
 #: `jobs run --wait --timeout`: a week is already more patience than a terminal has.
 MAX_WAIT = 7 * 86400.0
+
+if TYPE_CHECKING:
+    from beat.control import Pause
 
 pass_ctx = click.make_pass_decorator(CliContext)
 
@@ -56,23 +61,63 @@ def jobs() -> None:
 # ---------------------------------------------------------------- jobs list
 
 
-def _next_run(jd: JobDefinition, now: datetime) -> datetime | None:
-    return jd.cron.next_after(now) if jd.cron is not None else None
+def _next_run(jd: JobDefinition, now: datetime, remaining: int | None) -> datetime | None:
+    """The next tick the beat will send (within start_at/end_at and max_runs)."""
+    if jd.cron is None or remaining == 0:
+        return None
+    policy = jd.policy
+    after = now
+    if policy.start_at is not None and policy.start_at > now:
+        after = policy.start_at - timedelta(microseconds=1)
+    nxt = jd.cron.next_after(after)
+    if policy.end_at is not None and nxt > policy.end_at:
+        return None
+    return nxt
 
 
-def _paused(ctx: CliContext) -> set[str]:
-    from beat.control import disabled_jobs
+def _paused(ctx: CliContext) -> dict[str, Pause]:
+    from beat.control import pauses
 
-    return disabled_jobs(ctx.redis())
+    return pauses(ctx.redis())
 
 
-def _job_json(jd: JobDefinition, paused: set[str], nxt: datetime | None) -> dict[str, Any]:
+def _remaining(ctx: CliContext, jobs: list[JobDefinition]) -> dict[str, int]:
+    """Scheduled runs left of the jobs with ``max_runs``."""
+    from beat.control import scheduled_runs
+
+    budgets = {jd.key: jd.policy.max_runs for jd in jobs if jd.policy.max_runs}
+    counts = scheduled_runs(ctx.redis(), budgets)
+    return {key: max(0, budget - counts[key]) for key, budget in budgets.items()}
+
+
+def _job_json(
+    jd: JobDefinition, paused: dict[str, Pause], nxt: datetime | None, remaining: int | None
+) -> dict[str, Any]:
     out = jd.to_json()
     out["enabled"] = jd.enabled and jd.key not in paused
     out["enabled_in_profile"] = jd.enabled
     out["paused"] = jd.key in paused
+    pause = paused.get(jd.key)
+    out.update(
+        pause.to_json() if pause else {"paused_note": None, "paused_by": None, "paused_at": None}
+    )
+    out["remaining_runs"] = remaining
     out["next_run_at"] = nxt.isoformat() if nxt and out["enabled"] else None
     return out
+
+
+def _state(jd: JobDefinition, paused: dict[str, Pause], remaining: int | None) -> str:
+    if jd.key in paused:
+        return "paused"
+    if not jd.enabled:
+        return "disabled"
+    return "finished" if remaining == 0 else "enabled"
+
+
+def _pause_text(pause: Pause) -> str:
+    when = render.when(pause.at) if pause.at else "?"
+    note = f'"{render.one_line(pause.note, 200)}"' if pause.note else "no note"
+    return f"{note} by {pause.by or '?'} at {when}"
 
 
 @jobs.command("list")
@@ -82,6 +127,7 @@ def list_jobs(ctx: CliContext, as_json: bool) -> None:
     """Every job with its effective schedule, state, queue, next and last run."""
     registry = ctx.registry
     paused = _paused(ctx)
+    remaining = _remaining(ctx, list(registry))
     last: dict[str, Run] = {}
     if ctx.profile.database_url:
         keys = list(registry.jobs)
@@ -94,8 +140,9 @@ def list_jobs(ctx: CliContext, as_json: bool) -> None:
     items = []
     next_runs: list[datetime | None] = []
     for jd in registry:
-        nxt = _next_run(jd, now)
-        item = _job_json(jd, paused, nxt)
+        left = remaining.get(jd.key)
+        nxt = _next_run(jd, now, left)
+        item = _job_json(jd, paused, nxt, left)
         next_runs.append(nxt if item["enabled"] else None)
         run = last.get(jd.key)
         item["last_status"] = run.status if run else None
@@ -106,25 +153,33 @@ def list_jobs(ctx: CliContext, as_json: bool) -> None:
     if as_json:
         click.echo(render.dumps(items))
         return
-    zone = ZoneInfo(registry.timezone)
     rows = []
+    notes: list[str] = []
     for jd, item, nxt in zip(registry, items, next_runs, strict=True):
-        state = "paused" if item["paused"] else ("enabled" if jd.enabled else "disabled")
+        state = _state(jd, paused, item["remaining_runs"])
         schedule = f"{jd.schedule} ({jd.schedule_source})" if jd.schedule else "manual only"
+        zone = f"{jd.timezone} ({jd.sources.get('timezone', 'built-in')})"
         rows.append(
             [
                 jd.key,
                 schedule,
+                zone,
                 state,
                 jd.policy.queue,
-                render.when(nxt, zone) if nxt else "-",
+                render.when(nxt, ZoneInfo(jd.timezone)) if nxt else "-",
                 item["last_status"] or "-",
                 jd.description,
             ]
         )
-    headers = ["JOB", "SCHEDULE", "STATE", "QUEUE", "NEXT RUN", "LAST", "DESCRIPTION"]
+        pause = paused.get(jd.key)
+        if pause is not None:
+            notes.append(f"  {jd.key}: {_pause_text(pause)}")
+    headers = ["JOB", "SCHEDULE", "TIMEZONE", "STATE", "QUEUE", "NEXT RUN", "LAST", "DESCRIPTION"]
     click.echo(render.table(headers, rows))
-    click.echo(f"\n{len(items)} jobs; times in {ctx.registry.timezone}")
+    if notes:
+        click.echo("\npaused:")
+        click.echo("\n".join(notes))
+    click.echo(f"\n{len(items)} jobs; next runs in each job's time zone")
 
 
 # ---------------------------------------------------------------- jobs run
@@ -246,12 +301,32 @@ def run_jobs(
 # ---------------------------------------------------------------- status / history
 
 
-def _policy_lines(jd: JobDefinition) -> list[tuple[str, str]]:
+def _policy_lines(jd: JobDefinition, remaining: int | None) -> list[tuple[str, str]]:
     src = jd.sources
     retry = jd.policy.retry
+    policy = jd.policy
+    zone = ZoneInfo(jd.timezone)
+    bounds = "-"
+    if policy.start_at or policy.end_at:
+        start = render.when(policy.start_at, zone) if policy.start_at else "any time"
+        end = render.when(policy.end_at, zone) if policy.end_at else "no end"
+        bounds = (
+            f"{start} .. {end}  ({src.get('start_at') if policy.start_at else src.get('end_at')})"
+        )
+    runs = "no limit"
+    if policy.max_runs:
+        runs = f"{policy.max_runs} scheduled runs, {remaining} left  ({src.get('max_runs')})"
+        if remaining == 0:
+            runs += ": no longer scheduled"
+    jitter = "-"
+    if policy.jitter:
+        jitter = f"up to {render.seconds(policy.jitter)} after each tick  ({src.get('jitter')})"
     return [
         ("schedule", f"{jd.schedule or 'manual only'}  ({jd.schedule_source})"),
-        ("timezone", jd.cron.tz.key if jd.cron else "-"),
+        ("timezone", f"{jd.timezone}  ({src.get('timezone', 'built-in')})"),
+        ("jitter", jitter),
+        ("window", bounds),
+        ("max runs", runs),
         (
             "retry",
             f"max {retry.max_attempts} attempts, backoff {render.seconds(retry.backoff)} "
@@ -277,13 +352,22 @@ def _policy_lines(jd: JobDefinition) -> list[tuple[str, str]]:
 def status(ctx: CliContext, name: str, as_json: bool) -> None:
     """A job's definition, next fire times, beat leader and recent runs."""
     from beat.control import leader_status
+    from jobs_core.dst import preview
 
     jd = ctx.registry.resolve(name)
     client = ctx.redis()
     paused = _paused(ctx)
+    remaining = _remaining(ctx, [jd]).get(jd.key)
     leader = leader_status(client)
     now = datetime.now(UTC)
-    upcoming = jd.cron.next_n(now, 5) if jd.cron is not None else []
+    upcoming: list[datetime] = []
+    cursor: datetime | None = now
+    while len(upcoming) < 5 and cursor is not None:
+        left = None if remaining is None else remaining - len(upcoming)
+        cursor = _next_run(jd, cursor, left)
+        if cursor is not None:
+            upcoming.append(cursor)
+    dst = preview(jd.cron, now) if jd.cron is not None else None
 
     async def fetch(history: RunHistory) -> tuple[Run | None, dict[RunStatus, int]]:
         recent = await history.history(jd.key, limit=1)
@@ -298,8 +382,9 @@ def status(ctx: CliContext, name: str, as_json: bool) -> None:
         click.echo(
             render.dumps(
                 {
-                    "job": _job_json(jd, paused, upcoming[0] if upcoming else None),
+                    "job": _job_json(jd, paused, upcoming[0] if upcoming else None, remaining),
                     "next_runs": [t.isoformat() for t in upcoming],
+                    "dst": dst.to_json() if dst else None,
                     "beat": leader,
                     "last_run": last.to_json() if last else None,
                     "counts_24h": counts,
@@ -307,18 +392,26 @@ def status(ctx: CliContext, name: str, as_json: bool) -> None:
             )
         )
         return
-    state = "paused at runtime" if jd.key in paused else ("enabled" if jd.enabled else "disabled")
+    state = _state(jd, paused, remaining)
+    pause = paused.get(jd.key)
+    if pause is not None:
+        state = f"paused at runtime: {_pause_text(pause)}"
+    elif state == "finished":
+        state = "finished: max_runs used up, no longer scheduled"
     click.echo(f"{jd.key}: {jd.description}")
-    lines = [("state", state), *_policy_lines(jd)]
+    lines = [("state", state), *_policy_lines(jd, remaining)]
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         click.echo(f"  {key.ljust(width)}  {value}")
     click.echo("\nnext runs:")
     if not upcoming:
-        click.echo("  - (no schedule)")
+        click.echo("  - (no schedule)" if jd.cron is None else "  - (none: outside its window)")
     for t in upcoming:
         local = render.when(t, jd.cron.tz if jd.cron else None)
         click.echo(f"  {local}   {render.when(t.astimezone(UTC))}")
+    if jd.cron is not None:
+        click.echo("\nnext DST change:")
+        click.echo(f"  {dst.describe() if dst else f'none in {jd.timezone} within a year'}")
     click.echo("\nbeat:")
     if leader is None:
         click.echo(
@@ -434,16 +527,18 @@ def health(ctx: CliContext, as_json: bool) -> None:
 
 @jobs.command("disable")
 @click.argument("name")
+@click.option("--note", metavar="TEXT", help="Why: shown by status, list and the dashboard.")
 @pass_ctx
-def disable(ctx: CliContext, name: str) -> None:
+def disable(ctx: CliContext, name: str, note: str | None) -> None:
     """Pause a job: the beat stops sending its ticks from the next tick on."""
     from beat.control import disable as pause
 
     jd = ctx.registry.resolve(name)
-    changed = pause(ctx.redis(), jd.key)
+    who = f"{getpass.getuser()}@{socket.gethostname()}"
+    changed = pause(ctx.redis(), jd.key, note=note or None, by=who)
     click.echo(
-        f"{jd.key}: {'paused' if changed else 'already paused'}; no ticks are sent until "
-        "`jobs enable` (manual runs still work)"
+        f"{jd.key}: {'paused' if changed else 'already paused (note updated)'}; no ticks are "
+        "sent until `jobs enable` (manual runs still work)"
     )
 
 

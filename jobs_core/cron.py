@@ -545,6 +545,11 @@ class CronSchedule:
                 return candidate
         return self._next_instant(local.replace(tzinfo=None, fold=0) - here)
 
+    @property
+    def interval_like(self) -> bool:
+        """The hour field starts with ``*``: DST gaps skip, repeats fire twice (see above)."""
+        return self._interval
+
     def iter_after(self, dt: datetime) -> Iterator[datetime]:
         """Fire instants strictly after ``dt``, endlessly, in order."""
         current = dt

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -35,6 +36,11 @@ class Job(ABC):
     queue: ClassVar[str | None] = None
     misfire_grace: ClassVar[str | float | None] = None
     alerts: ClassVar[dict[str, Any] | None] = None  # e.g. {"late_after": "1h"}
+    timezone: ClassVar[str | None] = None  # IANA zone; None: scheduler.timezone
+    jitter: ClassVar[str | float | None] = None  # "30s": start up to 30 s after each tick
+    start_at: ClassVar[str | datetime | None] = None  # ISO 8601 with offset
+    end_at: ClassVar[str | datetime | None] = None
+    max_runs: ClassVar[int | None] = None  # scheduled runs, then no more ticks
 
     @abstractmethod
     async def execute(self, ctx: JobContext) -> JobResult:

@@ -1,5 +1,6 @@
-"""The effective execution policies of a job: retry, timeout, overlap, misfire grace, queue,
-alerts.
+"""The effective policies of a job: retry, timeout, overlap, misfire grace, queue, alerts,
+and the schedule's own settings (time zone, start-time jitter, start/end bounds, a run
+budget).
 
 These are resolved values; the settings that produce them (profile.yaml and Job class
 attributes alike) are validated by the models in :mod:`jobs_core.profile`.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 _RNG = random.Random()
@@ -82,3 +84,12 @@ class JobPolicy:
     misfire_grace: float = 5 * 60.0
     queue: str = "jobs"
     alerts: AlertPolicy = AlertPolicy()
+    #: IANA zone of the schedule; None: ``scheduler.timezone``.
+    timezone: str | None = None
+    #: Seconds: each tick goes out at its instant plus a fixed offset in [0, jitter).
+    jitter: float = 0.0
+    #: Ticks before ``start_at`` or after ``end_at`` are not sent (both inclusive).
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    #: Scheduled runs (on time and catch-up) after which the job stops being scheduled.
+    max_runs: int | None = None

@@ -14,6 +14,7 @@ import re
 import types
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
@@ -42,6 +43,7 @@ from .urls import mask_url
 
 __all__ = [
     "DEFAULT_PROFILE_FILE",
+    "PER_JOB_KEYS",
     "POLICY_KEYS",
     "PROFILE_ENV",
     "URL_ENV",
@@ -173,7 +175,58 @@ def _import_path(value: object) -> object:
     return value
 
 
+def _zone(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{_shown(value)} is not a known time zone; use an IANA name such as "
+                "UTC, Europe/London or America/New_York"
+            ) from None
+    return value
+
+
+_INSTANT_HINT = "write an ISO 8601 instant with its offset, e.g. 2026-04-01T09:00:00+01:00 or ...Z"
+
+
+def _instant(value: object) -> datetime:
+    # YAML reads an unquoted timestamp as a datetime (naive without an offset) and a bare
+    # date as a date; both are refused: the bound must name one instant.
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        raise ValueError(f"{value.isoformat()} is a date, not an instant; {_INSTANT_HINT}")
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"{_shown(value)} is not an instant; {_INSTANT_HINT}") from None
+    else:
+        raise ValueError(f"{_shown(value)} is not an instant; {_INSTANT_HINT}")
+    if moment.utcoffset() is None:
+        raise ValueError(f"{_shown(str(value))} has no UTC offset; {_INSTANT_HINT}")
+    return moment
+
+
+def _run_count(value: object) -> int:
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        number = int(value)
+    if number is None or number < 1:
+        raise ValueError(
+            f"{_shown(value)} is not a run count; use a whole number >= 1 "
+            "(leave max_runs out for no limit)"
+        )
+    return number
+
+
 Duration = Annotated[float, BeforeValidator(_duration)]
+Zone = Annotated[str, BeforeValidator(_zone)]
+Instant = Annotated[datetime, BeforeValidator(_instant)]
+RunCount = Annotated[int, BeforeValidator(_run_count)]
 OverlapMode = Annotated[Overlap, BeforeValidator(_overlap)]
 Attempts = Annotated[int, BeforeValidator(_attempts)]
 QueueName = Annotated[str, BeforeValidator(_queue)]
@@ -206,7 +259,21 @@ def _no_null(value: object) -> object:
 
 
 #: The keys of :class:`PolicySettings`, in the order operators read them.
-POLICY_KEYS = ("retry", "timeout", "overlap", "misfire_grace", "queue", "alerts")
+POLICY_KEYS = (
+    "retry",
+    "timeout",
+    "overlap",
+    "misfire_grace",
+    "queue",
+    "alerts",
+    "timezone",
+    "jitter",
+    "start_at",
+    "end_at",
+    "max_runs",
+)
+#: Policy keys that describe one job's schedule, so ``scheduler.defaults`` refuses them.
+PER_JOB_KEYS = ("timezone", "start_at", "end_at", "max_runs")
 
 
 def _off(value: object) -> object:
@@ -281,12 +348,26 @@ class PolicySettings(_Section):
     misfire_grace: Duration | None = None
     queue: QueueName | None = None
     alerts: AlertSettings | None = None
+    timezone: Zone | None = None
+    jitter: Duration | None = None
+    start_at: Instant | None = None
+    end_at: Instant | None = None
+    max_runs: RunCount | None = None
 
     _NULL_IS_DEFAULT = frozenset({"retry", "alerts"})
 
-    _reject_null = field_validator("timeout", "overlap", "misfire_grace", "queue", mode="before")(
-        _no_null
-    )
+    _reject_null = field_validator(
+        "timeout",
+        "overlap",
+        "misfire_grace",
+        "queue",
+        "timezone",
+        "jitter",
+        "start_at",
+        "end_at",
+        "max_runs",
+        mode="before",
+    )(_no_null)
 
     def given(self) -> frozenset[str]:
         """The policy keys this layer changes (``retry`` when any retry key is given)."""
@@ -340,8 +421,18 @@ class JobOverride(PolicySettings):
         return name in self.model_fields_set
 
 
+def _per_job_only(value: object, info: ValidationInfo) -> object:
+    name = info.field_name
+    also = "; scheduler.timezone sets the zone of every job" if name == "timezone" else ""
+    raise ValueError(
+        f"{name} is set per job: put it on the job's scheduler.jobs entry or on its Job class{also}"
+    )
+
+
 class SchedulerDefaults(PolicySettings):
     """``scheduler.defaults``: policies for every job, below its class attributes."""
+
+    _per_job = field_validator(*PER_JOB_KEYS, mode="before")(_per_job_only)
 
     def policy(self) -> JobPolicy:
         """The built-in defaults with these applied: a job's policy before its own layers."""
@@ -455,7 +546,7 @@ class SchedulerConfig(_Section):
     alert destinations and metrics ports."""
 
     enabled: bool = True
-    timezone: str = "UTC"
+    timezone: Zone = "UTC"
     defaults: SchedulerDefaults = Field(default_factory=SchedulerDefaults)
     jobs: list[JobOverride] = Field(default_factory=list)
     bootstrap_jobs: list[JobRef] = Field(default_factory=list)
@@ -463,18 +554,6 @@ class SchedulerConfig(_Section):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     _NULL_IS_DEFAULT = frozenset({"defaults", "jobs", "bootstrap_jobs", "alerting", "metrics"})
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"{_shown(value)} is not a known time zone; use an IANA name such as "
-                "UTC, Europe/London or America/New_York"
-            ) from None
-        return value
 
     @property
     def tz(self) -> ZoneInfo:
@@ -944,6 +1023,15 @@ def _check_overrides(profile: Profile) -> None:
                 index,
             )
         first[ident] = index
+        if override.start_at and override.end_at and override.start_at > override.end_at:
+            raise profile.error(
+                f"is before start_at ({override.start_at.isoformat()}); end_at must be at or "
+                "after start_at",
+                "scheduler",
+                "jobs",
+                index,
+                "end_at",
+            )
         if override.schedule is None:
             continue
         if not override.schedule.strip():
@@ -959,7 +1047,7 @@ def _check_overrides(profile: Profile) -> None:
         from .cron import CronSchedule
 
         try:
-            CronSchedule(override.schedule, tz=profile.scheduler.timezone)
+            CronSchedule(override.schedule, tz=override.timezone or profile.scheduler.timezone)
         except (InvalidSchedule, ValueError) as exc:
             raise profile.error(
                 f'{exc}; write 6 fields, seconds first (e.g. "0 */30 * * * *" for every '

@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -67,8 +67,14 @@ class JobDefinition:
     def schedule_source(self) -> str:
         return "profile" if self.sources.get("schedule") == "profile" else "code"
 
+    @property
+    def timezone(self) -> str:
+        """The zone the schedule is read in (the job's own, else ``scheduler.timezone``)."""
+        return self.policy.timezone or "UTC"
+
     def to_json(self) -> dict[str, Any]:
         retry = self.policy.retry
+        policy = self.policy
         return {
             "key": self.key,
             "extension": self.extension,
@@ -76,7 +82,12 @@ class JobDefinition:
             "description": self.description,
             "schedule": self.schedule,
             "schedule_source": self.schedule_source,
-            "timezone": str(self.cron.tz) if self.cron else None,
+            "timezone": self.timezone,
+            "timezone_source": self.sources.get("timezone", "built-in"),
+            "jitter_s": policy.jitter,
+            "start_at": policy.start_at.isoformat() if policy.start_at else None,
+            "end_at": policy.end_at.isoformat() if policy.end_at else None,
+            "max_runs": policy.max_runs,
             "enabled": self.enabled,
             "queue": self.policy.queue,
             "tags": list(self.tags),
@@ -228,6 +239,35 @@ def discover_extensions(profile: Profile | None) -> list[Extension]:
 # ---------------------------------------------------------------- effective table
 
 
+def _entry_error(
+    profile: Profile | None, found: tuple[int, JobOverride] | None, message: str, key: str = ""
+) -> ConfigError:
+    """An error about a job's profile entry, located at ``key`` of that entry."""
+    assert profile is not None and found is not None
+    path: tuple[str | int, ...] = ("scheduler", "jobs", found[0])
+    return profile.error(message, *path, *((key,) if key else ()))
+
+
+def _check_window(
+    policy: JobPolicy,
+    where: str,
+    profile: Profile | None,
+    found: tuple[int, JobOverride] | None,
+) -> None:
+    """``start_at`` after ``end_at`` (each may come from a different layer) is refused."""
+    start, end = policy.start_at, policy.end_at
+    if start is None or end is None or start <= end:
+        return
+    message = (
+        f"end_at {end.isoformat()} is before start_at {start.isoformat()}; end_at must be at "
+        "or after start_at"
+    )
+    if found is not None and (found[1].is_set("start_at") or found[1].is_set("end_at")):
+        key = "end_at" if found[1].is_set("end_at") else "start_at"
+        raise _entry_error(profile, found, message, key)
+    raise RegistryError(f"{where}: {message}")
+
+
 def _code_settings(job: Job, where: str) -> PolicySettings:
     """The job class's policy attributes, validated by the profile's own model."""
     data = {key: getattr(job, key) for key in POLICY_KEYS if getattr(job, key) is not None}
@@ -263,6 +303,11 @@ def build_registry(
     if extensions is None:
         extensions = discover_extensions(profile)
     tz = profile.scheduler.timezone if profile else "UTC"
+    tz_source: Source = (
+        "profile defaults"
+        if profile is not None and "timezone" in profile.scheduler.model_fields_set
+        else "built-in"
+    )
     defaults = profile.scheduler.defaults if profile else None
     overrides: dict[tuple[str, str], tuple[int, JobOverride]] = {}
     if profile is not None:
@@ -309,10 +354,16 @@ def build_registry(
             )
             sources["schedule"] = "code"
             sources["enabled"] = "built-in"
+            if policy.timezone is None:
+                # Every job has its zone resolved: the scheduler's unless it names one.
+                policy = replace(policy, timezone=tz)
+                sources["timezone"] = tz_source
+            tz_job = policy.timezone or tz
+            _check_window(policy, where, profile, found)
             schedule = job.schedule
             if schedule is not None:
                 try:
-                    CronSchedule(schedule, tz)
+                    CronSchedule(schedule, tz_job)
                 except InvalidSchedule as exc:
                     raise RegistryError(f"{where}: invalid schedule: {exc}") from None
             enabled = True
@@ -325,7 +376,7 @@ def build_registry(
                     enabled = override.enabled
                     sources["enabled"] = "profile"
                 parameters = dict(override.parameters)
-            cron = CronSchedule(schedule, tz) if schedule else None
+            cron = CronSchedule(schedule, tz_job) if schedule else None
             definitions.append(
                 JobDefinition(
                     extension=ext.name,

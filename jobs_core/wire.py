@@ -43,6 +43,12 @@ class Keys:
     LAST = f"{PREFIX}beat:last"
     #: Set of job keys paused at runtime (``jobs disable``); read at every tick.
     DISABLED = f"{PREFIX}jobs:disabled"
+    #: Hash job key -> JSON ``{"note", "by", "at"}`` of a pause, beside ``DISABLED``;
+    #: ``jobs enable`` removes both.
+    PAUSE_NOTES = f"{PREFIX}jobs:pause-notes"
+    #: Hash job key -> scheduled runs sent so far, kept for jobs with ``max_runs`` only;
+    #: moved by the claim script in the same step that sends the tick.
+    SCHEDULED_RUNS = f"{PREFIX}beat:runs"
     #: Hash: template id -> "<queue>\n<message with placeholders>" (see beat.ticks).
     TEMPLATES = f"{PREFIX}beat:templates"
     #: Id of the current beat "session": alive while at least one beat process is running.

@@ -262,6 +262,7 @@ async def job_page(request: Request) -> Response:
         "job.html",
         jd=jd,
         state=state,
+        pause=paused.get(jd.key),
         words=views.schedule_words(jd.schedule),
         tz=tz,
         policies=views.policies(jd),
@@ -377,9 +378,12 @@ async def pause(request: Request) -> Response:
         return asked
     from beat.control import disable
 
-    await _blocking(lambda: disable(deps.cluster.client, jd.key))
+    note = values.get("note", "").strip() or None
+    await _blocking(lambda: disable(deps.cluster.client, jd.key, note=note, by=user.name))
     await _blocking(
-        lambda: deps.cluster.record(Action(datetime.now(UTC), user.name, "pause", jd.key))
+        lambda: deps.cluster.record(
+            Action(datetime.now(UTC), user.name, "pause", jd.key, detail=note)
+        )
     )
     return RedirectResponse(_job_url(jd), 303)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from beat.control import disabled_jobs, last_sent, leader_status
+from beat.control import Pause, last_sent, leader_status, pauses
 from jobs_core.wire import Keys
 
 log = logging.getLogger("ui.actions")
@@ -48,8 +48,9 @@ class Cluster:
 
     # ---------------------------------------------------------------- reads
 
-    def paused(self) -> set[str]:
-        return disabled_jobs(self.client)
+    def paused(self) -> dict[str, Pause]:
+        """Paused jobs with who paused them, when and why."""
+        return pauses(self.client)
 
     def leader(self) -> dict[str, Any] | None:
         return leader_status(self.client)

@@ -3,15 +3,16 @@ values for the templates (which escape everything they print)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from cron_descriptor import ExpressionDescriptor, FormatError, Options
 from markupsafe import Markup
 
+from jobs_core import dst
 from jobs_core.cron import _MACROS
 from jobs_core.durations import format_duration
 from jobs_core.registry import JobDefinition
@@ -30,7 +31,7 @@ class State:
     ALL = (ENABLED, PAUSED, DISABLED)
 
 
-def job_state(jd: JobDefinition, paused: set[str]) -> str:
+def job_state(jd: JobDefinition, paused: Collection[str]) -> str:
     if not jd.enabled:
         return State.DISABLED  # the profile's `enabled: false` wins over a runtime pause
     return State.PAUSED if jd.key in paused else State.ENABLED
@@ -157,25 +158,11 @@ def next_runs(jd: JobDefinition, now: datetime, n: int = 10) -> list[NextRun]:
     if jd.cron is None:
         return []
     tz = jd.cron.tz
-    previous = now.astimezone(tz).utcoffset()
-    out = []
-    for at in jd.cron.next_n(now, n):
-        local = at.astimezone(tz)
-        offset = local.utcoffset()
-        mark = None
-        if offset != previous:
-            mark = f"DST: UTC{_offset(previous)} -> UTC{_offset(offset)}"
-        elif local.fold:
-            mark = "DST: repeated hour, second time"
-        out.append(NextRun(at, when(at, tz), when(at.astimezone(UTC)), mark))
-        previous = offset
-    return out
-
-
-def _offset(value: timedelta | None) -> str:
-    minutes = int((value or timedelta()).total_seconds() // 60)
-    sign = "+" if minutes >= 0 else "-"
-    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    upcoming = jd.cron.next_n(now, n)
+    return [
+        NextRun(at, when(at, tz), when(at.astimezone(UTC)), mark)
+        for at, mark in zip(upcoming, dst.marks(upcoming, tz, now), strict=True)
+    ]
 
 
 @dataclass(frozen=True)
@@ -188,7 +175,7 @@ class Policy:
 def policies(jd: JobDefinition) -> list[Policy]:
     src = jd.sources
     retry = jd.policy.retry
-    return [
+    out = [
         Policy("schedule", jd.schedule or "manual only", jd.schedule_source),
         Policy("retry: attempts", str(retry.max_attempts), src.get("retry", "built-in")),
         Policy(
@@ -205,7 +192,17 @@ def policies(jd: JobDefinition) -> list[Policy]:
             src.get("misfire_grace", "built-in"),
         ),
         Policy("queue", jd.policy.queue, src.get("queue", "built-in")),
+        Policy("time zone", jd.timezone, src.get("timezone", "built-in")),
     ]
+    policy = jd.policy
+    if policy.jitter:
+        out.append(Policy("jitter", f"up to {format_duration(policy.jitter)}", src["jitter"]))
+    for name, bound in (("start_at", policy.start_at), ("end_at", policy.end_at)):
+        if bound is not None:
+            out.append(Policy(name, bound.isoformat(), src[name]))
+    if policy.max_runs:
+        out.append(Policy("max runs", str(policy.max_runs), src["max_runs"]))
+    return out
 
 
 def parse_params(text: str) -> dict[str, str]:

@@ -22,6 +22,7 @@ from beat.service import Beat
 from beat.ticks import DISABLED, DUPLICATE, SENT, NotLeader, OutTick, TickSender
 from jobs_core.profile import load_profile
 from jobs_core.registry import build_registry
+from jobs_core.status import Trigger
 from jobs_core.wire import Keys, decode, task_name, tick_run_id, tick_template
 from tests.beat_fixtures import EXT, QUEUE, messages, wait_for, write_profile
 
@@ -221,3 +222,64 @@ def test_a_tick_without_template_is_stamped_with_its_send_time(client: redis.Red
         if headers["task"] == task_name(odd.key):
             assert kwargs["parameters"] == {"note": "a@@b", "n": 1}
             assert kwargs["run_id"] == headers["id"] == tick_run_id(odd.key, from_ms(ms))
+
+
+def test_max_runs_are_counted_in_the_claim_and_stop_the_sends(client: redis.Redis) -> None:
+    from beat.ticks import EXHAUSTED, SENT_LAST
+
+    sender = TickSender(client)
+    job, free = f"{EXT}/budgeted", f"{EXT}/free"
+    tpl = tick_template("q", Trigger.SCHEDULE, "{}")
+    assert tpl is not None
+
+    def on_time(key: str, ms: int, budget: int | None) -> OutTick:
+        run_id = tick_run_id(key, from_ms(ms))
+        iso = from_ms(ms).isoformat()
+        return OutTick.templated(key, ms, tpl, task_name(key), run_id, iso, budget)
+
+    assert sender.send([on_time(job, 1000, 3), on_time(free, 1000, None)], None) == [SENT, SENT]
+    assert sender.all_accepted
+    # A catch-up run (a whole message) counts too; a skip record does not.
+    catch = OutTick.full(job, 2000, "q", "catch-up", 3)
+    skip = OutTick.full(job, 2500, "q", "skip record")
+    assert sender.send([catch, skip], None) == [SENT, SENT]
+    assert client.hget(Keys.SCHEDULED_RUNS, job) == "2"
+    # Replaying a batch (ambiguous network failure) counts nothing twice.
+    assert sender.send([catch], None) == [DUPLICATE]
+    assert sender.send([on_time(job, 3000, 3), on_time(free, 3000, None)], None) == [
+        SENT_LAST,
+        SENT,
+    ]
+    assert not sender.all_accepted
+    assert sender.send([on_time(job, 4000, 3), OutTick.full(job, 5000, "q", "c", 3)], None) == [
+        EXHAUSTED,
+        EXHAUSTED,
+    ]
+    assert control.scheduled_runs(client, [job, free]) == {job: 3, free: 0}
+    assert not client.hexists(Keys.SCHEDULED_RUNS, free)  # jobs without a budget: no count
+    assert client.hget(Keys.LAST, job) == "5000"  # refused ticks are handled: no catch-up
+    # Exactly three runs of the budgeted job went out (the skip record is not a run).
+    pushed = client.lrange("q", 0, -1)[::-1]
+    runs = [p for p in pushed if p == "catch-up" or (p[0] == "{" and task_name(job) in p)]
+    assert len(runs) == 3 and "skip record" in pushed
+    # A disabled job's ticks are not runs either.
+    client.hdel(Keys.SCHEDULED_RUNS, job)
+    control.disable(client, job)
+    assert sender.send([on_time(job, 6000, 1)], None) == [DISABLED]
+    assert control.scheduled_runs(client, [job]) == {job: 0}
+
+
+def test_pause_notes_live_beside_the_disabled_set(client: redis.Redis) -> None:
+    at = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    assert control.disable(client, "a/b", note="migrating", by="ana@host", at=at)
+    assert control.is_disabled(client, "a/b")
+    assert control.pauses(client) == {"a/b": control.Pause("migrating", "ana@host", at)}
+    # Pausing again replaces the note; the set is unchanged.
+    assert not control.disable(client, "a/b", note="still migrating", by="bo@host", at=at)
+    assert control.pauses(client)["a/b"].note == "still migrating"
+    # A pause from an older version (set only) shows without details.
+    client.sadd(Keys.DISABLED, "c/d")
+    assert control.pauses(client)["c/d"] == control.Pause(None, None, None)
+    assert control.enable(client, "a/b")
+    assert not client.hexists(Keys.PAUSE_NOTES, "a/b") and "a/b" not in control.pauses(client)
+    assert not control.enable(client, "a/b")

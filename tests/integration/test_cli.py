@@ -66,11 +66,12 @@ def test_list_table_and_json(env: dict[str, str]) -> None:
     table = cli(env, "infra", "jobs", "list")
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0].split()[:5] == ["JOB", "SCHEDULE", "STATE", "QUEUE", "NEXT"]
+    assert lines[0].split()[:6] == ["JOB", "SCHEDULE", "TIMEZONE", "STATE", "QUEUE", "NEXT"]
     cleanup = next(line for line in lines if line.startswith("maintenance/cleanup"))
     assert "0 */30 * * * * (profile)" in cleanup and "enabled" in cleanup
+    assert "Europe/London (profile defaults)" in cleanup
     assert any(line.startswith("testjobs/flaky") and "manual only" in line for line in lines)
-    assert "times in Europe/London" in table.stdout
+    assert "next runs in each job's time zone" in table.stdout
 
     raw = cli(env, "infra", "jobs", "list", "--json")
     assert raw.returncode == 0, raw.stderr
@@ -85,6 +86,11 @@ def test_list_table_and_json(env: dict[str, str]) -> None:
         "enabled",
         "queue",
         "next_run_at",
+        "timezone",
+        "paused_note",
+        "paused_by",
+        "paused_at",
+        "remaining_runs",
     }
     for item in items.values():
         assert contract <= set(item)
@@ -97,6 +103,8 @@ def test_list_table_and_json(env: dict[str, str]) -> None:
     assert c["schedule_source"] == "profile" and c["enabled"] is True and c["queue"] == "jobs"
     next_run = c["next_run_at"]
     assert next_run is not None and next_run.endswith(("+00:00", "+01:00"))
+    assert (c["timezone"], c["timezone_source"]) == ("Europe/London", "profile defaults")
+    assert c["remaining_runs"] is None and c["paused_note"] is None
     assert items["other/ok"]["schedule_source"] == "code"
     assert items["testjobs/ok"]["next_run_at"] is None
 
@@ -166,8 +174,10 @@ def test_status_enable_disable(env: dict[str, str], worker: Any) -> None:
     assert "no beat leader seen" in out
     assert "status         succeeded" in out and "Deleted 0 records" in out
     assert "last 24 h: 1 succeeded" in out
-    next_lines = out.split("next runs:")[1].split("beat:")[0].strip().splitlines()
+    next_lines = out.split("next runs:")[1].split("next DST change:")[0].strip().splitlines()
     assert len(next_lines) == 5
+    dst = out.split("next DST change:")[1].split("beat:")[0].strip()
+    assert dst.startswith(("spring-forward at ", "fall-back at ")) and "Europe" not in dst
 
     raw = json.loads(cli(env, "infra", "jobs", "show", "maintenance/cleanup", "--json").stdout)
     assert raw["job"]["key"] == "maintenance/cleanup"
@@ -239,3 +249,77 @@ def test_unreachable_servers_exit_2_with_masked_urls(env: dict[str, str]) -> Non
     assert result.returncode == 2
     assert "cannot connect to PostgreSQL at postgresql://app:***@127.0.0.1" in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_pause_note_shown_by_status_and_list_and_cleared_by_enable(env: dict[str, str]) -> None:
+    from datetime import UTC, datetime
+
+    before = datetime.now(UTC)
+    paused = cli(env, "infra", "jobs", "disable", "cleanup", "--note", "DB migration, ask Ana")
+    assert paused.returncode == 0, paused.stderr
+    status = json.loads(cli(env, "infra", "jobs", "status", "cleanup", "--json").stdout)["job"]
+    assert status["paused"] is True and status["enabled"] is False
+    assert status["paused_note"] == "DB migration, ask Ana"
+    assert status["paused_by"].count("@") == 1  # user@host
+    at = datetime.fromisoformat(status["paused_at"])
+    assert before <= at <= datetime.now(UTC)
+    listed = {i["key"]: i for i in json.loads(cli(env, "infra", "jobs", "list", "--json").stdout)}
+    assert listed["maintenance/cleanup"]["paused_note"] == "DB migration, ask Ana"
+    assert listed["other/ok"]["paused_note"] is None
+    text = cli(env, "infra", "jobs", "status", "cleanup").stdout
+    assert 'paused at runtime: "DB migration, ask Ana" by ' in text
+    assert '"DB migration, ask Ana"' in cli(env, "infra", "jobs", "list").stdout
+
+    assert cli(env, "infra", "jobs", "enable", "cleanup").returncode == 0
+    status = json.loads(cli(env, "infra", "jobs", "status", "cleanup", "--json").stdout)["job"]
+    assert status["paused"] is False
+    assert (status["paused_note"], status["paused_by"], status["paused_at"]) == (None, None, None)
+
+
+def test_status_shows_zone_bounds_runs_left_and_the_next_dst_change(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    import redis
+
+    from jobs_core.wire import Keys
+
+    profile = tmp_path / "bounded.yaml"
+    profile.write_text(
+        CLI_PROFILE
+        + """      max_runs: 4
+    - extension: other
+      job: ok
+      schedule: "0 30 1 * * *"
+      timezone: America/New_York
+      jitter: 30s
+      start_at: "2020-01-01T00:00:00Z"
+      end_at: 2099-01-01T00:00:00+01:00
+"""
+    )
+    env = {**env, "SYSTEMPROMPT_PROFILE": str(profile)}
+    raw = json.loads(cli(env, "infra", "jobs", "status", "cleanup", "--json").stdout)
+    assert raw["job"]["remaining_runs"] == 4 and raw["job"]["next_run_at"] is not None
+    dst = raw["dst"]
+    # Every half hour, hour field "*" (interval-like): a gap skips, a repeat fires twice.
+    assert dst["zone"] == "Europe/London"
+    assert dst["effect"] == {"spring-forward": "skipped", "fall-back": "fires twice"}[dst["kind"]]
+    assert dst["wall_times"] == ["01:00:00", "01:30:00"]
+
+    other = json.loads(cli(env, "infra", "jobs", "status", "other/ok", "--json").stdout)
+    job = other["job"]
+    assert (job["timezone"], job["timezone_source"]) == ("America/New_York", "profile")
+    assert job["jitter_s"] == 30 and job["start_at"] == "2020-01-01T00:00:00+00:00"
+    assert other["dst"]["zone"] == "America/New_York"
+    assert all(t.endswith(("-05:00", "-04:00")) for t in other["next_runs"])
+
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    try:
+        client.hset(Keys.SCHEDULED_RUNS, "maintenance/cleanup", 4)
+        raw = json.loads(cli(env, "infra", "jobs", "status", "cleanup", "--json").stdout)
+        assert raw["job"]["remaining_runs"] == 0
+        assert raw["job"]["next_run_at"] is None and raw["next_runs"] == []
+        text = cli(env, "infra", "jobs", "status", "cleanup").stdout
+        assert "finished: max_runs used up, no longer scheduled" in text
+        assert "4 scheduled runs, 0 left" in text
+    finally:
+        client.close()

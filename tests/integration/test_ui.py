@@ -377,23 +377,30 @@ def test_pause_and_resume(stack: Stack) -> None:
     client = redis.Redis.from_url(stack.redis_url)
     try:
         token = stack.csrf("/jobs/other/ok")
+        assert 'name="note"' in stack.page("/jobs/other/ok")  # the pause form takes a note
         status, headers, _ = stack.request(
-            "/jobs/other/ok/pause", data={"csrf_token": token, "confirmed": "1"}
+            "/jobs/other/ok/pause",
+            data={"csrf_token": token, "confirmed": "1", "note": "vendor API down <b>"},
         )
         assert status == 303 and headers["location"] == "/jobs/other/ok"
         assert client.sismember(Keys.DISABLED, "other/ok")
+        stored = json.loads(client.hget(Keys.PAUSE_NOTES, "other/ok") or "{}")
+        assert (stored["note"], stored["by"]) == ("vendor API down <b>", "admin")
         assert "st-paused" in _row(stack.page("/"), "other/ok")
         page = stack.page("/jobs/other/ok")
         assert "Paused at runtime" in page and "/jobs/other/ok/resume" in page
+        assert "Paused by admin" in page and "vendor API down &lt;b&gt;" in page
         status, _, _ = stack.request(
             "/jobs/other/ok/resume", data={"csrf_token": token, "confirmed": "1"}
         )
         assert status == 303 and not client.sismember(Keys.DISABLED, "other/ok")
+        assert not client.hexists(Keys.PAUSE_NOTES, "other/ok")
         actions = [json.loads(a) for a in client.lrange(Keys.UI_ACTIONS, 0, 1)]
         assert [(a["action"], a["user"], a["job"]) for a in actions] == [
             ("resume", "admin", "other/ok"),
             ("pause", "admin", "other/ok"),
         ]
+        assert actions[1]["detail"] == "vendor API down <b>"
     finally:
         client.srem(Keys.DISABLED, "other/ok")
         client.close()

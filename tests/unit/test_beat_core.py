@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from beat.core import MIN_PERIOD_MS, SKIP_CAP, Entry, Kind, Scheduler, Send
-from beat.schedule import Cron, next_ms, to_ms
+from beat.schedule import Cron, Window, jitter_offset_ms, next_ms, to_ms
 from jobs_core.cron import CronSchedule
 from jobs_core.status import Trigger
 
@@ -19,8 +19,20 @@ T0 = to_ms(datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC))
 LONDON = "Europe/London"
 
 
-def job(key: str, expr: str = "* * * * * *", grace: float = 300.0, tz: str = "UTC") -> Entry:
-    return Entry(key, CronSchedule(expr, tz), grace)
+def job(
+    key: str,
+    expr: str = "* * * * * *",
+    grace: float = 300.0,
+    tz: str = "UTC",
+    *,
+    jitter_ms: int = 0,
+    start: int | None = None,
+    end: int | None = None,
+) -> Entry:
+    cron: Cron = CronSchedule(expr, tz)
+    if start is not None or end is not None:
+        cron = Window(cron, start, end)
+    return Entry(key, cron, grace, jitter_ms)
 
 
 def wake(core: Scheduler, now: int, *, fast: bool = True) -> list[Send]:
@@ -407,7 +419,11 @@ CRONS = ["* * * * * *", "*/3 * * * * *", "0,30 * * * * *", "*/7 * * * * *"]
 
 @settings(max_examples=150, deadline=None)
 @given(
-    specs=st.lists(st.tuples(st.sampled_from(CRONS), st.integers(0, 20)), min_size=1, max_size=4),
+    specs=st.lists(
+        st.tuples(st.sampled_from(CRONS), st.integers(0, 20), st.sampled_from([0, 0, 700, 9000])),
+        min_size=1,
+        max_size=4,
+    ),
     steps=st.lists(
         st.tuples(
             st.one_of(st.integers(0, 25_000), st.integers(100_000, 200_000)),
@@ -419,9 +435,12 @@ CRONS = ["* * * * * *", "*/3 * * * * *", "0,30 * * * * *", "*/7 * * * * *"]
     offset=st.integers(0, 999),
 )
 def test_every_tick_is_sent_once_or_skipped_once_across_any_wake_ups(
-    specs: list[tuple[str, int]], steps: list[tuple[int, str]], offset: int
+    specs: list[tuple[str, int, int]], steps: list[tuple[int, str]], offset: int
 ) -> None:
-    table = [job(f"e/j{i}", expr, grace) for i, (expr, grace) in enumerate(specs)]
+    table = [
+        job(f"e/j{i}", expr, grace, jitter_ms=jitter)
+        for i, (expr, grace, jitter) in enumerate(specs)
+    ]
     core = Scheduler()
     start = T0 + offset
     core.start(table, start, {})
@@ -458,8 +477,11 @@ def test_every_tick_is_sent_once_or_skipped_once_across_any_wake_ups(
             mine = [s.due_ms for s in sends if s.job_key == key]
             assert mine == sorted(mine)  # the claim order: oldest first
         assert (core.next_due() or now + 1) > now
+    waiting = core.jittered()
     for entry in table:
         expected = ticks_between(entry.cron, since[entry.key], now)
+        if waiting.get(entry.key) in expected:
+            expected.remove(waiting[entry.key])  # jittered: its delayed instant is ahead
         counts = seen[entry.key]
         assert all(n == 1 for n in counts.values()), "a tick planned twice"
         assert set(counts) <= set(expected)
@@ -487,3 +509,176 @@ def test_a_beat_never_a_period_late_fires_every_tick_on_schedule(
     for entry in table:
         got = [s.due_ms for s in sends if s.job_key == entry.key]
         assert got == ticks_between(entry.cron, T0, last)
+
+
+# ----------------------------------------------------------------- per-job time zones
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_jobs_in_different_zones_each_follow_their_own_dst_rules(fast: bool) -> None:
+    # One table: 01:30 London (spring gap on 29 March), 01:30 New York (its gap was on
+    # 8 March), 01:30 UTC (no DST): each fires at its own instants.
+    core = Scheduler()
+    table = [
+        job("e/london", "0 30 1 * * *", tz=LONDON),
+        job("e/ny", "0 30 1 * * *", tz="America/New_York"),
+        job("e/utc", "0 30 1 * * *"),
+    ]
+    core.start(table, utc(2026, 3, 28, 2), {})
+    sends: list[Send] = []
+    while (due := core.next_due()) is not None and due < utc(2026, 3, 30, 12):
+        sends += wake(core, due, fast=fast)
+    assert fires(sends, "e/london") == [utc(*SPRING, 1, 0), utc(2026, 3, 30, 0, 30)]
+    assert fires(sends, "e/ny") == [utc(2026, 3, d, 5, 30) for d in (28, 29, 30)]  # EDT
+    assert fires(sends, "e/utc") == [utc(*SPRING, 1, 30), utc(2026, 3, 30, 1, 30)]
+
+
+# ----------------------------------------------------------------- jitter
+
+
+def test_jitter_offsets_are_deterministic_within_bounds_and_spread() -> None:
+    offsets = [jitter_offset_ms("e/a", T0 + i * 60_000, 30_000, 60_000) for i in range(500)]
+    assert offsets == [jitter_offset_ms("e/a", T0 + i * 60_000, 30_000, 60_000) for i in range(500)]
+    assert all(0 <= o < 30_000 for o in offsets)
+    assert len(set(offsets)) > 450  # spread, not one fixed delay
+    assert min(offsets) < 3000 and max(offsets) > 27_000
+    # Another job at the same instants gets other offsets.
+    assert offsets != [jitter_offset_ms("e/b", T0 + i * 60_000, 30_000, 60_000) for i in range(500)]
+    # Capped below the gap to the next tick, so ticks keep their order.
+    assert all(0 <= jitter_offset_ms("e/a", T0 + i, 30_000, 1000) < 1000 for i in range(500))
+    assert jitter_offset_ms("e/a", T0, 0, 1000) == 0
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_jittered_tick_goes_out_at_its_instant_plus_its_offset(fast: bool) -> None:
+    core = Scheduler()
+    table = [job("e/j", "0 * * * * *", jitter_ms=30_000), job("e/plain", "0 * * * * *")]
+    core.start(table, T0, {})
+    sends: list[Send] = []
+    while (due := core.next_due()) is not None and due < T0 + 10 * 60_000:
+        assert wake(core, due - 1, fast=fast) == []  # nothing early
+        sends += wake(core, due, fast=fast)
+    jittered = [s for s in sends if s.job_key == "e/j"]
+    assert [s.due_ms for s in jittered] == [T0 + i * 60_000 for i in range(1, 10)]
+    for s in jittered:
+        assert s.trigger is Trigger.SCHEDULE and s.kind is Kind.FIRE
+        assert s.jitter_ms == jitter_offset_ms("e/j", s.due_ms, 30_000, 60_000)
+    assert len({s.jitter_ms for s in jittered}) > 1
+    assert fires(sends, "e/plain") == [T0 + i * 60_000 for i in range(1, 10)]
+    assert all(s.jitter_ms == 0 for s in sends if s.job_key == "e/plain")
+
+
+def test_two_beats_plan_the_same_jittered_ticks_at_the_same_instants() -> None:
+    table = [job(f"e/j{i}", "*/5 * * * * *", jitter_ms=4000) for i in range(20)]
+    plans = []
+    for _ in range(2):
+        core = Scheduler()
+        core.start(table, T0, {})
+        sent = []
+        while (due := core.next_due()) is not None and due < T0 + 60_000:
+            sent += [(s.job_key, s.due_ms, s.jitter_ms, due) for s in wake(core, due)]
+        plans.append(sent)
+    assert plans[0] == plans[1]
+    assert all(0 <= off < 4000 and at == nominal + off for _, nominal, off, at in plans[0])
+
+
+def test_jitter_wider_than_the_period_keeps_the_ticks_in_order() -> None:
+    core = Scheduler()
+    core.start([job("e/j", jitter_ms=30_000)], T0, {})
+    sends: list[Send] = []
+    while (due := core.next_due()) is not None and due < T0 + 20_000:
+        sends += wake(core, due)
+    assert fires(sends) == [T0 + i * 1000 for i in range(1, 20)]  # every tick, in order
+    assert all(0 <= s.jitter_ms < 1000 for s in sends)
+
+
+def test_a_new_leader_waits_for_a_jittered_tick_whose_delay_is_still_ahead() -> None:
+    nominal = T0 + 60_000
+    offset = jitter_offset_ms("e/j", nominal, 50_000, 60_000)
+    assert offset > 1  # this instant's offset leaves room for a leader change inside it
+    table = [job("e/j", "0 * * * * *", jitter_ms=50_000)]
+    core = Scheduler()
+    plan = core.start(table, nominal + offset - 1, {"e/j": T0})
+    assert plan.sends == []  # not missed: its delayed instant has not come
+    assert core.next_due() == nominal + offset
+    [sent] = wake(core, nominal + offset)
+    assert (sent.due_ms, sent.trigger, sent.jitter_ms) == (nominal, Trigger.SCHEDULE, offset)
+
+
+def test_a_jittered_tick_missed_by_a_new_leader_is_caught_up_once() -> None:
+    table = [job("e/j", "0 * * * * *", grace=600, jitter_ms=50_000)]
+    core = Scheduler()
+    now = T0 + 4 * 60_000 + 59_999  # ticks at +1..+4 min are all past their delay
+    [sent] = core.start(table, now, {"e/j": T0}).sends
+    assert (sent.due_ms, sent.trigger, sent.count) == (T0 + 4 * 60_000, Trigger.CATCH_UP, 3)
+
+
+def test_reload_keeps_a_jittered_job_waiting_and_restarts_a_changed_one() -> None:
+    core = Scheduler()
+    core.start([job("e/j", "0 * * * * *", jitter_ms=30_000)], T0, {})
+    before = core.next_due()
+    changed, failures = core.reload([job("e/j", "0 * * * * *", jitter_ms=30_000)], T0 + 10)
+    assert (changed, failures, core.next_due()) == (0, [], before)
+    changed, _ = core.reload([job("e/j", "0 * * * * *", jitter_ms=10_000)], T0 + 10)
+    assert changed == 1
+    assert core.next_due() == T0 + 60_000 + jitter_offset_ms("e/j", T0 + 60_000, 10_000, 60_000)
+    changed, _ = core.reload([job("e/j", "0 * * * * *")], T0 + 10)
+    assert changed == 1 and core.jittered() == {} and core.head() == (T0 + 60_000, ["e/j"])
+
+
+# ----------------------------------------------------------------- bounds, max_runs
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_start_at_and_end_at_bound_the_ticks_inclusively(fast: bool) -> None:
+    core = Scheduler()
+    core.start([job("e/w", start=T0 + 5000, end=T0 + 8000), job("e/all")], T0, {})
+    sends: list[Send] = []
+    while (due := core.next_due()) is not None and due <= T0 + 12_000:
+        sends += wake(core, due, fast=fast)
+    assert fires(sends, "e/w") == [T0 + 5000, T0 + 6000, T0 + 7000, T0 + 8000]
+    assert fires(sends, "e/all") == [T0 + i * 1000 for i in range(1, 13)]
+    assert core.jittered() == {} and len(core) == 1  # e/w is done: off the heap
+
+
+def test_a_fractional_start_at_starts_at_the_first_whole_tick_after_it() -> None:
+    core = Scheduler()
+    core.start([job("e/w", start=T0 + 4500, end=T0 + 6999)], T0, {})
+    assert run_on_time(core, T0 + 10_000) and core.next_due() is None
+    core2 = Scheduler()
+    core2.start([job("e/w", start=T0 + 4500, end=T0 + 6999)], T0, {})
+    assert fires(run_on_time(core2, T0 + 10_000)) == [T0 + 5000, T0 + 6000]
+
+
+def test_catch_up_ignores_ticks_outside_the_window() -> None:
+    # Down from T0 to T0 + 60 s; the window is [T0 + 10 s, T0 + 20 s]; grace long.
+    table = [job("e/w", grace=3600, start=T0 + 10_000, end=T0 + 20_000)]
+    plan = Scheduler().start(table, T0 + 60_000, {"e/w": T0})
+    [sent] = plan.sends
+    assert (sent.due_ms, sent.trigger, sent.count) == (T0 + 20_000, Trigger.CATCH_UP, 10)
+
+
+def test_a_window_that_ended_schedules_nothing_and_is_no_failure() -> None:
+    core = Scheduler()
+    plan = core.start([job("e/w", end=T0 - 1)], T0, {})
+    assert plan.sends == [] and plan.failures == [] and core.next_due() is None
+
+
+def test_jittered_jobs_respect_the_window_on_their_scheduled_instant() -> None:
+    core = Scheduler()
+    core.start([job("e/w", "*/2 * * * * *", jitter_ms=1500, start=T0, end=T0 + 6000)], T0, {})
+    sends: list[Send] = []
+    while (due := core.next_due()) is not None:
+        sends += wake(core, due)
+    assert fires(sends) == [T0 + 2000, T0 + 4000, T0 + 6000]  # T0 itself: not after start
+
+
+def test_a_dropped_job_fires_no_more() -> None:
+    core = Scheduler()
+    core.start([job("e/a"), job("e/b"), job("e/j", jitter_ms=500)], T0, {})
+    run_on_time(core, T0 + 2000)
+    core.drop("e/a")
+    core.drop("e/j")
+    sends = run_on_time(core, T0 + 6000)
+    assert {s.job_key for s in sends} == {"e/b"}
+    assert fires(sends, "e/b") == [T0 + i * 1000 for i in range(3, 7)]

@@ -70,6 +70,7 @@ def test_the_rules_cover_what_operators_ask() -> None:
 class _Tick:
     def __init__(self, job: str, due_ms: int) -> None:
         self.job_key, self.due_ms, self.trigger, self.kind = job, due_ms, Trigger.SCHEDULE, "fire"
+        self.jitter_ms = 0
 
 
 def exported() -> set[str]:

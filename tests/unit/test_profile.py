@@ -479,6 +479,80 @@ def test_top_level_not_a_mapping(tmp_path: Path) -> None:
             "scheduler.enabled",
             ["duplicate key 'enabled'", "line 2"],
         ),
+        (
+            "scheduler:\n  jobs:\n    - extension: m\n      job: x\n      timezone: Mars/Base\n",
+            5,
+            "scheduler.jobs[0].timezone",
+            ['"Mars/Base" is not a known time zone', "Europe/London"],
+        ),
+        (
+            "scheduler:\n  jobs:\n    - extension: m\n      job: x\n      jitter: soon\n",
+            5,
+            "scheduler.jobs[0].jitter",
+            ['"soon" is not a duration', "30s"],
+        ),
+        (
+            "scheduler:\n  defaults:\n    jitter: -1s\n",
+            3,
+            "scheduler.defaults.jitter",
+            ["must not be negative"],
+        ),
+        (
+            "scheduler:\n  jobs:\n    - extension: m\n      job: x\n"
+            "      start_at: 2026-04-01T09:00:00\n",
+            5,
+            "scheduler.jobs[0].start_at",
+            ["has no UTC offset", "2026-04-01T09:00:00+01:00"],
+        ),
+        (
+            "scheduler:\n  jobs:\n    - extension: m\n      job: x\n      end_at: 2026-04-01\n",
+            5,
+            "scheduler.jobs[0].end_at",
+            ["2026-04-01 is a date, not an instant", "with its offset"],
+        ),
+        (
+            "scheduler:\n  jobs:\n    - extension: m\n      job: x\n      end_at: next week\n",
+            5,
+            "scheduler.jobs[0].end_at",
+            ['"next week" is not an instant', "ISO 8601"],
+        ),
+        (
+            "scheduler:\n  jobs:\n    - extension: m\n      job: x\n"
+            "      start_at: 2026-05-01T00:00:00Z\n      end_at: 2026-04-01T00:00:00Z\n",
+            6,
+            "scheduler.jobs[0].end_at",
+            ["before start_at", "at or after start_at"],
+        ),
+        (
+            "scheduler:\n  jobs:\n    - extension: m\n      job: x\n      max_runs: 0\n",
+            5,
+            "scheduler.jobs[0].max_runs",
+            ["0 is not a run count", "whole number >= 1"],
+        ),
+        (
+            "scheduler:\n  jobs:\n    - extension: m\n      job: x\n      max_runs: 2.5\n",
+            5,
+            "scheduler.jobs[0].max_runs",
+            ["2.5 is not a run count"],
+        ),
+        (
+            "scheduler:\n  defaults:\n    timezone: Europe/Paris\n",
+            3,
+            "scheduler.defaults.timezone",
+            ["set per job", "scheduler.timezone sets the zone of every job"],
+        ),
+        (
+            "scheduler:\n  defaults:\n    max_runs: 3\n",
+            3,
+            "scheduler.defaults.max_runs",
+            ["set per job", "scheduler.jobs entry"],
+        ),
+        (
+            "scheduler:\n  jobs:\n    - extension: m\n      job: x\n      jiter: 5s\n",
+            5,
+            "scheduler.jobs[0].jiter",
+            ["did you mean 'jitter'", "start_at, end_at, max_runs"],
+        ),
     ],
 )
 def test_errors_are_located(
@@ -659,3 +733,46 @@ def test_recursive_alias_is_one_error(tmp_path: Path) -> None:
 def test_deep_nesting_is_one_error(tmp_path: Path) -> None:
     err = load_error(tmp_path, "config: " + "[" * 5000 + "\n")
     assert "invalid YAML" in err.detail
+
+
+def test_schedule_settings_parse(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    profile = load_profile(
+        write(
+            tmp_path,
+            """\
+            scheduler:
+              defaults: {jitter: 10s}
+              jobs:
+                - extension: m
+                  job: x
+                  timezone: America/New_York
+                  jitter: 1m30s
+                  start_at: 2026-04-01T09:00:00+01:00
+                  end_at: "2026-05-01T00:00:00Z"
+                  max_runs: "3"
+            """,
+        ),
+        env={},
+    )
+    [entry] = profile.scheduler.jobs
+    assert profile.scheduler.defaults.jitter == 10.0
+    assert (entry.timezone, entry.jitter, entry.max_runs) == ("America/New_York", 90.0, 3)
+    assert entry.start_at == datetime(2026, 4, 1, 9, tzinfo=timezone(timedelta(hours=1)))
+    assert entry.end_at == datetime(2026, 5, 1, tzinfo=UTC)
+
+
+def test_a_job_schedule_is_checked_in_its_own_time_zone(tmp_path: Path) -> None:
+    profile = load_profile(
+        write(
+            tmp_path,
+            """\
+            scheduler:
+              jobs:
+                - {extension: m, job: x, schedule: "0 30 1 * * *", timezone: Asia/Kolkata}
+            """,
+        ),
+        env={},
+    )
+    assert profile.scheduler.jobs[0].timezone == "Asia/Kolkata"

@@ -178,6 +178,13 @@ SAME_SPELLING = [
     ("timeout", 45, lambda p: p.timeout == 45),
     ("misfire_grace", "500ms", lambda p: p.misfire_grace == 0.5),
     ("queue", "heavy", lambda p: p.queue == "heavy"),
+    ("timezone", "Europe/London", lambda p: p.timezone == "Europe/London"),
+    ("jitter", "30s", lambda p: p.jitter == 30),
+    ("jitter", 0.5, lambda p: p.jitter == 0.5),
+    ("start_at", "2026-04-01T09:00:00+01:00", lambda p: p.start_at.hour == 9),
+    ("end_at", "2026-04-01T08:00:00Z", lambda p: p.end_at.isoformat().endswith("+00:00")),
+    ("max_runs", 3, lambda p: p.max_runs == 3),
+    ("max_runs", "7", lambda p: p.max_runs == 7),
 ]
 
 
@@ -203,6 +210,12 @@ BAD_VALUES = [
     ("timeout", "soon", "timeout", '"soon" is not a duration; use e.g. 30s'),
     ("misfire_grace", -1, "misfire_grace", "must not be negative"),
     ("queue", "not a queue", "queue", "is not a queue name; use letters"),
+    ("timezone", "Europe/Londn", "timezone", "is not a known time zone"),
+    ("jitter", "a bit", "jitter", "is not a duration"),
+    ("start_at", "2026-04-01 09:00", "start_at", "has no UTC offset"),
+    ("end_at", "tomorrow", "end_at", "is not an instant"),
+    ("max_runs", 0, "max_runs", "is not a run count"),
+    ("max_runs", True, "max_runs", "is not a run count"),
 ]
 
 
@@ -254,6 +267,7 @@ def test_precedence_builtin_defaults_class_then_profile_entry() -> None:
         overlap=Overlap.QUEUE,
         misfire_grace=300.0,
         queue="heavy",
+        timezone="UTC",  # resolved: the scheduler's zone when the job names none
     )
     assert {
         k: jd.sources[k] for k in ("retry", "timeout", "overlap", "misfire_grace", "queue")
@@ -336,3 +350,56 @@ def test_each_key_comes_from_the_last_layer_that_sets_it(
     got = {k: getattr(retry, k) for k in _RETRY_KEYS}
     got.update({k: getattr(jd.policy, k) for k in _BUILT_IN if k not in _RETRY_KEYS})
     assert got == expected
+
+
+def test_time_zone_per_job_with_its_source() -> None:
+    class InParis(CleanupJob):
+        name = "paris"
+        schedule = "0 30 1 * * *"
+        timezone = "Europe/Paris"
+
+    profile = Profile.from_dict(
+        {
+            "scheduler": {
+                "timezone": "Europe/London",
+                "jobs": [
+                    {"extension": "app", "job": "cleanup", "timezone": "America/New_York"},
+                ],
+            }
+        }
+    )
+    registry = build_registry(profile, [ext("app", CleanupJob(), InParis(), with_name("plain"))])
+    cleanup, paris, plain = (registry.resolve(n) for n in ("cleanup", "paris", "plain"))
+    assert (cleanup.timezone, cleanup.sources["timezone"]) == ("America/New_York", "profile")
+    assert (paris.timezone, paris.sources["timezone"]) == ("Europe/Paris", "code")
+    assert (plain.timezone, plain.sources["timezone"]) == ("Europe/London", "profile defaults")
+    assert cleanup.cron is not None and cleanup.cron.tz.key == "America/New_York"
+    assert paris.cron is not None and paris.cron.tz.key == "Europe/Paris"
+    assert plain.to_json()["timezone"] == "Europe/London"
+    bare = build_registry(None, [ext("app", CleanupJob())]).resolve("cleanup")
+    assert (bare.timezone, bare.sources["timezone"]) == ("UTC", "built-in")
+
+
+def with_name(name: str) -> Job:
+    return type("Named", (CleanupJob,), {"name": name})()
+
+
+def test_start_after_end_across_layers_is_refused_at_the_profile_entry() -> None:
+    job = with_attrs(start_at="2026-06-01T00:00:00Z")
+    entry = {"extension": "app", "job": "cleanup", "end_at": "2026-05-01T00:00:00Z"}
+    profile = Profile.from_dict({"scheduler": {"jobs": [entry]}}, path="p.yaml")
+    with pytest.raises(ProfileError) as info:
+        build_registry(profile, [ext("app", job)])
+    assert info.value.key == "scheduler.jobs[0].end_at"
+    assert "before start_at 2026-06-01T00:00:00+00:00" in info.value.detail
+    bad = with_attrs(start_at="2026-06-01T00:00:00Z", end_at="2026-05-01T00:00:00Z")
+    with pytest.raises(RegistryError, match=r"^job app/cleanup: end_at .* is before start_at"):
+        build_registry(None, [ext("app", bad)])
+
+
+def test_jitter_may_come_from_the_defaults_and_per_job_keys_may_not() -> None:
+    profile = Profile.from_dict({"scheduler": {"defaults": {"jitter": "5s"}}})
+    jd = build_registry(profile, [ext("app", CleanupJob())]).resolve("cleanup")
+    assert (jd.policy.jitter, jd.sources["jitter"]) == (5.0, "profile defaults")
+    with pytest.raises(ProfileError, match="start_at is set per job"):
+        Profile.from_dict({"scheduler": {"defaults": {"start_at": "2026-01-01T00:00:00Z"}}})
