@@ -1,45 +1,14 @@
 """Claim-and-send: the Lua script that makes every tick go out at most once.
 
-For each tick of a batch, atomically inside Redis:
+For each tick of a batch, atomically inside Redis: a tick not newer than the job's last
+handled tick (``sp:beat:last``) is dropped (another beat, or a replay, went past it); a
+paused job's tick is not sent but marked handled (resuming does not catch the pause up);
+a tick past the job's ``max_runs`` budget (``sp:beat:runs``) likewise; any other tick is
+pushed onto its queue, marked handled and, with a budget, counted.
 
-1. if the tick is not newer than the job's last handled tick (``sp:beat:last``): drop
-   it, another beat (or a replay of this batch) already went past it;
-2. if the job is in the disabled set: do not send; remember the tick as handled (so
-   re-enabling does not trigger a catch-up of the paused period);
-3. if the tick carries a run budget (the job has ``max_runs``) and the job's count of
-   scheduled runs (``sp:beat:runs``) has reached it: do not send; remember the tick as
-   handled;
-4. otherwise ``LPUSH`` the Celery message onto its queue list, record the tick as the
-   job's last handled one and, with a budget, count the run.
-
-Counting in the same script as the claim makes the count exact however many beats run
-or restart. Ticks without a budget do not touch the count: they pay one byte compare.
-
-The claim is the compare-and-set of step 1 and 4: a Lua script runs atomically, so two
-beats that both believe they lead (a paused leader, a network partition, a test's
-``--assume-leader``) cannot both see a tick as newer than the job's last one, and one
-tick cannot be sent twice, nor an older tick after a newer one. It needs no key per
-tick: a ``SET <job>:<instant> NX PX`` per tick cost 30% of the script and kept
-(grace + margin) x K keys alive, while guarding nothing the last-handled hash does not
-(both live in the same Redis, so they are lost or kept together).
-
-A whole batch is one EVALSHA (large batches are cut into chunks pipelined in one round
-trip), so thousands of ticks due at one instant cost one network exchange, and
-replaying a batch after an ambiguous network failure is harmless.
-
-Speed matters at thousands of ticks per second, and Redis pays per argument and per
-``redis.call``: the last-handled and disabled look-ups are one HMGET / SMISMEMBER per
-chunk, the pushes one LPUSH per queue, the bookkeeping one HSET. On-time ticks do not
-carry their message: the beat stores one message template per (queue, parameters) in
-``sp:beat:templates``; a chunk carries a *group* argument per (instant, template) and
-then one argument per tick, its run id followed by job key and task name. The script
-fills the instants into the group's template once and splices only the run id and task
-name per tick. A missing template (Redis restarted) makes the script refuse the chunk
-before any side effect; the client registers the templates and replays it. Catch-up
-ticks and skip records carry their whole message; so does an on-time tick that cannot
-use a template, with the offset where the script inserts the send time. The client
-encodes a batch (RESP, chunks, groups) with :meth:`TickSender.prepare`, which the beat
-does ahead of the instant, so sending is one socket write.
+Main rule: the claim is the compare-and-set of the job's last handled tick inside one
+script, so two beats that both believe they lead cannot both send a tick, nor an older
+tick after a newer one; replaying a batch after an ambiguous network failure is harmless.
 """
 
 from __future__ import annotations
@@ -95,6 +64,17 @@ def _render_expression() -> tuple[str, str]:
 
 
 _SHAPE, _EXPR = _render_expression()
+
+# Redis pays per argument and per redis.call, and thousands of ticks can share an
+# instant: the last-handled and disabled look-ups are one HMGET / SMISMEMBER per chunk,
+# the pushes one LPUSH per queue, the bookkeeping one HSET. On-time ticks do not carry
+# their message: one template per (queue, parameters) lives in sp:beat:templates, a chunk
+# carries a group argument per (instant, template) and then one short argument per tick
+# (run id, job key, task name), and the script fills the group's instants in once. A
+# missing template (Redis restarted) refuses the chunk before any side effect; the client
+# registers the templates and replays it. Catch-up ticks, skip records and ticks that
+# cannot use a template carry their whole message. No key per tick: the last-handled
+# hash guards the same thing and lives in the same Redis.
 
 _SCRIPT = (
     """
