@@ -199,6 +199,27 @@ class RunHistory(Protocol):
         running). Same refusal as :meth:`start_attempt`, and then it returns False."""
         ...
 
+    async def mark_lost(
+        self, run_id: str, attempt: int, worker: str, message: str, *, requeue: bool
+    ) -> bool:
+        """Record that ``attempt`` of a run died with its worker (``lost``).
+
+        Only while the run is still ``running`` that attempt on that ``worker``: a run
+        that finished or was taken over meanwhile is left alone (False). With
+        ``requeue`` the run stays open for the next attempt: ``retrying``, its attempt
+        counter already on the next one, so the dead worker's own message, delivered
+        again later, is refused as older; without, the run is finished as ``lost``.
+        The attempt's record says ``lost`` either way.
+        """
+        ...
+
+    async def running_on(
+        self, worker: str, *, started_before: datetime | None = None
+    ) -> list[Run]:
+        """Runs ``running`` on ``worker`` (a Celery hostname), oldest started first; with
+        ``started_before`` only those started before that instant (the store's clock)."""
+        ...
+
     async def get_run(self, run_id: str, *, with_attempts: bool = True) -> Run | None: ...
 
     async def history(self, job_key: str | None = None, *, limit: int = 20) -> list[Run]:

@@ -153,6 +153,40 @@ class MemoryHistory:
         self._record_attempt(row, start.attempt, end, now)
         return True
 
+    async def mark_lost(
+        self, run_id: str, attempt: int, worker: str, message: str, *, requeue: bool
+    ) -> bool:
+        try:
+            row = self._rows.get(_canonical(run_id))
+        except ValueError:
+            return False
+        if row is None:
+            return False
+        run = row.run
+        if run.status is not RunStatus.RUNNING or run.attempt != attempt or run.worker != worker:
+            return False
+        now = _now()
+        row.run = replace(
+            run,
+            status=RunStatus.RETRYING if requeue else RunStatus.LOST,
+            attempt=attempt + 1 if requeue else attempt,
+            message=message,
+            error=None,
+            finished_at=None if requeue else now,
+            next_attempt_at=now if requeue else None,
+        )
+        row.attempts[attempt] = Attempt(
+            attempt=attempt,
+            status=RunStatus.LOST,
+            started_at=run.started_at or now,
+            finished_at=now,
+            duration_ms=None,
+            message=message,
+            error=None,
+            worker=worker,
+        )
+        return True
+
     async def prune(self, finished_before: datetime, *, batch: int = 5000) -> int:
         doomed = [
             rid
@@ -191,6 +225,23 @@ class MemoryHistory:
             if run.job_key in wanted:
                 out.setdefault(run.job_key, run)
         return out
+
+    async def running_on(
+        self, worker: str, *, started_before: datetime | None = None
+    ) -> list[Run]:
+        runs = [
+            r.run
+            for r in self._rows.values()
+            if r.run.status is RunStatus.RUNNING
+            and r.run.worker == worker
+            and (
+                started_before is None
+                or (r.run.started_at is not None and r.run.started_at < started_before)
+            )
+        ]
+        runs.sort(key=lambda r: r.id)
+        runs.sort(key=lambda r: r.started_at or r.enqueued_at)
+        return runs
 
     async def counts_since(self, job_key: str, since: datetime) -> dict[RunStatus, int]:
         return dict(

@@ -162,6 +162,33 @@ class PostgresHistory:
                 raise DuplicateTick.of(start.job_key, start.scheduled_for) from exc
             return await cur.fetchone() is not None
 
+    async def mark_lost(
+        self, run_id: str, attempt: int, worker: str, message: str, *, requeue: bool
+    ) -> bool:
+        if not _is_uuid(run_id):
+            return False
+        params = {
+            "run_id": run_id,
+            "attempt": attempt,
+            "worker": worker,
+            "message": message,
+            "requeue": requeue,
+            "attempt_status": RunStatus.LOST.value,
+            "duration_ms": None,
+            "error": None,
+        }
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q.MARK_LOST, params)
+            return await cur.fetchone() is not None
+
+    async def running_on(
+        self, worker: str, *, started_before: datetime | None = None
+    ) -> list[Run]:
+        params = {"worker": worker, "started_before": started_before}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q.RUNNING_ON, params)
+            return [run_from_row(r) for r in await cur.fetchall()]
+
     async def get_run(self, run_id: str, *, with_attempts: bool = True) -> Run | None:
         if not _is_uuid(run_id):
             return None

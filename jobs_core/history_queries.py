@@ -100,6 +100,31 @@ WITH run AS (
 )
 {_RECORD_ATTEMPT}"""
 
+_LOST = f"'{RunStatus.LOST.value}'"
+_RETRYING = f"'{RunStatus.RETRYING.value}'"
+
+MARK_LOST = f"""
+WITH run AS (
+    UPDATE job_runs AS r SET
+        status = CASE WHEN %(requeue)s THEN {_RETRYING} ELSE {_LOST} END,
+        attempt = CASE WHEN %(requeue)s THEN r.attempt + 1 ELSE r.attempt END,
+        message = %(message)s, error = NULL,
+        finished_at = CASE WHEN %(requeue)s THEN NULL ELSE now() END,
+        next_attempt_at = CASE WHEN %(requeue)s THEN now() END, updated_at = now()
+    WHERE id = %(run_id)s AND status = {_RUNNING} AND attempt = %(attempt)s
+      AND worker = %(worker)s
+    RETURNING id, worker, started_at
+)
+{_RECORD_ATTEMPT}"""
+
+# No index on status (see migration 0001): a scan, run only when a worker is found dead.
+RUNNING_ON = f"""
+SELECT {RUN_COLUMNS} FROM job_runs
+WHERE status = {_RUNNING} AND worker = %(worker)s
+  AND (%(started_before)s::timestamptz IS NULL OR started_at < %(started_before)s)
+ORDER BY started_at, id
+"""
+
 GET_RUN = f"SELECT {RUN_COLUMNS} FROM job_runs WHERE id = %(run_id)s"
 
 GET_ATTEMPTS = """

@@ -69,9 +69,34 @@ class Keys:
     #: that never succeeded is late counting from there); dropped while it is inactive.
     ALERT_WATCH = f"{PREFIX}alerts:watched"
 
+    #: Hash ``worker hostname -> heartbeat JSON`` of the workers that have announced
+    #: themselves (rewritten at every heartbeat); the leading beat drops a worker once
+    #: it has been declared dead and its runs handled.
+    WORKERS = f"{PREFIX}workers"
+    #: Hash ``worker hostname -> ISO instant`` (PostgreSQL's clock) written by a worker
+    #: that starts under a name that was already known: its runs started before that
+    #: instant belong to its previous life and are lost.
+    WORKERS_RESTARTED = f"{PREFIX}workers-restarted"
+    #: Prefix of a worker's liveness key (heartbeat JSON, ``SET PX`` with a short TTL).
+    WORKER_PREFIX = f"{PREFIX}workers:"
+
     @classmethod
     def lock(cls, job_key: str) -> str:
         return cls.LOCK_PREFIX + job_key
+
+    @classmethod
+    def worker(cls, hostname: str) -> str:
+        return cls.WORKER_PREFIX + hostname
+
+
+#: Compare-and-delete of an overlap lock: KEYS[1] the lock, ARGV[1] the run id expected
+#: to hold it. Returns 1 when it was deleted.
+RELEASE_LOCK_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
 
 def task_name(job_key: str) -> str:

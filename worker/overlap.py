@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs_core.wire import Keys
+from jobs_core.wire import RELEASE_LOCK_LUA, Keys
 
 _ACQUIRE = """
 local holder = redis.call('GET', KEYS[1])
@@ -21,19 +21,13 @@ end
 return holder
 """
 
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 
 class OverlapLock:
     def __init__(self, client: Any) -> None:
         self._client = client
         self._acquire = client.register_script(_ACQUIRE)
-        self._release = client.register_script(_RELEASE)
+        self._release = client.register_script(RELEASE_LOCK_LUA)
 
     async def acquire(self, job_key: str, run_id: str, ttl_s: float) -> str | None:
         """Take the lock for ``run_id``; returns None on success, else the holder's run id."""
