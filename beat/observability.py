@@ -11,6 +11,7 @@ from jobs_core.redis_url import parse_redis_url
 
 from .metrics import BeatMetrics
 from .monitor import Monitor
+from .reaper import reaper_for
 from .redis_client import connect
 from .service import Beat
 
@@ -35,6 +36,7 @@ def observed(beat: Beat, port: int | None) -> Iterator[None]:
         beat.observer = metrics
     needs_monitor = metrics is not None or bool(beat.profile.database_url)
     monitor = Monitor(beat, metrics).start() if needs_monitor else None
+    reaper = reaper_for(beat)
     server = None
     if metrics is not None and port is not None:
 
@@ -61,3 +63,5 @@ def observed(beat: Beat, port: int | None) -> Iterator[None]:
             server.close()
         if monitor is not None:
             monitor.close()
+        if reaper is not None:
+            reaper.close()

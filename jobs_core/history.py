@@ -213,9 +213,7 @@ class RunHistory(Protocol):
         """
         ...
 
-    async def running_on(
-        self, worker: str, *, started_before: datetime | None = None
-    ) -> list[Run]:
+    async def running_on(self, worker: str, *, started_before: datetime | None = None) -> list[Run]:
         """Runs ``running`` on ``worker`` (a Celery hostname), oldest started first; with
         ``started_before`` only those started before that instant (the store's clock)."""
         ...

@@ -226,9 +226,7 @@ class MemoryHistory:
                 out.setdefault(run.job_key, run)
         return out
 
-    async def running_on(
-        self, worker: str, *, started_before: datetime | None = None
-    ) -> list[Run]:
+    async def running_on(self, worker: str, *, started_before: datetime | None = None) -> list[Run]:
         runs = [
             r.run
             for r in self._rows.values()

@@ -181,9 +181,7 @@ class PostgresHistory:
             cur = await conn.execute(q.MARK_LOST, params)
             return await cur.fetchone() is not None
 
-    async def running_on(
-        self, worker: str, *, started_before: datetime | None = None
-    ) -> list[Run]:
+    async def running_on(self, worker: str, *, started_before: datetime | None = None) -> list[Run]:
         params = {"worker": worker, "started_before": started_before}
         async with self.pool.connection() as conn:
             cur = await conn.execute(q.RUNNING_ON, params)

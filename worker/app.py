@@ -13,7 +13,7 @@ from celery import signals
 
 from jobs_core.profile import load_profile
 
-from . import observability
+from . import heartbeat, observability
 from .factory import create_app
 
 __all__ = ["app", "create_app", "registry", "runtime"]
@@ -21,6 +21,7 @@ __all__ = ["app", "create_app", "registry", "runtime"]
 _profile = load_profile()
 app, registry, runtime = create_app(_profile)
 observability.install(_profile, runtime.redis_url or "")
+heartbeat.install(runtime.redis_url or "", runtime.database_url)
 
 
 @signals.worker_process_shutdown.connect  # type: ignore[untyped-decorator]

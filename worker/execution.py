@@ -23,7 +23,7 @@ from jobs_core.wire import RunMessage
 
 from . import outcome
 from .outcome import Execution, Outcome, Raised, Returned, TimedOut, format_error
-from .overlap import OverlapLock
+from .overlap import OverlapLock, release_after_run
 from .runtime import WorkerRuntime
 
 log = logging.getLogger("worker.runs")
@@ -112,7 +112,7 @@ async def attempt(
         return await _claimed_attempt(history, jd, req, hostname, db_pool_factory)
     finally:
         if lock is not None:
-            await lock.release(key, req.run_id)
+            await release_after_run(lock, key, req.run_id)
 
 
 def attempt_start(jd: JobDefinition, req: TaskRequest, hostname: str) -> AttemptStart:

@@ -1,0 +1,206 @@
+"""The leading beat's reaper: the runs of dead workers are marked lost, re-queued when
+their policy allows, and their overlap locks released (timings and rules in
+:mod:`jobs_core.liveness`).
+
+A thread of its own next to the monitor, every :data:`REAP_EVERY_S` whatever the alert
+settings. Each round reads two small Redis hashes; PostgreSQL is asked only when a
+worker is dead or restarted. Every step is guarded, so a round repeated by a second
+leader (a lease handover) changes nothing: :meth:`RunHistory.mark_lost` refuses a run
+that is no longer running that attempt on that worker, and the lock is released and
+the next attempt sent only after a mark that succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+import redis
+
+from jobs_core.history import RunHistory
+from jobs_core.liveness import REAP_EVERY_S, LostRun, Suspect, plan_lost, suspects
+from jobs_core.urls import mask_url
+from jobs_core.wire import RELEASE_LOCK_LUA, Keys
+
+from .redis_client import connect
+
+if TYPE_CHECKING:
+    from .service import Beat
+
+log = logging.getLogger("beat.reaper")
+
+# Forget a dead worker, unless it came back meanwhile.
+_FORGET_DEAD = """
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"""
+# Forget a restart once handled, unless the worker restarted again meanwhile.
+_FORGET_RESTART = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+
+class Reaper:
+    """Started by :func:`beat.observability.observed` when there is a database."""
+
+    def __init__(self, beat: Beat, every: float = REAP_EVERY_S) -> None:
+        self.beat = beat
+        self.every = every
+        self._stop = threading.Event()
+        self._client: redis.Redis | None = None
+        #: Next attempts marked in history but not yet sent (Redis failed in between).
+        self._unsent: list[tuple[str, str, str]] = []
+        self._thread = threading.Thread(target=self._run, name="beat-reaper", daemon=True)
+
+    def start(self) -> Reaper:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._disconnect()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            if not self.beat.is_leader:
+                continue
+            try:
+                asyncio.run(self.reap())
+            except Exception as exc:
+                log.warning("dead-worker check failed: %s: %s", type(exc).__name__, exc)
+                self._disconnect()
+
+    def _redis(self) -> redis.Redis:
+        if self._client is None:
+            self._client = connect(
+                self.beat.redis_target,
+                decode_responses=True,
+                socket_timeout=5,
+                socket_connect_timeout=2,
+            )
+        return self._client
+
+    def _disconnect(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+        self._client = None
+
+    # ------------------------------------------------------------------ one round
+
+    async def reap(self) -> int:
+        """One round; returns how many runs were marked lost."""
+        client = self._redis()
+        self._send_unsent(client)
+        known: dict[str, str] = client.hgetall(Keys.WORKERS)  # type: ignore[assignment]
+        restarted: dict[str, str] = client.hgetall(Keys.WORKERS_RESTARTED)  # type: ignore[assignment]
+        names = sorted(known)
+        beats = client.mget([Keys.worker(h) for h in names]) if names else []
+        alive = {h: value is not None for h, value in zip(names, beats, strict=True)}
+        todo = suspects(known, alive, restarted)
+        if not todo:
+            return 0
+        url = self.beat.profile.database_url
+        if not url:
+            return 0
+        from psycopg_pool import AsyncConnectionPool
+
+        from jobs_core.history_pg import PostgresHistory
+
+        pool = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=1,
+            open=False,
+            kwargs={
+                "autocommit": True,
+                "application_name": "systemprompt-beat reaper",
+                "options": "-c statement_timeout=10000",
+            },
+        )
+        try:
+            await pool.open(wait=True, timeout=10)
+        except Exception as exc:
+            raise RuntimeError(f"history at {mask_url(url)}: {exc}") from None
+        lost = 0
+        async with pool:
+            history = PostgresHistory(pool)
+            for suspect in todo:
+                if not self.beat.is_leader:
+                    break
+                lost += await self._reap_worker(client, history, suspect, restarted)
+        return lost
+
+    async def _reap_worker(
+        self, client: redis.Redis, history: RunHistory, suspect: Suspect, restarted: dict[str, str]
+    ) -> int:
+        runs = await history.running_on(suspect.hostname, started_before=suspect.started_before)
+        lost = 0
+        for run in runs:
+            if not self.beat.is_leader:
+                return lost
+            jd = self.beat.registry.jobs.get(run.job_key)
+            plan = plan_lost(run, suspect, jd.policy.queue if jd is not None else None)
+            marked = await history.mark_lost(
+                plan.run_id,
+                plan.attempt,
+                plan.worker,
+                plan.message,
+                requeue=plan.requeue is not None,
+            )
+            if marked:
+                lost += 1
+                self._settle(client, plan)
+        # Every run of it is handled: forget the worker (or its restart).
+        if suspect.dead:
+            client.eval(
+                _FORGET_DEAD, 2, Keys.WORKERS, Keys.worker(suspect.hostname), suspect.hostname
+            )
+            log.info("worker %s is gone (no heartbeat); %d run(s) lost", suspect.hostname, lost)
+        else:
+            when = restarted.get(suspect.hostname, "")
+            client.eval(_FORGET_RESTART, 1, Keys.WORKERS_RESTARTED, suspect.hostname, when)
+            if lost:
+                log.info(
+                    "worker %s restarted; %d run(s) of its earlier life lost",
+                    suspect.hostname,
+                    lost,
+                )
+        return lost
+
+    def _settle(self, client: redis.Redis, plan: LostRun) -> None:
+        """After the mark: free the job (its lock), then send the next attempt. In this
+        order, so the next attempt's lock (same run id) is never the one released."""
+        released = client.eval(RELEASE_LOCK_LUA, 1, Keys.lock(plan.job_key), plan.run_id)
+        log.warning(
+            "run %s %s %s%s",
+            plan.run_id,
+            plan.job_key,
+            plan.message,
+            "; its overlap lock released" if released else "",
+        )
+        if plan.requeue is not None:
+            queue, payload = plan.requeue
+            self._unsent.append((plan.run_id, queue, payload))
+            self._send_unsent(client)
+
+    def _send_unsent(self, client: redis.Redis) -> None:
+        while self._unsent:
+            run_id, queue, payload = self._unsent[0]
+            client.lpush(queue, payload)
+            self._unsent.pop(0)
+            log.info("run %s: next attempt sent to queue %s", run_id, queue)
+
+
+def reaper_for(beat: Beat) -> Reaper | None:
+    """The beat's reaper, when there is a history to reap (a database)."""
+    return Reaper(beat).start() if beat.profile.database_url else None
