@@ -1,13 +1,13 @@
-"""The leading beat's reaper: the runs of dead workers are marked lost, re-queued when
-their policy allows, and their overlap locks released (timings and rules in
-:mod:`jobs_core.liveness`).
+"""The leading beat's reaper: the runs of dead workers are marked lost and re-queued
+when their policy allows (keeping their job's overlap lock for the next attempt), else
+finished with the lock released (timings and rules in :mod:`jobs_core.liveness`).
 
 A thread of its own next to the monitor, every :data:`REAP_EVERY_S` whatever the alert
 settings. Each round reads two small Redis hashes; PostgreSQL is asked only when a
 worker is dead or restarted. Every step is guarded, so a round repeated by a second
 leader (a lease handover) changes nothing: :meth:`RunHistory.mark_lost` refuses a run
-that is no longer running that attempt on that worker, and the lock is released and
-the next attempt sent only after a mark that succeeded.
+that is no longer running that attempt on that worker, and the lock is touched and the
+next attempt sent only after a mark that succeeded.
 """
 
 from __future__ import annotations
@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING
 import redis
 
 from jobs_core.history import RunHistory
-from jobs_core.liveness import REAP_EVERY_S, LostRun, Suspect, plan_lost, suspects
+from jobs_core.liveness import (
+    LOCK_HANDOVER_S,
+    REAP_EVERY_S,
+    LostRun,
+    Suspect,
+    plan_lost,
+    suspects,
+)
+from jobs_core.policy import Overlap
 from jobs_core.urls import mask_url
 from jobs_core.wire import RELEASE_LOCK_LUA, Keys
 
@@ -36,6 +44,18 @@ log = logging.getLogger("beat.reaper")
 _FORGET_DEAD = """
 if redis.call('EXISTS', KEYS[2]) == 0 then
   return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"""
+# Keep the lock of a re-queued run for its next attempt (same run id): re-set it when it
+# is free or still the run's, at least for ARGV[2] ms.
+_HAND_OVER = """
+local holder = redis.call('GET', KEYS[1])
+if (not holder) or holder == ARGV[1] then
+  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  end
+  return 1
 end
 return 0
 """
@@ -149,7 +169,11 @@ class Reaper:
             if not self.beat.is_leader:
                 return lost
             jd = self.beat.registry.jobs.get(run.job_key)
-            plan = plan_lost(run, suspect, jd.policy.queue if jd is not None else None)
+            if jd is None:
+                plan = plan_lost(run, suspect, None)
+            else:
+                locks = jd.policy.overlap is not Overlap.ALLOW
+                plan = plan_lost(run, suspect, jd.policy.queue, locks=locks)
             marked = await history.mark_lost(
                 plan.run_id,
                 plan.attempt,
@@ -178,16 +202,18 @@ class Reaper:
         return lost
 
     def _settle(self, client: redis.Redis, plan: LostRun) -> None:
-        """After the mark: free the job (its lock), then send the next attempt. In this
-        order, so the next attempt's lock (same run id) is never the one released."""
-        released = client.eval(RELEASE_LOCK_LUA, 1, Keys.lock(plan.job_key), plan.run_id)
-        log.warning(
-            "run %s %s %s%s",
-            plan.run_id,
-            plan.job_key,
-            plan.message,
-            "; its overlap lock released" if released else "",
-        )
+        """After the mark: a finished run frees its job (compare-and-delete of the lock);
+        a re-queued one keeps the lock for its next attempt, which is then sent."""
+        if plan.requeue is None:
+            freed = client.eval(RELEASE_LOCK_LUA, 1, Keys.lock(plan.job_key), plan.run_id)
+            lock = "; overlap lock released" if freed else ""
+        elif plan.locks:
+            ttl_ms = int(LOCK_HANDOVER_S * 1000)
+            kept = client.eval(_HAND_OVER, 1, Keys.lock(plan.job_key), plan.run_id, ttl_ms)
+            lock = "; overlap lock kept for the next attempt" if kept else ""
+        else:
+            lock = ""
+        log.warning("run %s %s %s%s", plan.run_id, plan.job_key, plan.message, lock)
         if plan.requeue is not None:
             queue, payload = plan.requeue
             self._unsent.append((plan.run_id, queue, payload))

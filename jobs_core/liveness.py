@@ -27,6 +27,10 @@ HEARTBEAT_EVERY_S = 3.0
 #: How often the leading beat looks for dead workers. Worst case from a node's death
 #: to its runs marked lost: HEARTBEAT_TTL_S + REAP_EVERY_S (plus the queries).
 REAP_EVERY_S = 5.0
+#: A re-queued run keeps its job's overlap lock (the lock holds the run id, and the next
+#: attempt takes it over): for at least this long, the time for a worker to pick up
+#: the next attempt, which then sets the lock's usual TTL itself.
+LOCK_HANDOVER_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -98,11 +102,15 @@ class LostRun:
     message: str
     #: ``(queue, message)`` of the next attempt; None: the run is finished as lost.
     requeue: tuple[str, str] | None
+    #: The job takes an overlap lock: released when the run is finished, else kept for
+    #: the next attempt (a tick taking it first would skip the run's next attempt).
+    locks: bool = True
 
 
-def plan_lost(run: Run, worker: Suspect, queue: str | None) -> LostRun:
+def plan_lost(run: Run, worker: Suspect, queue: str | None, *, locks: bool = True) -> LostRun:
     """The fate of ``run``, running on ``worker`` when it died (``queue``: the job's
-    queue in this beat's registry, None when the job is unknown here)."""
+    queue in this beat's registry, None when the job is unknown here; ``locks``: its
+    overlap policy takes a lock)."""
     assert run.worker is not None
     why = (
         f"worker {run.worker} stopped (no heartbeat for {HEARTBEAT_TTL_S:g}s)"
@@ -112,10 +120,10 @@ def plan_lost(run: Run, worker: Suspect, queue: str | None) -> LostRun:
     where = f"lost: {why} during attempt {run.attempt}/{run.max_attempts}"
     if queue is None:
         message = f"{where}; not re-queued: the job is not in this beat's profile"
-        return LostRun(run.id, run.job_key, run.attempt, run.worker, message, None)
+        return LostRun(run.id, run.job_key, run.attempt, run.worker, message, None, locks)
     if run.attempt >= run.max_attempts:
         message = f"{where}; no attempt left"
-        return LostRun(run.id, run.job_key, run.attempt, run.worker, message, None)
+        return LostRun(run.id, run.job_key, run.attempt, run.worker, message, None, locks)
     current = RunMessage(
         run_id=run.id,
         trigger=run.trigger,
@@ -129,4 +137,4 @@ def plan_lost(run: Run, worker: Suspect, queue: str | None) -> LostRun:
         task_name(run.job_key), current.next_attempt_kwargs(), queue=queue, task_id=run.id
     )
     message = f"{where}; attempt {run.attempt + 1} re-queued"
-    return LostRun(run.id, run.job_key, run.attempt, run.worker, message, sent)
+    return LostRun(run.id, run.job_key, run.attempt, run.worker, message, sent, locks)
