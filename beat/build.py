@@ -37,7 +37,9 @@ class TickBuilder:
     definitions, so nothing goes stale.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, beat_id: str | None = None) -> None:
+        #: Recorded as each run's ``triggered_by``: part of the template, not of a tick.
+        self.beat_id = beat_id
         self._jobs: dict[str, tuple[JobDefinition, TickTemplate | None, str]] = {}
 
     def tick(self, job: JobDefinition, due_ms: int, scheduled_iso: str) -> OutTick:
@@ -47,11 +49,11 @@ class TickBuilder:
         cached = self._jobs.get(key)
         if cached is None or cached[0] is not job:
             parameters = json.dumps(dict(job.parameters), sort_keys=True)
-            template = tick_template(job.policy.queue, Trigger.SCHEDULE, parameters)
+            template = tick_template(job.policy.queue, Trigger.SCHEDULE, parameters, self.beat_id)
             cached = self._jobs[key] = (job, template, task_name(key))
         _, template, task = cached
         if template is None:
-            return _stamped_at_send(job, due_ms)
+            return _stamped_at_send(job, due_ms, self.beat_id)
         return OutTick.templated(
             key,
             due_ms,
@@ -63,12 +65,14 @@ class TickBuilder:
         )
 
 
-def _stamped_at_send(job: JobDefinition, due_ms: int) -> OutTick:
+def _stamped_at_send(job: JobDefinition, due_ms: int, triggered_by: str | None) -> OutTick:
     """The on-time tick of a job without a template (its parameters hold ``@@``): a
     whole message, built ahead like the others, whose ``enqueued_at`` the claim script
     fills in with the send time."""
     marker = uuid.uuid4().hex  # cannot collide with anything in the message
-    list_key, text = tick_message(job, due_ms, Trigger.SCHEDULE, enqueued_at=marker)
+    list_key, text = tick_message(
+        job, due_ms, Trigger.SCHEDULE, enqueued_at=marker, triggered_by=triggered_by
+    )
     head, found, tail = text.partition(marker)
     if not found or marker in tail:
         raise ValueError(f"enqueued_at not found once in the message of {job.key}")
@@ -84,10 +88,13 @@ def record_out(
     enqueued_at: datetime,
     *,
     skip_reason: str | None = None,
+    triggered_by: str | None = None,
 ) -> OutTick:
     """A catch-up tick or a skip record, as a whole message. A run (not a skip record)
     counts against the job's ``max_runs``."""
-    list_key, payload = tick_message(job, due_ms, trigger, enqueued_at, skip_reason=skip_reason)
+    list_key, payload = tick_message(
+        job, due_ms, trigger, enqueued_at, skip_reason=skip_reason, triggered_by=triggered_by
+    )
     budget = job.policy.max_runs if skip_reason is None else None
     return OutTick.full(job.key, due_ms, list_key, payload, budget)
 
@@ -99,6 +106,7 @@ def tick_message(
     enqueued_at: datetime | str,
     *,
     skip_reason: str | None = None,
+    triggered_by: str | None = None,
 ) -> tuple[str, str]:
     """``(list_key, payload)`` of the run of tick ``(job, due_ms)``; ``enqueued_at`` as
     a string is put in the message as it is."""
@@ -110,6 +118,7 @@ def tick_message(
         scheduled_for=scheduled,
         enqueued_at=scheduled if isinstance(enqueued_at, str) else enqueued_at,
         parameters=dict(job.parameters),
+        triggered_by=triggered_by,
     )
     if isinstance(enqueued_at, str):
         kwargs["enqueued_at"] = enqueued_at
@@ -118,7 +127,9 @@ def tick_message(
     return task_message(task_name(job.key), kwargs, queue=job.policy.queue, task_id=run_id)
 
 
-def bootstrap_message(job: JobDefinition, session: str, enqueued_at: datetime) -> tuple[str, str]:
+def bootstrap_message(
+    job: JobDefinition, session: str, enqueued_at: datetime, triggered_by: str | None = None
+) -> tuple[str, str]:
     """The bootstrap run of ``job`` for one deployment session (deterministic id)."""
     run_id = str(uuid.uuid5(_BOOTSTRAP_NS, f"{session}:{job.key}"))
     kwargs = job_kwargs(
@@ -127,5 +138,6 @@ def bootstrap_message(job: JobDefinition, session: str, enqueued_at: datetime) -
         scheduled_for=None,
         enqueued_at=enqueued_at,
         parameters=dict(job.parameters),
+        triggered_by=triggered_by,
     )
     return task_message(task_name(job.key), kwargs, queue=job.policy.queue, task_id=run_id)

@@ -160,7 +160,7 @@ class Beat:
         self._prebuilt_for: int | None = None
         self._prebuilt: dict[str, OutTick] = {}
         self._ready: _Ready | None = None
-        self._builder = TickBuilder()
+        self._builder = TickBuilder(self.beat_id)
         self._quiet_until = 0.0
         self._collector = IdleCollector()
         #: Hears about elections, renewals and sent ticks (metrics); no-op by default.
@@ -391,7 +391,7 @@ class Beat:
             job = self.registry.jobs.get(key)
             if job is None:
                 continue
-            args += list(bootstrap_message(job, self._session, now))
+            args += list(bootstrap_message(job, self._session, now, self.beat_id))
         result = int(self._client.eval(_BOOTSTRAP, 2, Keys.LEASE, Keys.BOOTSTRAPPED, *args))
         if result == -1:
             self._lose_leadership("lease lost before bootstrap")
@@ -487,7 +487,12 @@ class Beat:
                 self._log_catch_up(send)
                 out.append(
                     record_out(
-                        job, send.due_ms, send.trigger, enqueued, skip_reason=send.skip_reason
+                        job,
+                        send.due_ms,
+                        send.trigger,
+                        enqueued,
+                        skip_reason=send.skip_reason,
+                        triggered_by=self.beat_id,
                     )
                 )
             meta.append(send)
@@ -703,7 +708,7 @@ class Beat:
         if new_url and new_url != self.redis_url:
             event(logging.WARNING, "redis_url changed in the profile; restart the beat to use it")
         self.registry = registry
-        self._builder = TickBuilder()  # drops what it kept for the old definitions
+        self._builder = TickBuilder(self.beat_id)  # drops what it kept for the old definitions
         changed = 0
         if self._leader and self._client is not None:
             # A changed max_runs may give a used-up job runs again (or take them away).

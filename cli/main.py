@@ -17,12 +17,12 @@ from beat.lease import LEASE_TTL_RANGE
 from jobs_core.errors import ConfigError, JobsError
 from jobs_core.history import Run, RunHistory
 from jobs_core.registry import JobDefinition
-from jobs_core.status import RunStatus
+from jobs_core.status import RunStatus, Trigger
 from jobs_core.text import cut, quoted
 
 from . import render
 from .context import CliContext
-from .params import Duration
+from .params import Duration, Instant
 
 #: `jobs run --wait --timeout`: a week is already more patience than a terminal has.
 MAX_WAIT = 7 * 86400.0
@@ -240,6 +240,7 @@ def _describe_change(run: Run) -> str:
     default=None,
     help="With --wait: give up after SECONDS (or 30s, 10m, 2h).",
 )
+@click.option("--reason", help="Why: recorded with the run (history, status).")
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
 @pass_ctx
 def run_jobs(
@@ -251,11 +252,18 @@ def run_jobs(
     wait: bool,
     inline: bool,
     timeout: float | None,
+    reason: str | None,
     as_json: bool,
 ) -> None:
     """Run jobs now (trigger: manual). NAME is extension/job or a unique job name."""
-    from .runs import enqueue, follow, run_inline
+    from jobs_core.wire import MAX_REASON
 
+    from .control import operator
+    from .runs import enqueue, run_inline
+
+    if reason is not None and len(reason) > MAX_REASON:
+        raise click.BadParameter(f"at most {MAX_REASON} characters", param_hint="--reason")
+    by = operator()
     if wait and inline:
         raise click.UsageError("--wait and --inline exclude each other")
     overrides = _parse_params(params)
@@ -266,7 +274,9 @@ def run_jobs(
         results = []
         for jd in selected:
             progress(f"{jd.key}: running inline")
-            run_id, final, message = run_inline(ctx, jd, overrides, progress)
+            run_id, final, message = run_inline(
+                ctx, jd, overrides, progress, triggered_by=by, reason=reason
+            )
             progress(f"{jd.key}: {final}" + (f": {message}" if message else ""))
             results.append({"id": run_id, "job": jd.key, "status": final, "message": message})
         if as_json:
@@ -275,7 +285,7 @@ def run_jobs(
 
     if wait:
         ctx.require_database("jobs run --wait")
-    run_ids = enqueue(ctx, selected, overrides)
+    run_ids = enqueue(ctx, selected, overrides, triggered_by=by, reason=reason)
     for jd, rid in zip(selected, run_ids, strict=True):
         progress(f"{jd.key}: queued run {rid} on queue {jd.policy.queue}")
     if not wait:
@@ -289,6 +299,18 @@ def run_jobs(
                 )
             )
         return
+    _follow_and_exit(ctx, run_ids, progress, timeout, as_json)
+
+
+def _follow_and_exit(
+    ctx: CliContext,
+    run_ids: list[str],
+    progress: Any,
+    timeout: float | None,
+    as_json: bool,
+) -> NoReturn:
+    from .runs import follow
+
     done = follow(ctx, run_ids, lambda run: progress(_describe_change(run)), timeout)
     if as_json:
         click.echo(render.dumps([done[r].to_json() for r in run_ids if r in done]))
@@ -296,6 +318,96 @@ def run_jobs(
         click.echo(f"error: gave up waiting after {timeout}s", err=True)
         sys.exit(1)
     sys.exit(0 if all(done[r].status is RunStatus.SUCCEEDED for r in run_ids) else 1)
+
+
+# ---------------------------------------------------------------- run control
+
+
+@jobs.command("backfill")
+@click.argument("name")
+@click.option("--from", "start", type=Instant(), required=True, help="First instant (ISO 8601).")
+@click.option("--to", "end", type=Instant(), required=True, help="End instant, excluded.")
+@click.option(
+    "--max",
+    "most",
+    type=click.IntRange(1, 1_000_000),
+    default=1000,
+    show_default=True,
+    help="Refuse (exit 2) a range holding more ticks than this.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@pass_ctx
+def backfill_cmd(
+    ctx: CliContext, name: str, start: datetime, end: datetime, most: int, as_json: bool
+) -> None:
+    """Enqueue one run per tick of NAME's schedule in [--from, --to) (trigger: backfill).
+
+    A tick that already has a run (scheduled, caught up or backfilled) is not enqueued
+    again, so running the same backfill twice adds nothing.
+    """
+    from .control import backfill, ticks_between
+
+    jd = ctx.registry.resolve(name)
+    result = backfill(ctx, jd, ticks_between(jd, start, end, most))
+    if as_json:
+        click.echo(render.dumps(result.to_json()))
+        return
+    click.echo(
+        f"{jd.key}: {result.ticks} ticks in [{start.isoformat()}, {end.isoformat()}): "
+        f"{len(result.enqueued)} enqueued, {result.present} already present"
+    )
+
+
+@jobs.command("cancel")
+@click.argument("run_id")
+@click.option(
+    "--terminate",
+    is_flag=True,
+    help="Kill the worker process running it if the job does not stop when cancelled.",
+)
+@pass_ctx
+def cancel_cmd(ctx: CliContext, run_id: str, terminate: bool) -> None:
+    """Cancel a run: queued, it never starts; running, its coroutine is cancelled.
+
+    Exit 0 cancelled, 1 already finished, 2 no such run.
+    """
+    from .control import cancel
+
+    report = cancel(ctx, run_id.strip().lower(), terminate=terminate)
+    click.echo(report.text, err=report.exit_code == 2)
+    sys.exit(report.exit_code)
+
+
+@jobs.command("rerun")
+@click.argument("run_id")
+@click.option("--reason", help="Why: recorded with the new run.")
+@click.option("--wait", is_flag=True, help="Follow the new run; exit 1 when it fails.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new run as JSON.")
+@pass_ctx
+def rerun_cmd(ctx: CliContext, run_id: str, reason: str | None, wait: bool, as_json: bool) -> None:
+    """Run a run again with the same parameters (trigger: rerun; history links the two)."""
+    from .control import operator, rerun_source
+    from .runs import enqueue
+
+    found = rerun_source(ctx, run_id.strip().lower())
+    if found is None:
+        _fail(f"no run with id {run_id!r}", 2)
+    source, jd = found
+    progress = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
+    (new_id,) = enqueue(
+        ctx,
+        [jd],
+        dict(source.parameters),
+        triggered_by=operator(),
+        reason=reason,
+        trigger=Trigger.RERUN,
+        rerun_of=source.id,
+    )
+    progress(f"{jd.key}: queued run {new_id} (rerun of {source.id}) on queue {jd.policy.queue}")
+    if wait:
+        _follow_and_exit(ctx, [new_id], progress, None, as_json)
+    if as_json:
+        click.echo(render.dumps({"id": new_id, "job": jd.key, "rerun_of": source.id}))
 
 
 # ---------------------------------------------------------------- status / history
@@ -437,6 +549,10 @@ def status(ctx: CliContext, name: str, as_json: bool) -> None:
             ("finished", render.when(last.finished_at)),
             ("duration", render.ms(last.duration_ms)),
             ("worker", last.worker or "-"),
+            ("triggered by", last.triggered_by or "-"),
+            ("reason", render.one_line(last.reason, 200) or "-"),
+            *([("rerun of", last.rerun_of)] if last.rerun_of else []),
+            *([("cancelled by", last.cancelled_by)] if last.cancelled_by else []),
             ("message", render.one_line(last.message, 200) or "-"),
         ]:
             click.echo(f"  {key.ljust(13)}  {value}")
@@ -452,28 +568,56 @@ jobs.add_command(status, "show")
 
 
 @jobs.command("history")
-@click.argument("name")
+@click.argument("name", required=False)
+@click.option("--all", "every_job", is_flag=True, help="Runs of every job.")
+@click.option("--status", type=click.Choice([s.value for s in RunStatus]), help="Only this status.")
+@click.option("--trigger", type=click.Choice([t.value for t in Trigger]), help="Only this trigger.")
+@click.option("--since", type=Instant(), help="Enqueued at or after this instant (ISO 8601).")
+@click.option("--until", type=Instant(), help="Enqueued before this instant (ISO 8601).")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def history(ctx: CliContext, name: str, limit: int, as_json: bool) -> None:
-    """Recent runs of a job, newest first."""
-    jd = ctx.registry.resolve(name)
+def history(
+    ctx: CliContext,
+    name: str | None,
+    every_job: bool,
+    status: str | None,
+    trigger: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Recent runs of a job (or of every job with --all), newest first."""
+    from jobs_core.history import RunFilter
+
+    if (name is None) == (not every_job):
+        raise click.UsageError("name a job, or use --all (one of them)")
+    jd = ctx.registry.resolve(name) if name is not None else None
+    filters = RunFilter(
+        job_key=jd.key if jd else None,
+        status=RunStatus(status) if status else None,
+        trigger=Trigger(trigger) if trigger else None,
+        since=since,
+        until=until,
+    )
 
     async def fetch(store: RunHistory) -> list[Run]:
-        return await store.history(jd.key, limit=limit)
+        runs, _ = await store.runs(filters, limit=limit)
+        return runs
 
     runs = ctx.with_history("jobs history", fetch)
     if as_json:
         click.echo(render.dumps([r.to_json() for r in runs]))
         return
     if not runs:
-        click.echo(f"{jd.key}: no runs yet")
+        click.echo(f"{jd.key if jd else 'all jobs'}: no runs match")
         return
-    tz = jd.cron.tz if jd.cron else None
+    tz = jd.cron.tz if jd and jd.cron else None
     rows = [
         [
             r.id[:8],
+            *([] if jd else [r.job_key]),
             r.trigger,
             r.status,
             f"{r.attempt}/{r.max_attempts}",
@@ -481,12 +625,14 @@ def history(ctx: CliContext, name: str, limit: int, as_json: bool) -> None:
             render.when(r.started_at, tz) if r.started_at else "-",
             render.ms(r.duration_ms),
             r.worker or "-",
+            r.triggered_by or "-",
             render.one_line(r.message or r.error),
         ]
         for r in runs
     ]
     headers = [
         "RUN",
+        *([] if jd else ["JOB"]),
         "TRIGGER",
         "STATUS",
         "TRY",
@@ -494,6 +640,7 @@ def history(ctx: CliContext, name: str, limit: int, as_json: bool) -> None:
         "STARTED",
         "TOOK",
         "WORKER",
+        "BY",
         "MESSAGE",
     ]
     click.echo(render.table(headers, rows))

@@ -19,8 +19,17 @@ from .context import CliContext
 POLL_INTERVAL = 0.2
 
 
-def enqueue(ctx: CliContext, jobs: list[JobDefinition], overrides: dict[str, Any]) -> list[str]:
-    """Record a queued manual run per job (when history is configured), then send it."""
+def enqueue(
+    ctx: CliContext,
+    jobs: list[JobDefinition],
+    overrides: dict[str, Any],
+    *,
+    triggered_by: str | None = None,
+    reason: str | None = None,
+    trigger: Trigger = Trigger.MANUAL,
+    rerun_of: str | None = None,
+) -> list[str]:
+    """Record a queued run per job (when history is configured), then send it."""
     from jobs_core.wire import job_kwargs, task_name
     from worker.factory import create_app
 
@@ -33,9 +42,12 @@ def enqueue(ctx: CliContext, jobs: list[JobDefinition], overrides: dict[str, Any
                 await history.create_run(
                     run_id=run_id,
                     job_key=jd.key,
-                    trigger=Trigger.MANUAL,
+                    trigger=trigger,
                     max_attempts=jd.policy.retry.max_attempts,
                     parameters={**jd.parameters, **overrides},
+                    triggered_by=triggered_by,
+                    reason=reason,
+                    rerun_of=rerun_of,
                 )
 
         ctx.with_history("jobs run", record)
@@ -44,10 +56,12 @@ def enqueue(ctx: CliContext, jobs: list[JobDefinition], overrides: dict[str, Any
         for jd, run_id in runs:
             kwargs = job_kwargs(
                 run_id=run_id,
-                trigger=Trigger.MANUAL,
+                trigger=trigger,
                 scheduled_for=None,
                 enqueued_at=datetime.now(UTC),
                 parameters=overrides,
+                triggered_by=triggered_by,
+                reason=reason,
             )
             app.send_task(task_name(jd.key), kwargs=kwargs, task_id=run_id, queue=jd.policy.queue)
     finally:
@@ -91,7 +105,13 @@ def follow(
 
 
 def run_inline(
-    ctx: CliContext, jd: JobDefinition, overrides: dict[str, Any], on_change: Callable[[str], None]
+    ctx: CliContext,
+    jd: JobDefinition,
+    overrides: dict[str, Any],
+    on_change: Callable[[str], None],
+    *,
+    triggered_by: str | None = None,
+    reason: str | None = None,
 ) -> tuple[str, RunStatus | None, str | None]:
     """Run ``jd`` in this process with a real JobContext, retries included.
 
@@ -112,6 +132,8 @@ def run_inline(
         enqueued_at=datetime.now(UTC),
         attempt=1,
         parameters=overrides,
+        triggered_by=triggered_by,
+        reason=reason,
     )
     try:
         while True:

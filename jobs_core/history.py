@@ -11,6 +11,7 @@ tick is never run again. Implementations: :mod:`jobs_core.history_pg` (PostgreSQ
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -70,6 +71,10 @@ class Run:
     data: dict[str, Any]
     parameters: dict[str, Any]
     next_attempt_at: datetime | None
+    triggered_by: str | None = None
+    reason: str | None = None
+    rerun_of: str | None = None
+    cancelled_by: str | None = None
     attempts: tuple[Attempt, ...] = field(default=())
 
     @property
@@ -97,6 +102,10 @@ class Run:
             "data": self.data,
             "parameters": self.parameters,
             "next_attempt_at": _iso(self.next_attempt_at),
+            "triggered_by": self.triggered_by,
+            "reason": self.reason,
+            "rerun_of": self.rerun_of,
+            "cancelled_by": self.cancelled_by,
         }
         if self.attempts:
             out["attempts"] = [a.to_json() for a in self.attempts]
@@ -116,6 +125,8 @@ class AttemptStart:
     scheduled_for: datetime | None
     enqueued_at: datetime | None
     parameters: dict[str, Any]
+    triggered_by: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +166,49 @@ class Claim:
     took_over: bool = False  # the run was running: its previous worker died
 
 
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs :meth:`RunHistory.runs` returns; None means any."""
+
+    job_key: str | None = None
+    status: RunStatus | None = None
+    trigger: Trigger | None = None
+    since: datetime | None = None  # enqueued at or after
+    until: datetime | None = None  # enqueued before
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Keyset paging: the runs after (older than) the run enqueued at ``enqueued_at``
+    with id ``id``, in the newest-first order of :meth:`RunHistory.runs`."""
+
+    enqueued_at: datetime
+    id: str
+
+    def encode(self) -> str:
+        return f"{self.enqueued_at.isoformat()}_{self.id}"
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor | None:
+        when, sep, rid = text.rpartition("_")
+        try:
+            return cls(datetime.fromisoformat(when), str(uuid.UUID(rid))) if sep else None
+        except ValueError:
+            return None
+
+    @classmethod
+    def after_run(cls, run: Run) -> Cursor:
+        return cls(run.enqueued_at, run.id)
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """Answer to :meth:`RunHistory.cancel_run`."""
+
+    changed: bool  # True: the run was unfinished and is cancelled now
+    status: RunStatus | None  # its status now (None: no such run)
+
+
 class RunHistory(Protocol):
     """Where runs are recorded. Every method is one atomic step."""
 
@@ -169,11 +223,34 @@ class RunHistory(Protocol):
         run_id: str | None = None,
         status: RunStatus = RunStatus.QUEUED,
         message: str | None = None,
+        triggered_by: str | None = None,
+        reason: str | None = None,
+        rerun_of: str | None = None,
     ) -> str:
         """Record a run (manual, bootstrap or skipped tick); returns its id.
 
         When the id or the tick already has a run, nothing changes (a tick happens once).
         """
+        ...
+
+    async def create_tick_runs(
+        self,
+        job_key: str,
+        ticks: Sequence[tuple[str, datetime]],
+        *,
+        trigger: Trigger,
+        max_attempts: int,
+        parameters: dict[str, Any],
+        triggered_by: str | None = None,
+        reason: str | None = None,
+    ) -> list[str]:
+        """Record a queued run per ``(run_id, scheduled_for)`` in one atomic step and
+        return the ids recorded now: a tick that already has a run (any trigger that
+        carries a tick) or an id already taken is left as it is."""
+        ...
+
+    async def cancel_run(self, run_id: str, *, by: str, message: str) -> Cancelled:
+        """Mark an unfinished run cancelled (by ``by``); a finished run is left as it is."""
         ...
 
     async def start_attempt(self, start: AttemptStart) -> Claim:
@@ -222,6 +299,13 @@ class RunHistory(Protocol):
 
     async def history(self, job_key: str | None = None, *, limit: int = 20) -> list[Run]:
         """Runs, newest enqueued first."""
+        ...
+
+    async def runs(
+        self, filters: RunFilter, *, limit: int, after: Cursor | None = None
+    ) -> tuple[list[Run], Cursor | None]:
+        """One page of the runs that match, newest enqueued first (ties: higher id
+        first), and the cursor of the next page (None: this is the last)."""
         ...
 
     async def last_runs(self, job_keys: Sequence[str]) -> dict[str, Run]:

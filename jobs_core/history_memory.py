@@ -14,7 +14,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .errors import DuplicateTick
-from .history import Attempt, AttemptEnd, AttemptStart, Claim, Run
+from .history import (
+    Attempt,
+    AttemptEnd,
+    AttemptStart,
+    Cancelled,
+    Claim,
+    Cursor,
+    Run,
+    RunFilter,
+)
 from .status import RunStatus, Trigger
 
 
@@ -52,6 +61,9 @@ class MemoryHistory:
         run_id: str | None = None,
         status: RunStatus = RunStatus.QUEUED,
         message: str | None = None,
+        triggered_by: str | None = None,
+        reason: str | None = None,
+        rerun_of: str | None = None,
     ) -> str:
         rid = _canonical(run_id) if run_id else str(uuid.uuid4())
         if rid in self._rows or self._tick_owner(job_key, trigger, scheduled_for) is not None:
@@ -78,9 +90,63 @@ class MemoryHistory:
                 data={},
                 parameters=dict(parameters or {}),
                 next_attempt_at=None,
+                triggered_by=triggered_by,
+                reason=reason,
+                rerun_of=_canonical(rerun_of) if rerun_of else None,
             )
         )
         return rid
+
+    async def create_tick_runs(
+        self,
+        job_key: str,
+        ticks: Sequence[tuple[str, datetime]],
+        *,
+        trigger: Trigger,
+        max_attempts: int,
+        parameters: dict[str, Any],
+        triggered_by: str | None = None,
+        reason: str | None = None,
+    ) -> list[str]:
+        created: list[str] = []
+        for run_id, scheduled_for in ticks:
+            rid = _canonical(run_id)
+            if rid in self._rows or self._tick_owner(job_key, trigger, scheduled_for):
+                continue
+            await self.create_run(
+                job_key=job_key,
+                trigger=trigger,
+                max_attempts=max_attempts,
+                parameters=parameters,
+                scheduled_for=scheduled_for,
+                run_id=rid,
+                triggered_by=triggered_by,
+                reason=reason,
+            )
+            created.append(rid)
+        return created
+
+    async def cancel_run(self, run_id: str, *, by: str, message: str) -> Cancelled:
+        try:
+            row = self._rows.get(_canonical(run_id))
+        except ValueError:
+            return Cancelled(False, None)
+        if row is None:
+            return Cancelled(False, None)
+        if row.run.finished:
+            return Cancelled(False, row.run.status)
+        now = _now()
+        started = row.run.started_at
+        row.run = replace(
+            row.run,
+            status=RunStatus.CANCELLED,
+            finished_at=now,
+            next_attempt_at=None,
+            cancelled_by=by,
+            message=message,
+            duration_ms=int((now - started).total_seconds() * 1000) if started else None,
+        )
+        return Cancelled(True, RunStatus.CANCELLED)
 
     async def start_attempt(self, start: AttemptStart) -> Claim:
         rid = _canonical(start.run_id)
@@ -215,8 +281,27 @@ class MemoryHistory:
         return replace(row.run, attempts=tuple(row.attempts[n] for n in sorted(row.attempts)))
 
     async def history(self, job_key: str | None = None, *, limit: int = 20) -> list[Run]:
-        runs = [r.run for r in self._rows.values() if job_key is None or r.run.job_key == job_key]
-        return self._newest_first(runs)[:limit]
+        runs, _ = await self.runs(RunFilter(job_key=job_key), limit=limit)
+        return runs
+
+    async def runs(
+        self, filters: RunFilter, *, limit: int, after: Cursor | None = None
+    ) -> tuple[list[Run], Cursor | None]:
+        def wanted(run: Run) -> bool:
+            f = filters
+            return (
+                (f.job_key is None or run.job_key == f.job_key)
+                and (f.status is None or run.status is f.status)
+                and (f.trigger is None or run.trigger is f.trigger)
+                and (f.since is None or run.enqueued_at >= f.since)
+                and (f.until is None or run.enqueued_at < f.until)
+                and (after is None or (run.enqueued_at, run.id) < (after.enqueued_at, after.id))
+            )
+
+        matching = self._newest_first([r.run for r in self._rows.values() if wanted(r.run)])
+        page = matching[:limit]
+        more = len(matching) > limit and page
+        return page, (Cursor.after_run(page[-1]) if more else None)
 
     async def last_runs(self, job_keys: Sequence[str]) -> dict[str, Run]:
         wanted = set(job_keys)
@@ -258,14 +343,14 @@ class MemoryHistory:
 
     @staticmethod
     def _newest_first(runs: list[Run]) -> list[Run]:
-        runs.sort(key=lambda r: r.id)
-        runs.sort(key=lambda r: r.enqueued_at, reverse=True)
+        # PostgreSQL's order: enqueued_at DESC, id DESC (uuids compare as their text).
+        runs.sort(key=lambda r: (r.enqueued_at, r.id), reverse=True)
         return runs
 
     def _tick_owner(
         self, job_key: str, trigger: Trigger, scheduled_for: datetime | None
     ) -> str | None:
-        if not trigger.is_tick or scheduled_for is None:
+        if not trigger.carries_tick or scheduled_for is None:
             return None
         return self._ticks.get((job_key, scheduled_for))
 
@@ -278,7 +363,7 @@ class MemoryHistory:
         owner = self._tick_owner(run.job_key, run.trigger, run.scheduled_for)
         if owner is not None:
             raise DuplicateTick.of(run.job_key, run.scheduled_for)
-        if run.trigger.is_tick and run.scheduled_for is not None:
+        if run.trigger.carries_tick and run.scheduled_for is not None:
             self._ticks[self._tick(run)] = run.id
         row = self._rows[run.id] = _Row(run)
         return row
@@ -305,6 +390,8 @@ class MemoryHistory:
             data={},
             parameters=dict(start.parameters),
             next_attempt_at=None,
+            triggered_by=start.triggered_by,
+            reason=start.reason,
         )
 
     @staticmethod

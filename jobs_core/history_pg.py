@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 from . import history_queries as q
 from .errors import DuplicateTick
-from .history import Attempt, AttemptEnd, AttemptStart, Claim, Run
+from .history import (
+    Attempt,
+    AttemptEnd,
+    AttemptStart,
+    Cancelled,
+    Claim,
+    Cursor,
+    Run,
+    RunFilter,
+)
 from .status import RunStatus, Trigger
 
 if TYPE_CHECKING:
@@ -37,6 +46,8 @@ def _start_params(start: AttemptStart) -> dict[str, Any]:
         "scheduled_for": start.scheduled_for,
         "enqueued_at": start.enqueued_at,
         "parameters": _json(start.parameters),
+        "triggered_by": start.triggered_by,
+        "reason": start.reason,
     }
 
 
@@ -109,6 +120,9 @@ class PostgresHistory:
         run_id: str | None = None,
         status: RunStatus = RunStatus.QUEUED,
         message: str | None = None,
+        triggered_by: str | None = None,
+        reason: str | None = None,
+        rerun_of: str | None = None,
     ) -> str:
         rid = run_id or str(uuid.uuid4())
         params = {
@@ -121,10 +135,53 @@ class PostgresHistory:
             "max_attempts": max_attempts,
             "parameters": _json(parameters or {}),
             "message": message,
+            "triggered_by": triggered_by,
+            "reason": reason,
+            "rerun_of": rerun_of,
         }
         async with self.pool.connection() as conn:
             await conn.execute(q.CREATE_RUN, params)
         return rid
+
+    async def create_tick_runs(
+        self,
+        job_key: str,
+        ticks: Sequence[tuple[str, datetime]],
+        *,
+        trigger: Trigger,
+        max_attempts: int,
+        parameters: dict[str, Any],
+        triggered_by: str | None = None,
+        reason: str | None = None,
+    ) -> list[str]:
+        if not ticks:
+            return []
+        params = {
+            "job_key": job_key,
+            "trigger": trigger.value,
+            "max_attempts": max_attempts,
+            "parameters": _json(parameters),
+            "triggered_by": triggered_by,
+            "reason": reason,
+            "ids": [rid for rid, _ in ticks],
+            "ticks": [when for _, when in ticks],
+        }
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q.CREATE_TICK_RUNS, params)
+            return [r[0] for r in await cur.fetchall()]
+
+    async def cancel_run(self, run_id: str, *, by: str, message: str) -> Cancelled:
+        if not _is_uuid(run_id):
+            return Cancelled(False, None)
+        params = {"run_id": run_id, "by": by, "message": message}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q.CANCEL_RUN, params)
+            row = await cur.fetchone()
+        assert row is not None  # an aggregate-free SELECT of scalars: always one row
+        changed, before = bool(row[0]), row[1]
+        if changed:
+            return Cancelled(True, RunStatus.CANCELLED)
+        return Cancelled(False, RunStatus(before) if before is not None else None)
 
     async def start_attempt(self, start: AttemptStart) -> Claim:
         import psycopg
@@ -203,10 +260,30 @@ class PostgresHistory:
         return run_from_row(row, attempts)
 
     async def history(self, job_key: str | None = None, *, limit: int = 20) -> list[Run]:
-        sql = q.JOB_HISTORY if job_key else q.HISTORY
+        runs, _ = await self.runs(RunFilter(job_key=job_key), limit=limit)
+        return runs
+
+    async def runs(
+        self, filters: RunFilter, *, limit: int, after: Cursor | None = None
+    ) -> tuple[list[Run], Cursor | None]:
+        params: dict[str, Any] = {
+            "job_key": filters.job_key,
+            "status": filters.status.value if filters.status else None,
+            "trigger": filters.trigger.value if filters.trigger else None,
+            "since": filters.since,
+            "until": filters.until,
+            "limit": limit + 1,
+        }
+        used = {k for k, v in params.items() if v is not None and k != "limit"}
+        if after is not None:
+            used.add("after")
+            params.update(after_enqueued_at=after.enqueued_at, after_id=after.id)
         async with self.pool.connection() as conn:
-            cur = await conn.execute(sql, {"job_key": job_key, "limit": limit})
-            return [run_from_row(r) for r in await cur.fetchall()]
+            cur = await conn.execute(q.runs(frozenset(used)), params)
+            rows = await cur.fetchall()
+        page = [run_from_row(r) for r in rows[:limit]]
+        more = len(rows) > limit and page
+        return page, (Cursor.after_run(page[-1]) if more else None)
 
     async def last_runs(self, job_keys: Sequence[str]) -> dict[str, Run]:
         if not job_keys:

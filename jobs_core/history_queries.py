@@ -34,25 +34,57 @@ RETURNING run_id
 RUN_COLUMNS = (
     "id::text, job_key, trigger, status, scheduled_for, enqueued_at, started_at, finished_at, "
     "attempt, max_attempts, duration_ms, message, error, worker, items_processed, "
-    "items_failed, data, parameters, next_attempt_at"
+    "items_failed, data, parameters, next_attempt_at, triggered_by, reason, rerun_of::text, "
+    "cancelled_by"
 )
 
 CREATE_RUN = """
 INSERT INTO job_runs (id, job_key, trigger, status, scheduled_for, max_attempts,
-                      parameters, message, finished_at)
+                      parameters, message, finished_at, triggered_by, reason, rerun_of)
 VALUES (%(run_id)s, %(job_key)s, %(trigger)s, %(status)s, %(scheduled_for)s,
         %(max_attempts)s, %(parameters)s, %(message)s,
-        CASE WHEN %(closes_run)s THEN now() END)
+        CASE WHEN %(closes_run)s THEN now() END, %(triggered_by)s, %(reason)s, %(rerun_of)s)
 ON CONFLICT DO NOTHING
+"""
+
+#: One queued run per (id, tick); the conflicts (an id or a tick that has a run already,
+#: see the tick index of migration 0003) are left alone, so only new ids come back.
+CREATE_TICK_RUNS = """
+INSERT INTO job_runs (id, job_key, trigger, status, scheduled_for, max_attempts,
+                      parameters, triggered_by, reason)
+SELECT t.id, %(job_key)s, %(trigger)s, 'queued', t.scheduled_for, %(max_attempts)s,
+       %(parameters)s, %(triggered_by)s, %(reason)s
+FROM unnest(%(ids)s::uuid[], %(ticks)s::timestamptz[]) AS t(id, scheduled_for)
+ON CONFLICT DO NOTHING
+RETURNING id::text
+"""
+
+_CANCELLED = f"'{RunStatus.CANCELLED.value}'"
+
+#: Cancels the run if it has not finished; returns its status afterwards, and whether
+#: this statement changed it (a CTE sees the row as it was before the update).
+CANCEL_RUN = f"""
+WITH before AS (SELECT status FROM job_runs WHERE id = %(run_id)s),
+changed AS (
+    UPDATE job_runs AS r SET status = {_CANCELLED}, finished_at = now(), next_attempt_at = NULL,
+        cancelled_by = %(by)s, message = %(message)s,
+        duration_ms = CASE WHEN r.started_at IS NOT NULL
+            THEN (extract(epoch FROM now() - r.started_at) * 1000)::bigint END,
+        updated_at = now()
+    WHERE id = %(run_id)s AND {UNFINISHED}
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM changed) > 0, (SELECT status FROM before)
 """
 
 START_ATTEMPT = f"""
 WITH prev AS (SELECT status FROM job_runs WHERE id = %(run_id)s)
 INSERT INTO job_runs AS r (id, job_key, trigger, status, scheduled_for, enqueued_at,
-                           started_at, attempt, max_attempts, worker, parameters, updated_at)
+                           started_at, attempt, max_attempts, worker, parameters, updated_at,
+                           triggered_by, reason)
 VALUES (%(run_id)s, %(job_key)s, %(trigger)s, {_RUNNING}, %(scheduled_for)s,
         COALESCE(%(enqueued_at)s, now()), now(), %(attempt)s, %(max_attempts)s, %(worker)s,
-        %(parameters)s, now())
+        %(parameters)s, now(), %(triggered_by)s, %(reason)s)
 ON CONFLICT (id) DO UPDATE SET
     status = EXCLUDED.status, started_at = now(), attempt = EXCLUDED.attempt,
     max_attempts = EXCLUDED.max_attempts, worker = EXCLUDED.worker,
@@ -81,12 +113,14 @@ SETTLE_ATTEMPT = f"""
 WITH run AS (
     INSERT INTO job_runs AS r (id, job_key, trigger, status, scheduled_for, enqueued_at,
         started_at, finished_at, attempt, max_attempts, worker, parameters, duration_ms,
-        message, error, items_processed, items_failed, data, next_attempt_at, updated_at)
+        message, error, items_processed, items_failed, data, next_attempt_at, updated_at,
+        triggered_by, reason)
     VALUES (%(run_id)s, %(job_key)s, %(trigger)s, %(status)s, %(scheduled_for)s,
         COALESCE(%(enqueued_at)s, now()), %(started_at)s,
         CASE WHEN %(closes_run)s THEN now() END, %(attempt)s, %(max_attempts)s, %(worker)s,
         %(parameters)s, %(duration_ms)s, %(message)s, %(error)s, %(items_processed)s,
-        %(items_failed)s, COALESCE(%(data)s, '{{}}'::jsonb), %(next_attempt_at)s, now())
+        %(items_failed)s, COALESCE(%(data)s, '{{}}'::jsonb), %(next_attempt_at)s, now(),
+        %(triggered_by)s, %(reason)s)
     ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,
         started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
         attempt = EXCLUDED.attempt, max_attempts = EXCLUDED.max_attempts,
@@ -132,15 +166,30 @@ SELECT attempt, status, started_at, finished_at, duration_ms, message, error, wo
 FROM job_run_attempts WHERE run_id = %(run_id)s ORDER BY attempt
 """
 
-HISTORY = f"""
-SELECT {RUN_COLUMNS} FROM job_runs
-ORDER BY enqueued_at DESC, id LIMIT %(limit)s
-"""
+#: The conditions of :func:`runs`, by the name of the parameter each binds.
+_RUN_FILTERS = {
+    "job_key": "job_key = %(job_key)s",
+    "status": "status = %(status)s",
+    "trigger": "trigger = %(trigger)s",
+    "since": "enqueued_at >= %(since)s",
+    "until": "enqueued_at < %(until)s",
+    "after": "(enqueued_at, id) < (%(after_enqueued_at)s, %(after_id)s::uuid)",
+}
 
-JOB_HISTORY = f"""
-SELECT {RUN_COLUMNS} FROM job_runs WHERE job_key = %(job_key)s
-ORDER BY enqueued_at DESC, id LIMIT %(limit)s
-"""
+
+def runs(conditions: frozenset[str]) -> str:
+    """Filtered, keyset-paged runs, newest first; ``conditions`` names the filters used
+    (keys of ``_RUN_FILTERS``). The order matches the indexes of migration 0003, so a
+    page is an index range scan, with or without a job."""
+    unknown = conditions - _RUN_FILTERS.keys()
+    if unknown:
+        raise ValueError(f"unknown run filters: {sorted(unknown)}")
+    where = " AND ".join(_RUN_FILTERS[c] for c in _RUN_FILTERS if c in conditions) or "true"
+    return (
+        f"SELECT {RUN_COLUMNS} FROM job_runs WHERE {where}"
+        " ORDER BY enqueued_at DESC, id DESC LIMIT %(limit)s"
+    )
+
 
 LAST_RUNS = f"""
 SELECT DISTINCT ON (job_key) {RUN_COLUMNS} FROM job_runs

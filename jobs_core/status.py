@@ -54,6 +54,12 @@ class Trigger(StrEnum):
         """A tick of the schedule (what ``overlap: skip`` may skip)."""
         return self in (Trigger.SCHEDULE, Trigger.CATCH_UP)
 
+    @property
+    def carries_tick(self) -> bool:
+        """The run is one tick of the schedule, sent on time, caught up or backfilled:
+        at most one such run per ``(job, scheduled_for)``, whatever its trigger."""
+        return self in (Trigger.SCHEDULE, Trigger.CATCH_UP, Trigger.BACKFILL)
+
 
 class Action(StrEnum):
     """What the worker does with a message after an attempt."""

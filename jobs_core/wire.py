@@ -80,6 +80,19 @@ class Keys:
     #: Prefix of a worker's liveness key (heartbeat JSON, ``SET PX`` with a short TTL).
     WORKER_PREFIX = f"{PREFIX}workers:"
 
+    #: Prefix of a run's cancel request (JSON: by, terminate, at), kept for
+    #: :data:`CANCEL_TTL_S`: a queued run that finds it never starts; a running run's
+    #: worker polls it and cancels the job's coroutine.
+    CANCEL_PREFIX = f"{PREFIX}cancel:"
+    #: Prefix of the marker of a run executing now (hash: host, pid, worker), written by
+    #: the worker while the attempt runs; its expiry is the overlap lock's.
+    ACTIVE_PREFIX = f"{PREFIX}active:"
+    #: Prefix of a job's waiting slot under ``overlap: buffer_one`` (value: the run id).
+    WAITING_PREFIX = f"{PREFIX}waiting:"
+    #: Prefix of a job's waiting queue under ``overlap: buffer_all`` (sorted set of run
+    #: ids scored by tick, epoch ms).
+    QUEUED_PREFIX = f"{PREFIX}buffer:"
+
     @classmethod
     def lock(cls, job_key: str) -> str:
         return cls.LOCK_PREFIX + job_key
@@ -87,6 +100,22 @@ class Keys:
     @classmethod
     def worker(cls, hostname: str) -> str:
         return cls.WORKER_PREFIX + hostname
+
+    @classmethod
+    def cancel(cls, run_id: str) -> str:
+        return cls.CANCEL_PREFIX + run_id
+
+    @classmethod
+    def active(cls, run_id: str) -> str:
+        return cls.ACTIVE_PREFIX + run_id
+
+    @classmethod
+    def waiting(cls, job_key: str) -> str:
+        return cls.WAITING_PREFIX + job_key
+
+    @classmethod
+    def buffer(cls, job_key: str) -> str:
+        return cls.QUEUED_PREFIX + job_key
 
 
 #: Compare-and-delete of an overlap lock: KEYS[1] the lock, ARGV[1] the run id expected
@@ -97,6 +126,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+#: Seconds a cancel request is kept: longer than any run waits in a queue.
+CANCEL_TTL_S = 7 * 86400
+#: Longest ``triggered_by`` and ``reason`` a run message carries.
+MAX_TRIGGERED_BY = 200
+MAX_REASON = 2000
 
 
 def task_name(job_key: str) -> str:
@@ -146,9 +181,11 @@ def job_kwargs(
     enqueued_at: datetime,
     attempt: int = 1,
     parameters: dict[str, Any] | None = None,
+    triggered_by: str | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """The JSON-safe keyword arguments every job task takes."""
-    return {
+    kwargs: dict[str, Any] = {
         "run_id": run_id,
         "trigger": Trigger(trigger).value,
         "scheduled_for": scheduled_for.isoformat() if scheduled_for else None,
@@ -156,6 +193,11 @@ def job_kwargs(
         "attempt": attempt,
         "parameters": parameters or {},
     }
+    if triggered_by is not None:
+        kwargs["triggered_by"] = triggered_by
+    if reason is not None:
+        kwargs["reason"] = reason
+    return kwargs
 
 
 def _kwargsrepr(kwargs: dict[str, Any]) -> str:
@@ -223,15 +265,22 @@ class TickTemplate:
 
     __slots__ = ("_parts", "id", "queue", "text")
 
-    def __init__(self, queue: str, trigger: Trigger, parameters_json: str) -> None:
-        kwargs = {
-            "run_id": RUN_ID,
-            "trigger": Trigger(trigger).value,
-            "scheduled_for": SCHEDULED,
-            "enqueued_at": ENQUEUED,
-            "attempt": 1,
-            "parameters": json.loads(parameters_json),
-        }
+    def __init__(
+        self,
+        queue: str,
+        trigger: Trigger,
+        parameters_json: str,
+        triggered_by: str | None = None,
+    ) -> None:
+        kwargs = job_kwargs(
+            run_id=RUN_ID,
+            trigger=trigger,
+            scheduled_for=None,
+            enqueued_at=datetime.now(UTC),
+            parameters=json.loads(parameters_json),
+            triggered_by=triggered_by,
+        )
+        kwargs.update(scheduled_for=SCHEDULED, enqueued_at=ENQUEUED)
         _, text = task_message(TASK, kwargs, queue=queue, task_id=RUN_ID)
         envelope = json.loads(text)
         envelope["properties"]["delivery_tag"] = RUN_ID
@@ -260,10 +309,12 @@ def _split(text: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=4096)
-def tick_template(queue: str, trigger: Trigger, parameters_json: str) -> TickTemplate | None:
+def tick_template(
+    queue: str, trigger: Trigger, parameters_json: str, triggered_by: str | None = None
+) -> TickTemplate | None:
     """The shared template, or None when this job's values cannot be templated."""
     try:
-        return TickTemplate(queue, trigger, parameters_json)
+        return TickTemplate(queue, trigger, parameters_json, triggered_by)
     except ValueError:
         return None
 
@@ -306,6 +357,15 @@ def _instant(kwargs: dict[str, Any], field: str) -> datetime | None:
     return when
 
 
+def _text(kwargs: dict[str, Any], field: str, longest: int) -> str | None:
+    value = kwargs.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > longest:
+        raise _refuse(field, value, f"a string of at most {longest} characters")
+    return value
+
+
 @dataclass(frozen=True)
 class RunMessage:
     """The keyword arguments of a job task message, validated.
@@ -324,6 +384,8 @@ class RunMessage:
     parameters: dict[str, Any]
     skip_reason: str | None = None
     redelivered: bool = False  # from the broker's delivery info (or a re-queued message)
+    triggered_by: str | None = None  # user@host, a beat's id, backfill/rerun by user@host
+    reason: str | None = None  # the operator's reason (`jobs run --reason`)
 
     @classmethod
     def from_kwargs(cls, kwargs: Any) -> RunMessage:
@@ -358,6 +420,8 @@ class RunMessage:
         redelivered = kwargs.get("redelivered", False)
         if not isinstance(redelivered, bool):
             raise _refuse("redelivered", redelivered, "true or false")
+        triggered_by = _text(kwargs, "triggered_by", MAX_TRIGGERED_BY)
+        reason = _text(kwargs, "reason", MAX_REASON)
         return cls(
             run_id=run_id,
             trigger=Trigger(trigger),
@@ -367,6 +431,8 @@ class RunMessage:
             parameters=parameters,
             skip_reason=skip_reason,
             redelivered=redelivered,
+            triggered_by=triggered_by,
+            reason=reason,
         )
 
     @classmethod
@@ -395,6 +461,10 @@ class RunMessage:
         }
         if self.skip_reason is not None:
             kwargs["skip_reason"] = self.skip_reason
+        if self.triggered_by is not None:
+            kwargs["triggered_by"] = self.triggered_by
+        if self.reason is not None:
+            kwargs["reason"] = self.reason
         if self.redelivered:
             # A message put back for a later try (overlap: queue) is a new message to
             # the broker; the flag has to travel with it or the run could run twice.

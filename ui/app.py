@@ -28,13 +28,14 @@ from starlette.staticfiles import StaticFiles
 
 from cli.context import CliContext
 from jobs_core.errors import JobsError
+from jobs_core.history import Cursor, RunFilter
 from jobs_core.registry import JobDefinition, JobRegistry
 from jobs_core.status import RunStatus, Trigger
 
 from . import views
 from .auth import BasicAuth, Csrf, User
 from .cluster import Action, Cluster
-from .queries import Cursor, HistoryFilter, Queries, Recent
+from .queries import Queries, Recent
 from .settings import UiSettings
 
 HERE = Path(__file__).parent
@@ -222,7 +223,8 @@ async def job_page(request: Request) -> Response:
     deps = _deps(request)
     jd = _job(deps, request)
     q = request.query_params
-    filters = HistoryFilter(
+    filters = RunFilter(
+        job_key=jd.key,
         status=_enum(RunStatus, q.get("status"), "status"),
         trigger=_enum(Trigger, q.get("trigger"), "trigger"),
         since=_parse_time(q.get("since"), "since"),
@@ -241,9 +243,7 @@ async def job_page(request: Request) -> Response:
     ticks: list[Any] = []
     next_cursor = None
     if deps.queries is not None:
-        runs, next_cursor = await deps.queries.history(
-            jd.key, filters, limit=HISTORY_PAGE, after=after
-        )
+        runs, next_cursor = await deps.queries.history(filters, limit=HISTORY_PAGE, after=after)
         ticks = await deps.queries.ticks(jd.key, LEDGER_SIZE)
     now = datetime.now(UTC)
     tz = jd.cron.tz if jd.cron else None

@@ -1,14 +1,13 @@
 """The dashboard's reads of run history: the store's public methods plus the few
-queries only the dashboard needs (recent runs of many jobs at once, filtered and paged
-history, the tick ledger), kept here in one place."""
+queries only the dashboard needs (recent runs of many jobs at once, the tick ledger),
+kept here in one place. Filtered, paged history is the store's (shared with the CLI)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from jobs_core.history import Run, RunHistory
+from jobs_core.history import Cursor, Run, RunHistory
 from jobs_core.history_pg import PostgresHistory, run_from_row
 from jobs_core.history_queries import RUN_COLUMNS
 from jobs_core.status import RunStatus, Trigger
@@ -16,9 +15,10 @@ from jobs_core.status import RunStatus, Trigger
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
 
-#: Triggers that are ticks of the schedule: the rows of the tick ledger. Written into
+#: Triggers of runs that are ticks of the schedule (backfills included): the rows of the
+#: tick ledger. Written into
 #: the SQL as literals so PostgreSQL can use the partial index on ticks.
-TICK_TRIGGERS = tuple(t.value for t in Trigger if t.is_tick)
+TICK_TRIGGERS = tuple(t.value for t in Trigger if t.carries_tick)
 _TICKS_SQL = ", ".join(f"'{t}'" for t in TICK_TRIGGERS)
 
 
@@ -30,33 +30,6 @@ class Recent:
     last_status: RunStatus
     statuses: list[str]
     durations: list[int | None]
-
-
-@dataclass(frozen=True)
-class HistoryFilter:
-    status: RunStatus | None = None
-    trigger: Trigger | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """Keyset paging: the page after the run enqueued at ``enqueued_at`` with id ``id``."""
-
-    enqueued_at: datetime
-    id: str
-
-    def encode(self) -> str:
-        return f"{self.enqueued_at.isoformat()}_{self.id}"
-
-    @classmethod
-    def decode(cls, text: str) -> Cursor | None:
-        when, sep, rid = text.rpartition("_")
-        try:
-            return cls(datetime.fromisoformat(when), rid) if sep else None
-        except ValueError:
-            return None
 
 
 class Queries:
@@ -92,36 +65,10 @@ class Queries:
         }
 
     async def history(
-        self, job_key: str, filters: HistoryFilter, *, limit: int, after: Cursor | None = None
+        self, filters: RunFilter, *, limit: int, after: Cursor | None = None
     ) -> tuple[list[Run], Cursor | None]:
-        """One page of a job's runs, newest first, and the cursor of the next page."""
-        where = ["job_key = %s"]
-        args: list[Any] = [job_key]
-        if filters.status is not None:
-            where.append("status = %s")
-            args.append(filters.status.value)
-        if filters.trigger is not None:
-            where.append("trigger = %s")
-            args.append(filters.trigger.value)
-        if filters.since is not None:
-            where.append("enqueued_at >= %s")
-            args.append(filters.since)
-        if filters.until is not None:
-            where.append("enqueued_at < %s")
-            args.append(filters.until)
-        if after is not None:
-            where.append("(enqueued_at, id) < (%s, %s::uuid)")
-            args += [after.enqueued_at, after.id]
-        sql = (
-            f"SELECT {RUN_COLUMNS} FROM job_runs WHERE {' AND '.join(where)}"
-            " ORDER BY enqueued_at DESC, id DESC LIMIT %s"
-        )
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(sql, (*args, limit + 1))
-            rows = await cur.fetchall()
-        runs = [run_from_row(r) for r in rows[:limit]]
-        more = len(rows) > limit
-        return runs, (Cursor(runs[-1].enqueued_at, runs[-1].id) if more and runs else None)
+        """One page of runs, newest first, and the cursor of the next page."""
+        return await self.store.runs(filters, limit=limit, after=after)
 
     async def ticks(self, job_key: str, limit: int) -> list[Run]:
         """The tick ledger: the job's latest ticks by scheduled instant, skipped ones too."""

@@ -126,6 +126,8 @@ def attempt_start(jd: JobDefinition, req: TaskRequest, hostname: str) -> Attempt
         scheduled_for=req.scheduled_for,
         enqueued_at=req.enqueued_at,
         parameters={**jd.parameters, **req.parameters},
+        triggered_by=req.triggered_by,
+        reason=req.reason,
     )
 
 
@@ -140,6 +142,8 @@ async def _record_skipped(
         max_attempts=jd.policy.retry.max_attempts,
         status=RunStatus.SKIPPED,
         message=reason,
+        triggered_by=req.triggered_by,
+        reason=req.reason,
     )
 
 

@@ -9,11 +9,12 @@ import pytest
 from starlette.datastructures import Headers
 
 from jobs_core.errors import ConfigError
+from jobs_core.history import Cursor
 from jobs_core.profile import parse_profile
 from jobs_core.registry import build_registry
 from tests.worker_fixtures import WorkerTestExtension
 from ui import auth, views
-from ui.queries import Cursor, Recent
+from ui.queries import Recent
 from ui.settings import load_settings
 
 
@@ -120,7 +121,9 @@ def test_parse_params() -> None:
 
 
 def test_cursor_round_trip() -> None:
-    cursor = Cursor(datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC), "abc-def")
+    cursor = Cursor(
+        datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC), "0b0e7f5c-9f2a-4b8e-9d4c-2f6a1b3c4d5e"
+    )
     assert Cursor.decode(cursor.encode()) == cursor
     assert Cursor.decode("garbage") is None
     assert Cursor.decode("not-a-date_x") is None

@@ -1,0 +1,228 @@
+"""Run control from the CLI: backfill a range of ticks, cancel a run, rerun a run."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from jobs_core.errors import ConfigError
+from jobs_core.history import Run, RunHistory
+from jobs_core.registry import JobDefinition
+from jobs_core.status import RunStatus, Trigger
+from jobs_core.wire import (
+    CANCEL_TTL_S,
+    Keys,
+    job_kwargs,
+    task_message,
+    task_name,
+    tick_run_id,
+)
+
+from .context import CliContext
+
+#: `jobs backfill`: the most ticks one call enqueues unless --max says otherwise.
+DEFAULT_MAX_TICKS = 1000
+#: Seconds `jobs cancel` waits for a running job to stop after being asked to.
+CANCEL_WAIT_S = 10.0
+#: With --terminate: seconds the job gets to stop by itself before its process is killed.
+TERMINATE_AFTER_S = 3.0
+POLL_S = 0.2
+
+
+def operator() -> str:
+    """Who runs this command, as history records it: ``user@host``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+class TooManyTicks(ConfigError):
+    """A backfill range holds more ticks than allowed (a usage error: exit 2)."""
+
+
+def ticks_between(jd: JobDefinition, start: datetime, end: datetime, most: int) -> list[datetime]:
+    """The ticks of ``jd``'s schedule in ``[start, end)``; refuses more than ``most``."""
+    if jd.cron is None:
+        raise ConfigError(f"{jd.key} has no schedule: there are no ticks to backfill")
+    if start >= end:
+        raise ConfigError(f"--from {start.isoformat()} is not before --to {end.isoformat()}")
+    found: list[datetime] = []
+    when = jd.cron.next_after(start - timedelta(microseconds=1))
+    while when < end:
+        if len(found) == most:
+            raise TooManyTicks(
+                f"{jd.key}: [{start.isoformat()}, {end.isoformat()}) holds more than {most} "
+                "ticks; narrow the range or raise --max"
+            )
+        found.append(when)
+        when = jd.cron.next_after(when)
+    return found
+
+
+@dataclass(frozen=True)
+class BackfillResult:
+    job: str
+    ticks: int
+    enqueued: list[datetime]
+
+    @property
+    def present(self) -> int:
+        return self.ticks - len(self.enqueued)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "ticks": self.ticks,
+            "enqueued": len(self.enqueued),
+            "already_present": self.present,
+            "enqueued_ticks": [t.isoformat() for t in self.enqueued],
+        }
+
+
+def backfill(ctx: CliContext, jd: JobDefinition, ticks: list[datetime]) -> BackfillResult:
+    """Record a queued backfill run per tick that has no run yet, then send those.
+
+    The rows go first, in one statement that skips every tick already present (the tick
+    index covers schedule, catch-up and backfill runs), so two backfills of one range,
+    or a backfill and the beat's catch-up, never run a tick twice. The run id is the
+    tick's own (:func:`tick_run_id`), as the beat's, so a later message of the beat for
+    the same instant lands on the same row and is refused once it has run.
+    """
+    ctx.require_database("jobs backfill")
+    client = ctx.redis()
+    by = operator()
+    ids = {tick_run_id(jd.key, t): t for t in ticks}
+
+    async def record(history: RunHistory) -> list[str]:
+        return await history.create_tick_runs(
+            jd.key,
+            list(ids.items()),
+            trigger=Trigger.BACKFILL,
+            max_attempts=jd.policy.retry.max_attempts,
+            parameters=dict(jd.parameters),
+            triggered_by=by,
+        )
+
+    created = ctx.with_history("jobs backfill", record)
+    now = datetime.now(UTC)
+    pipe = client.pipeline(transaction=False)
+    for rid in created:
+        kwargs = job_kwargs(
+            run_id=rid,
+            trigger=Trigger.BACKFILL,
+            scheduled_for=ids[rid],
+            enqueued_at=now,
+            triggered_by=by,
+        )
+        queue, payload = task_message(task_name(jd.key), kwargs, queue=jd.policy.queue, task_id=rid)
+        pipe.lpush(queue, payload)
+    pipe.execute()
+    return BackfillResult(jd.key, len(ticks), sorted(ids[rid] for rid in created))
+
+
+# ---------------------------------------------------------------- cancel
+
+
+@dataclass(frozen=True)
+class CancelReport:
+    exit_code: int  # 0 cancelled, 1 already finished, 2 unknown id
+    text: str
+    run: Run | None = None
+
+
+def request_cancel(client: Any, run_id: str, by: str, *, terminate: bool = False) -> None:
+    """Leave the cancel request the worker checks before an attempt and polls during it."""
+    request = {"by": by, "terminate": terminate, "at": datetime.now(UTC).isoformat()}
+    client.set(Keys.cancel(run_id), json.dumps(request), ex=CANCEL_TTL_S)
+
+
+def _release_lock(client: Any, job_key: str, run_id: str) -> None:
+    """Drop the job's overlap lock if the killed run held it (compare and delete)."""
+    script = (
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+        "return 0"
+    )
+    client.eval(script, 1, Keys.lock(job_key), run_id)
+
+
+def cancel(ctx: CliContext, run_id: str, *, terminate: bool) -> CancelReport:
+    """Cancel ``run_id``: a queued run never starts, a running one is cancelled by its
+    worker (and with ``terminate`` its process is killed if it does not stop)."""
+    ctx.require_database("jobs cancel")
+    client = ctx.redis()
+    by = operator()
+
+    async def go(history: RunHistory) -> CancelReport:
+        run = await history.get_run(run_id, with_attempts=False)
+        if run is None:
+            return CancelReport(2, f"no run with id {run_id!r}")
+        if run.finished:
+            return CancelReport(1, f"run {run.id} of {run.job_key} already {run.status}", run)
+        request_cancel(client, run.id, by, terminate=terminate)
+        if run.status is not RunStatus.RUNNING:
+            done = await history.cancel_run(run.id, by=by, message=f"cancelled by {by}")
+            if done.changed:
+                return CancelReport(0, f"run {run.id} of {run.job_key} cancelled", run)
+        # Running: its worker polls the request and cancels the job's coroutine.
+        wait = TERMINATE_AFTER_S if terminate else CANCEL_WAIT_S
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            now = await history.get_run(run.id, with_attempts=False)
+            if now is not None and now.finished:
+                if now.status is RunStatus.CANCELLED:
+                    return CancelReport(0, f"run {run.id} of {run.job_key} cancelled", now)
+                return CancelReport(1, f"run {run.id} of {run.job_key} already {now.status}", now)
+            await asyncio.sleep(POLL_S)
+        if terminate:
+            _terminate(ctx, run.id)
+            _release_lock(client, run.job_key, run.id)
+            message = f"cancelled by {by}; its process was terminated (it ignored cancellation)"
+        else:
+            message = (
+                f"cancelled by {by}; the job had not stopped {wait:g}s later (it ignores "
+                "cancellation: `jobs cancel --terminate` kills its process)"
+            )
+        done = await history.cancel_run(run.id, by=by, message=message)
+        if not done.changed:
+            return CancelReport(1, f"run {run.id} of {run.job_key} already {done.status}", run)
+        return CancelReport(0, f"run {run.id} of {run.job_key} {message}", run)
+
+    return ctx.with_history("jobs cancel", go)
+
+
+def _terminate(ctx: CliContext, run_id: str) -> None:
+    """Kill the worker process running ``run_id`` (its Celery task id), wherever it runs."""
+    from worker.factory import create_app
+
+    app, _, _ = create_app(ctx.profile, ctx.registry)
+    try:
+        app.control.revoke(run_id, terminate=True, signal="SIGKILL")
+    finally:
+        app.close()
+
+
+# ---------------------------------------------------------------- rerun
+
+
+def rerun_source(ctx: CliContext, run_id: str) -> tuple[Run, JobDefinition] | None:
+    """The run to repeat and its job; None when there is no such run."""
+    ctx.require_database("jobs rerun")
+
+    async def fetch(history: RunHistory) -> Run | None:
+        return await history.get_run(run_id, with_attempts=False)
+
+    run = ctx.with_history("jobs rerun", fetch)
+    if run is None:
+        return None
+    jd = ctx.registry.jobs.get(run.job_key)
+    if jd is None:
+        raise ConfigError(f"run {run.id} is of {run.job_key}, which the profile no longer has")
+    return run, jd
