@@ -33,6 +33,8 @@ CANCEL_WAIT_S = 10.0
 #: With --terminate: seconds the job gets to stop by itself before its process is killed.
 TERMINATE_AFTER_S = 3.0
 POLL_S = 0.2
+#: Seconds added to the misfire grace when marking recent backfilled ticks.
+BACKFILL_MARK_MARGIN_S = 3600
 
 
 def operator() -> str:
@@ -54,6 +56,12 @@ def ticks_between(jd: JobDefinition, start: datetime, end: datetime, most: int) 
         raise ConfigError(f"{jd.key} has no schedule: there are no ticks to backfill")
     if start >= end:
         raise ConfigError(f"--from {start.isoformat()} is not before --to {end.isoformat()}")
+    now = datetime.now(UTC)
+    if end > now:
+        raise ConfigError(
+            f"--to {end.isoformat()} is in the future: a backfill enqueues past ticks "
+            "(the beat sends the others)"
+        )
     found: list[datetime] = []
     when = jd.cron.next_after(start - timedelta(microseconds=1))
     while when < end:
@@ -114,7 +122,13 @@ def backfill(ctx: CliContext, jd: JobDefinition, ticks: list[datetime]) -> Backf
     created = ctx.with_history("jobs backfill", record)
     now = datetime.now(UTC)
     pipe = client.pipeline(transaction=False)
+    # Ticks the beat may still send (catch-up within the misfire grace) are marked, so
+    # the worker claims their run before running either message.
+    horizon = now - timedelta(seconds=jd.policy.misfire_grace + BACKFILL_MARK_MARGIN_S)
     for rid in created:
+        if ids[rid] >= horizon:
+            keep = (ids[rid] - horizon).total_seconds() + BACKFILL_MARK_MARGIN_S
+            pipe.set(Keys.backfilled(rid), "1", ex=max(1, int(keep)))
         kwargs = job_kwargs(
             run_id=rid,
             trigger=Trigger.BACKFILL,

@@ -145,6 +145,7 @@ class AttemptEnd:
     items_failed: int | None = None
     data: dict[str, Any] | None = None
     next_attempt_at: datetime | None = None
+    cancelled_by: str | None = None
 
     @property
     def closes_run(self) -> bool:

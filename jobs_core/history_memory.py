@@ -185,6 +185,7 @@ class MemoryHistory:
             data=dict(end.data) if end.data is not None else row.run.data,
             finished_at=now if end.closes_run else None,
             next_attempt_at=end.next_attempt_at,
+            cancelled_by=end.cancelled_by,
         )
         self._record_attempt(row, attempt, end, now)
         return True
@@ -215,6 +216,7 @@ class MemoryHistory:
             items_failed=end.items_failed,
             data=dict(end.data or {}),
             next_attempt_at=end.next_attempt_at,
+            cancelled_by=end.cancelled_by,
         )
         self._record_attempt(row, start.attempt, end, now)
         return True

@@ -63,6 +63,7 @@ def _end_params(end: AttemptEnd) -> dict[str, Any]:
         "items_failed": end.items_failed,
         "data": _json(end.data),
         "next_attempt_at": end.next_attempt_at,
+        "cancelled_by": end.cancelled_by,
     }
 
 

@@ -102,7 +102,8 @@ WITH run AS (
         items_processed = %(items_processed)s, items_failed = %(items_failed)s,
         data = COALESCE(%(data)s, data),
         finished_at = CASE WHEN %(closes_run)s THEN now() END,
-        next_attempt_at = %(next_attempt_at)s, updated_at = now()
+        next_attempt_at = %(next_attempt_at)s, cancelled_by = %(cancelled_by)s,
+        updated_at = now()
     WHERE id = %(run_id)s AND attempt = %(attempt)s AND {UNFINISHED}
     RETURNING id, worker, started_at
 )
@@ -114,13 +115,13 @@ WITH run AS (
     INSERT INTO job_runs AS r (id, job_key, trigger, status, scheduled_for, enqueued_at,
         started_at, finished_at, attempt, max_attempts, worker, parameters, duration_ms,
         message, error, items_processed, items_failed, data, next_attempt_at, updated_at,
-        triggered_by, reason)
+        triggered_by, reason, cancelled_by)
     VALUES (%(run_id)s, %(job_key)s, %(trigger)s, %(status)s, %(scheduled_for)s,
         COALESCE(%(enqueued_at)s, now()), %(started_at)s,
         CASE WHEN %(closes_run)s THEN now() END, %(attempt)s, %(max_attempts)s, %(worker)s,
         %(parameters)s, %(duration_ms)s, %(message)s, %(error)s, %(items_processed)s,
         %(items_failed)s, COALESCE(%(data)s, '{{}}'::jsonb), %(next_attempt_at)s, now(),
-        %(triggered_by)s, %(reason)s)
+        %(triggered_by)s, %(reason)s, %(cancelled_by)s)
     ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,
         started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
         attempt = EXCLUDED.attempt, max_attempts = EXCLUDED.max_attempts,
@@ -128,7 +129,8 @@ WITH run AS (
         duration_ms = EXCLUDED.duration_ms, message = EXCLUDED.message,
         error = EXCLUDED.error, items_processed = EXCLUDED.items_processed,
         items_failed = EXCLUDED.items_failed, data = EXCLUDED.data,
-        next_attempt_at = EXCLUDED.next_attempt_at, updated_at = now()
+        next_attempt_at = EXCLUDED.next_attempt_at, cancelled_by = EXCLUDED.cancelled_by,
+        updated_at = now()
     WHERE {CLAIMABLE}
     RETURNING id, worker, started_at
 )

@@ -84,9 +84,10 @@ class Keys:
     #: :data:`CANCEL_TTL_S`: a queued run that finds it never starts; a running run's
     #: worker polls it and cancels the job's coroutine.
     CANCEL_PREFIX = f"{PREFIX}cancel:"
-    #: Prefix of the marker of a run executing now (hash: host, pid, worker), written by
-    #: the worker while the attempt runs; its expiry is the overlap lock's.
-    ACTIVE_PREFIX = f"{PREFIX}active:"
+    #: Prefix of the marker of a recent tick that a backfill enqueued (value "1"), kept
+    #: while the beat could still send that tick (misfire grace): the worker then claims
+    #: the tick's run before running it, so the beat's message for it does not run twice.
+    BACKFILLED_PREFIX = f"{PREFIX}backfilled:"
     #: Prefix of a job's waiting slot under ``overlap: buffer_one`` (value: the run id).
     WAITING_PREFIX = f"{PREFIX}waiting:"
     #: Prefix of a job's waiting queue under ``overlap: buffer_all`` (sorted set of run
@@ -106,8 +107,8 @@ class Keys:
         return cls.CANCEL_PREFIX + run_id
 
     @classmethod
-    def active(cls, run_id: str) -> str:
-        return cls.ACTIVE_PREFIX + run_id
+    def backfilled(cls, run_id: str) -> str:
+        return cls.BACKFILLED_PREFIX + run_id
 
     @classmethod
     def waiting(cls, job_key: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from jobs_core.history import Cursor, Run, RunHistory
+from jobs_core.history import Cursor, Run, RunFilter, RunHistory
 from jobs_core.history_pg import PostgresHistory, run_from_row
 from jobs_core.history_queries import RUN_COLUMNS
 from jobs_core.status import RunStatus, Trigger

@@ -18,11 +18,12 @@ from jobs_core.context import JobContext, RunInfo
 from jobs_core.history import AttemptEnd, AttemptStart, Claim, RunHistory
 from jobs_core.policy import Overlap
 from jobs_core.registry import JobDefinition
-from jobs_core.status import Action, RunStatus
+from jobs_core.status import Action, RunStatus, Trigger
 from jobs_core.wire import RunMessage
 
 from . import outcome
-from .outcome import Execution, Outcome, Raised, Returned, TimedOut, format_error
+from .cancel import CancelRequests
+from .outcome import Cancelled, Execution, Outcome, Raised, Returned, TimedOut, format_error
 from .overlap import OverlapLock, release_after_run
 from .runtime import WorkerRuntime
 
@@ -62,15 +63,20 @@ async def run_attempt(
 ) -> Outcome:
     """One attempt with the process's resources: its history, Redis lock and DB pool."""
     lock = None
-    # Without Redis (an inline run with no redis_url) there is no one to overlap with.
-    if jd.policy.overlap is not Overlap.ALLOW and runtime.redis_url:
-        lock = OverlapLock(runtime.redis())
+    cancels = None
+    # Without Redis (an inline run with no redis_url) there is no one to overlap with,
+    # and no one to cancel it.
+    if runtime.redis_url:
+        cancels = CancelRequests(runtime.redis())
+        if jd.policy.overlap is not Overlap.ALLOW:
+            lock = OverlapLock(runtime.redis())
     return await attempt(
         await runtime.history(),
         jd,
         req,
         hostname,
         lock=lock,
+        cancels=cancels,
         db_pool_factory=runtime.db_pool if runtime.database_url else None,
     )
 
@@ -82,15 +88,25 @@ async def attempt(
     hostname: str,
     *,
     lock: OverlapLock | None = None,
+    cancels: CancelRequests | None = None,
     db_pool_factory: Callable[[], Any] | None = None,
 ) -> Outcome:
-    """Run one attempt of ``req``: gates (skip, overlap), claim, execute, record."""
+    """Run one attempt of ``req``: gates (skip, cancel, overlap), claim, execute, record."""
     key = jd.key
     if req.skip_reason is not None:
         out = outcome.skipped(req.run_id, key, req.attempt, req.skip_reason)
         await _record_skipped(history, jd, req, req.skip_reason)
         log.info("run %s %s skipped: %s", req.run_id, key, req.skip_reason)
         return out
+
+    backfilled = False
+    if cancels is not None:
+        request, backfilled = await cancels.before_start(req.run_id)
+        if request is not None:
+            out = outcome.cancelled(req.run_id, key, req.attempt, request.by)
+            await history.cancel_run(req.run_id, by=request.by, message=out.message or "")
+            log.info("run %s %s %s", req.run_id, key, out.message)
+            return out
 
     if lock is not None:
         holder = await lock.acquire(key, req.run_id, lock_ttl(jd))
@@ -109,7 +125,9 @@ async def attempt(
             return out
 
     try:
-        return await _claimed_attempt(history, jd, req, hostname, db_pool_factory)
+        return await _claimed_attempt(
+            history, jd, req, hostname, db_pool_factory, cancels, backfilled=backfilled
+        )
     finally:
         if lock is not None:
             await release_after_run(lock, key, req.run_id)
@@ -193,11 +211,22 @@ async def _claimed_attempt(
     req: TaskRequest,
     hostname: str,
     db_pool_factory: Callable[[], Any] | None,
+    cancels: CancelRequests | None = None,
+    *,
+    backfilled: bool = False,
 ) -> Outcome:
     key = jd.key
     retry = jd.policy.retry
     start = attempt_start(jd, req, hostname)
-    recorder = AttemptRecorder(history, start, lazy=req.attempt == 1 and not req.redelivered)
+    # A tick that both a backfill and the beat sent has two first deliveries: claim
+    # before running, so the second finds the run taken (or finished) and is refused.
+    lazy = (
+        req.attempt == 1
+        and not req.redelivered
+        and req.trigger is not Trigger.BACKFILL
+        and not backfilled
+    )
+    recorder = AttemptRecorder(history, start, lazy=lazy)
     claim = await recorder.claim()
     if claim is not None and not claim.started:
         log.info(
@@ -227,7 +256,7 @@ async def _claimed_attempt(
         logger=logging.getLogger(f"jobs.{key}"),
     )
     log.info("run %s %s attempt %d/%d started", req.run_id, key, req.attempt, retry.max_attempts)
-    execution, elapsed_ms = await _execute(jd, ctx)
+    execution, elapsed_ms = await _execute(jd, ctx, cancels)
     out, end = outcome.decide(
         execution,
         run_id=req.run_id,
@@ -248,20 +277,38 @@ async def _claimed_attempt(
     return out
 
 
-async def _execute(jd: JobDefinition, ctx: JobContext) -> tuple[Execution, int]:
-    """Run the job under its timeout; returns what happened and the elapsed ms."""
+async def _execute(
+    jd: JobDefinition, ctx: JobContext, cancels: CancelRequests | None = None
+) -> tuple[Execution, int]:
+    """Run the job under its timeout, watching for a cancel request; returns what
+    happened and the elapsed ms."""
     started = time.monotonic()
     execution: Execution
+    job = asyncio.ensure_future(jd.job.execute(ctx))
+    watcher = None
+    if cancels is not None:
+        watcher = asyncio.ensure_future(cancels.watch(ctx.run.run_id, job))
     try:
         async with asyncio.timeout(jd.policy.timeout) as deadline:
-            execution = Returned(await jd.job.execute(ctx))
+            execution = Returned(await job)
     except TimeoutError as exc:
         if deadline.expired():
             execution = TimedOut(f"timed out after {jd.policy.timeout:g}s")
         else:  # the job's own TimeoutError (a socket, a lock): an ordinary failure
             execution = Raised(format_error(exc))
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if watcher is None or not watcher.done() or (current and current.cancelling()):
+            raise  # this attempt itself is being cancelled (shutdown): not a run's cancel
+        execution = Cancelled(watcher.result().by)
     except Exception as exc:
         execution = Raised(format_error(exc))
+    finally:
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
+    if watcher is not None and watcher.done() and not watcher.cancelled():
+        # Asked to cancel: whatever the job did once cancelled, the run is cancelled.
+        execution = Cancelled(watcher.result().by)
     return execution, int((time.monotonic() - started) * 1000)
 
 

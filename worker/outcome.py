@@ -41,7 +41,14 @@ class TimedOut:
     error: str
 
 
-Execution = Returned | Raised | TimedOut
+@dataclass(frozen=True)
+class Cancelled:
+    """A cancel request (``by`` whom) cancelled ``execute()`` while it ran."""
+
+    by: str
+
+
+Execution = Returned | Raised | TimedOut | Cancelled
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,25 @@ def decide(
         )
         return outcome, end
 
+    if isinstance(execution, Cancelled):
+        message = f"cancelled by {execution.by}"
+        end = AttemptEnd(
+            status=RunStatus.CANCELLED,
+            duration_ms=elapsed_ms,
+            message=message,
+            cancelled_by=execution.by,
+        )
+        outcome = Outcome(
+            run_id,
+            job_key,
+            RunStatus.CANCELLED,
+            Action.ACK,
+            attempt,
+            message=message,
+            duration_ms=elapsed_ms,
+        )
+        return outcome, end
+
     last = attempt >= retry.max_attempts
     delay = None if last else retry.delay(attempt)
     if delay is None:
@@ -151,6 +177,12 @@ def decide(
 def skipped(run_id: str, job_key: str, attempt: int, reason: str) -> Outcome:
     """A run that is not executed on purpose (a missed tick, an overlap skip)."""
     return Outcome(run_id, job_key, RunStatus.SKIPPED, Action.ACK, attempt, message=reason)
+
+
+def cancelled(run_id: str, job_key: str, attempt: int, by: str) -> Outcome:
+    """A run whose cancel request was there before it started: it never starts."""
+    message = f"cancelled by {by} before it started"
+    return Outcome(run_id, job_key, RunStatus.CANCELLED, Action.ACK, attempt, message=message)
 
 
 def when_busy(
