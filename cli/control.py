@@ -184,6 +184,14 @@ def cancel(ctx: CliContext, run_id: str, *, terminate: bool) -> CancelReport:
         if run.status is not RunStatus.RUNNING:
             done = await history.cancel_run(run.id, by=by, message=f"cancelled by {by}")
             if done.changed:
+                if terminate:
+                    # A first attempt shows as queued until it has run for a moment (lazy
+                    # start), and a job that blocks its loop never shows running at all.
+                    await asyncio.sleep(TERMINATE_AFTER_S)
+                    _terminate(ctx, run.id)
+                    _release_lock(client, run.job_key, run.id)
+                    text = "cancelled; the process running it, if any, was terminated"
+                    return CancelReport(0, f"run {run.id} of {run.job_key} {text}", run)
                 return CancelReport(0, f"run {run.id} of {run.job_key} cancelled", run)
         # Running: its worker polls the request and cancels the job's coroutine.
         wait = TERMINATE_AFTER_S if terminate else CANCEL_WAIT_S
