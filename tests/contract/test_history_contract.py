@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from jobs_core.errors import DuplicateTick
-from jobs_core.history import AttemptEnd, AttemptStart, RunHistory
+from jobs_core.history import AttemptEnd, AttemptStart, RunFilter, RunHistory
 from jobs_core.status import RunStatus, Trigger
 
 from .conftest import InHistory
@@ -458,5 +458,190 @@ def test_prune_deletes_only_runs_finished_before_the_cutoff(in_history: InHistor
             assert await h.get_run(rid) is None
         # The pruned tick's instant is free again: its run is gone with its attempts.
         assert (await h.start_attempt(tick_start(new_id()))).started
+
+    in_history(body)
+
+
+# ---------------------------------------------------------------- run control
+
+
+def test_create_tick_runs_records_each_tick_once(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        ticks = [(new_id(), TICK + timedelta(minutes=i)) for i in range(3)]
+        # The beat already ran the second tick (under the same tick, another id here).
+        await h.start_attempt(start(new_id(), trigger=Trigger.SCHEDULE, scheduled_for=ticks[1][1]))
+        created = await h.create_tick_runs(
+            JOB,
+            ticks,
+            trigger=Trigger.BACKFILL,
+            max_attempts=2,
+            parameters={"days": 1},
+            triggered_by="ann@box",
+        )
+        assert sorted(created) == sorted([ticks[0][0], ticks[2][0]])
+        again = await h.create_tick_runs(
+            JOB, ticks, trigger=Trigger.BACKFILL, max_attempts=2, parameters={}
+        )
+        assert again == []
+        run = await h.get_run(ticks[0][0])
+        assert run is not None
+        assert (run.trigger, run.status, run.scheduled_for) == (
+            Trigger.BACKFILL,
+            RunStatus.QUEUED,
+            ticks[0][1],
+        )
+        assert run.triggered_by == "ann@box" and run.parameters == {"days": 1}
+        # A schedule tick of a backfilled instant is the same tick: refused.
+        with pytest.raises(DuplicateTick):
+            await h.start_attempt(
+                start(new_id(), trigger=Trigger.SCHEDULE, scheduled_for=ticks[2][1])
+            )
+        assert (
+            await h.create_tick_runs(
+                JOB, [], trigger=Trigger.BACKFILL, max_attempts=1, parameters={}
+            )
+            == []
+        )
+
+    in_history(body)
+
+
+def test_cancel_run(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        queued = await h.create_run(job_key=JOB, trigger=Trigger.MANUAL, max_attempts=1)
+        done = await h.cancel_run(queued, by="ann@box", message="cancelled by ann@box")
+        assert (done.changed, done.status) == (True, RunStatus.CANCELLED)
+        run = await h.get_run(queued)
+        assert run is not None and run.finished and run.finished_at is not None
+        assert run.cancelled_by == "ann@box" and run.message == "cancelled by ann@box"
+        assert run.duration_ms is None  # it never started
+        again = await h.cancel_run(queued, by="bob@box", message="x")
+        assert (again.changed, again.status) == (False, RunStatus.CANCELLED)
+        assert (await h.get_run(queued)).cancelled_by == "ann@box"  # type: ignore[union-attr]
+        # A cancelled run cannot be claimed (a queued message of it never starts).
+        assert not (await h.start_attempt(start(queued))).started
+
+        running = new_id()
+        await h.start_attempt(start(running))
+        assert (await h.cancel_run(running, by="ann@box", message="m")).changed
+        assert not await h.finish_attempt(running, 1, end(RunStatus.SUCCEEDED))
+        finished = new_id()
+        await h.start_attempt(start(finished))
+        await h.finish_attempt(finished, 1, end(RunStatus.FAILED))
+        late = await h.cancel_run(finished, by="ann@box", message="m")
+        assert (late.changed, late.status) == (False, RunStatus.FAILED)
+        unknown = await h.cancel_run(new_id(), by="ann@box", message="m")
+        assert (unknown.changed, unknown.status) == (False, None)
+        assert (await h.cancel_run("nope", by="a", message="m")).status is None
+
+    in_history(body)
+
+
+def test_a_cancelled_attempt_records_who(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        rid = new_id()
+        await h.start_attempt(start(rid))
+        await h.finish_attempt(rid, 1, end(RunStatus.CANCELLED, cancelled_by="ann@box"))
+        run = await h.get_run(rid)
+        assert run is not None and run.status is RunStatus.CANCELLED
+        assert run.cancelled_by == "ann@box"
+        assert [a.status for a in run.attempts] == [RunStatus.CANCELLED]
+
+    in_history(body)
+
+
+def test_audit_fields_are_recorded(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        first = await h.create_run(
+            job_key=JOB,
+            trigger=Trigger.MANUAL,
+            max_attempts=1,
+            triggered_by="ann@box",
+            reason="deploy",
+        )
+        rerun = await h.create_run(
+            job_key=JOB,
+            trigger=Trigger.RERUN,
+            max_attempts=1,
+            triggered_by="bob@box",
+            rerun_of=first.upper(),
+        )
+        tick = new_id()
+        await h.settle_attempt(
+            AttemptStart(
+                run_id=tick,
+                job_key=JOB,
+                trigger=Trigger.SCHEDULE,
+                attempt=1,
+                max_attempts=1,
+                worker="w",
+                scheduled_for=TICK,
+                enqueued_at=None,
+                parameters={},
+                triggered_by="beat-1",
+            ),
+            now(),
+            end(RunStatus.SUCCEEDED),
+        )
+        a, b, c = [await h.get_run(r) for r in (first, rerun, tick)]
+        assert a is not None and (a.triggered_by, a.reason, a.rerun_of) == (
+            "ann@box",
+            "deploy",
+            None,
+        )
+        assert b is not None and (b.triggered_by, b.rerun_of) == ("bob@box", first)
+        assert c is not None and c.triggered_by == "beat-1"
+        assert b.to_json()["rerun_of"] == first and a.to_json()["reason"] == "deploy"
+
+    in_history(body)
+
+
+def test_runs_filters_and_pages(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        ids = []
+        for i in range(7):
+            rid = new_id()
+            ids.append(rid)
+            trigger = Trigger.MANUAL if i % 2 else Trigger.SCHEDULE
+            await h.start_attempt(
+                start(
+                    rid,
+                    job=JOB if i < 5 else "ext/other",
+                    trigger=trigger,
+                    scheduled_for=TICK + timedelta(minutes=i) if trigger.is_tick else None,
+                    enqueued_at=TICK + timedelta(seconds=i),
+                )
+            )
+            status = RunStatus.FAILED if i == 3 else RunStatus.SUCCEEDED
+            await h.finish_attempt(rid, 1, end(status))
+        newest = ids[::-1]
+
+        async def page(f: RunFilter, limit: int = 100) -> list[str]:
+            runs, _ = await h.runs(f, limit=limit)
+            return [r.id for r in runs]
+
+        assert await page(RunFilter()) == newest
+        assert await page(RunFilter(job_key=JOB)) == newest[2:]
+        assert await page(RunFilter(trigger=Trigger.MANUAL)) == [ids[5], ids[3], ids[1]]
+        assert await page(RunFilter(job_key=JOB, status=RunStatus.FAILED)) == [ids[3]]
+        assert await page(RunFilter(since=TICK + timedelta(seconds=5))) == [ids[6], ids[5]]
+        assert await page(RunFilter(until=TICK + timedelta(seconds=2))) == [ids[1], ids[0]]
+        assert await page(RunFilter(job_key="ext/none")) == []
+        # Keyset pages: every run once, in order, then no cursor.
+        seen: list[str] = []
+        cursor = None
+        while True:
+            runs, cursor = await h.runs(RunFilter(), limit=3, after=cursor)
+            seen += [r.id for r in runs]
+            if cursor is None:
+                break
+        assert seen == newest
+        # Ties on enqueued_at are ordered by id, highest first.
+        same = [new_id() for _ in range(3)]
+        for rid in same:
+            await h.start_attempt(start(rid, job="ext/tie", enqueued_at=TICK))
+        first, cursor = await h.runs(RunFilter(job_key="ext/tie"), limit=2)
+        rest, last = await h.runs(RunFilter(job_key="ext/tie"), limit=2, after=cursor)
+        assert [r.id for r in first + rest] == sorted(same, reverse=True) and last is None
 
     in_history(body)
