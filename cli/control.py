@@ -167,12 +167,13 @@ def _release_lock(client: Any, job_key: str, run_id: str) -> None:
     client.eval(script, 1, Keys.lock(job_key), run_id)
 
 
-def cancel(ctx: CliContext, run_id: str, *, terminate: bool) -> CancelReport:
+def cancel(ctx: CliContext, run_id: str, *, terminate: bool, by: str | None = None) -> CancelReport:
     """Cancel ``run_id``: a queued run never starts, a running one is cancelled by its
-    worker (and with ``terminate`` its process is killed if it does not stop)."""
+    worker (and with ``terminate`` its process is killed if it does not stop). ``by``
+    is who asked (default: this process's ``user@host``)."""
     ctx.require_database("jobs cancel")
     client = ctx.redis()
-    by = operator()
+    by = by or operator()
 
     async def go(history: RunHistory) -> CancelReport:
         run = await history.get_run(run_id, with_attempts=False)

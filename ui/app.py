@@ -28,7 +28,7 @@ from starlette.staticfiles import StaticFiles
 
 from cli.context import CliContext
 from jobs_core.errors import JobsError
-from jobs_core.history import Cursor, RunFilter
+from jobs_core.history import Cursor, Run, RunFilter
 from jobs_core.registry import JobDefinition, JobRegistry
 from jobs_core.status import RunStatus, Trigger
 
@@ -361,7 +361,9 @@ async def run_now(request: Request) -> Response:
         return asked
     from cli.runs import enqueue
 
-    [run_id] = await run_in_threadpool(enqueue, deps.ctx, [jd], overrides)
+    [run_id] = await run_in_threadpool(
+        lambda: enqueue(deps.ctx, [jd], overrides, triggered_by=_dashboard_user(user))
+    )
     detail = json.dumps(overrides, sort_keys=True) if overrides else None
     await _blocking(
         lambda: deps.cluster.record(
@@ -400,6 +402,72 @@ async def resume(request: Request) -> Response:
         lambda: deps.cluster.record(Action(datetime.now(UTC), user.name, "resume", jd.key))
     )
     return RedirectResponse(_job_url(jd), 303)
+
+
+async def _run_action_form(request: Request) -> tuple[Deps, User, Run, dict[str, str]]:
+    """The checks of an action on a run: a user who may act, a valid CSRF token, a run."""
+    deps = _deps(request)
+    user = _user(request)
+    form = await request.form()
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    if not deps.csrf.valid(user.name, values.get("csrf_token")):
+        raise HttpError(403, "invalid or missing CSRF token: reload the page and try again")
+    if not user.can_act:
+        raise HttpError(403, f"{user.name} is a read-only user")
+    if deps.queries is None:
+        raise HttpError(404, "no run history: no database is configured")
+    run = await deps.queries.get_run(request.path_params["run_id"])
+    if run is None:
+        raise HttpError(404, f"no run {request.path_params['run_id']}")
+    return deps, user, run, values
+
+
+def _dashboard_user(user: User) -> str:
+    return f"{user.name} (dashboard)"
+
+
+async def cancel_run(request: Request) -> Response:
+    deps, user, run, _ = await _run_action_form(request)
+    if run.finished:
+        raise HttpError(409, f"run {run.id} already {run.status}")
+    from cli.control import cancel
+
+    report = await run_in_threadpool(
+        lambda: cancel(deps.ctx, run.id, terminate=False, by=_dashboard_user(user))
+    )
+    if report.exit_code != 0:
+        raise HttpError(409, report.text)
+    await _blocking(
+        lambda: deps.cluster.record(
+            Action(datetime.now(UTC), user.name, "cancel", run.job_key, run.id)
+        )
+    )
+    return RedirectResponse(f"/runs/{run.id}", 303)
+
+
+async def rerun(request: Request) -> Response:
+    deps, user, run, _ = await _run_action_form(request)
+    jd = deps.registry.jobs.get(run.job_key)
+    if jd is None:
+        raise HttpError(404, f"{run.job_key} is not in the profile any more")
+    from cli.runs import enqueue
+
+    [run_id] = await run_in_threadpool(
+        lambda: enqueue(
+            deps.ctx,
+            [jd],
+            dict(run.parameters),
+            triggered_by=_dashboard_user(user),
+            trigger=Trigger.RERUN,
+            rerun_of=run.id,
+        )
+    )
+    await _blocking(
+        lambda: deps.cluster.record(
+            Action(datetime.now(UTC), user.name, "rerun", jd.key, run_id, f"of {run.id}")
+        )
+    )
+    return RedirectResponse(f"/runs/{run_id}", 303)
 
 
 # ---------------------------------------------------------------- errors, assembly
@@ -490,6 +558,8 @@ def create_app(ctx: CliContext, settings: UiSettings, *, ping_workers: bool = Tr
         Route("/jobs/{extension}/{job}/pause", pause, methods=["POST"]),
         Route("/jobs/{extension}/{job}/resume", resume, methods=["POST"]),
         Route("/runs/{run_id}", run_page),
+        Route("/runs/{run_id}/cancel", cancel_run, methods=["POST"]),
+        Route("/runs/{run_id}/rerun", rerun, methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(

@@ -369,6 +369,42 @@ def test_run_now_asks_first_then_runs_with_parameters_and_records_the_user(stack
     assert status == 400 and "KEY=VALUE" in body
 
 
+def test_cancel_and_rerun_from_the_run_page(stack: Stack) -> None:
+    token = stack.csrf("/jobs/testjobs/long")
+    data = {"csrf_token": token, "params": "seconds=120", "confirmed": "1"}
+    status, headers, _ = stack.request("/jobs/testjobs/long/run", data=data)
+    assert status == 303
+    long_id = headers["location"].rsplit("/", 1)[1]
+    wait_for(
+        lambda: (r := stack.history.run(long_id)) and r.status is RunStatus.RUNNING,
+        60,
+        0.2,
+        "the long run running",
+    )
+    page = stack.page(f"/runs/{long_id}")
+    assert f"/runs/{long_id}/cancel" in page and "admin (dashboard)" in page  # triggered by
+    bad = stack.request(f"/runs/{long_id}/cancel", data={"csrf_token": "0" * 64})
+    assert bad[0] == 403
+    status, _, _ = stack.request(f"/runs/{long_id}/cancel", data={"csrf_token": token})
+    assert status == 303
+    run = stack.history.run(long_id)
+    assert run is not None and run.status is RunStatus.CANCELLED
+    assert run.cancelled_by == "admin (dashboard)"
+    page = stack.page(f"/runs/{long_id}")
+    assert 'id="run-cancelled-by">admin (dashboard)' in page and "/cancel" not in page
+    again = stack.request(f"/runs/{long_id}/cancel", data={"csrf_token": token})
+    assert again[0] == 409
+
+    status, headers, _ = stack.request(f"/runs/{long_id}/rerun", data={"csrf_token": token})
+    assert status == 303
+    rerun_id = headers["location"].rsplit("/", 1)[1]
+    rerun = stack.history.run(rerun_id)
+    assert rerun is not None and rerun.trigger is Trigger.RERUN and rerun.rerun_of == long_id
+    assert rerun.parameters == run.parameters
+    assert f'href="/runs/{long_id}"' in stack.page(f"/runs/{rerun_id}")
+    stack.request(f"/runs/{rerun_id}/cancel", data={"csrf_token": token})  # not kept running
+
+
 def test_pause_and_resume(stack: Stack) -> None:
     import redis
 
