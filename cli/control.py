@@ -17,6 +17,7 @@ from jobs_core.registry import JobDefinition
 from jobs_core.status import RunStatus, Trigger
 from jobs_core.wire import (
     CANCEL_TTL_S,
+    RELEASE_LOCK_LUA,
     Keys,
     job_kwargs,
     task_message,
@@ -160,11 +161,7 @@ def request_cancel(client: Any, run_id: str, by: str, *, terminate: bool = False
 
 def _release_lock(client: Any, job_key: str, run_id: str) -> None:
     """Drop the job's overlap lock if the killed run held it (compare and delete)."""
-    script = (
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
-        "return 0"
-    )
-    client.eval(script, 1, Keys.lock(job_key), run_id)
+    client.eval(RELEASE_LOCK_LUA, 1, Keys.lock(job_key), run_id)
 
 
 def cancel(ctx: CliContext, run_id: str, *, terminate: bool, by: str | None = None) -> CancelReport:

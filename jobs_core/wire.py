@@ -88,11 +88,6 @@ class Keys:
     #: while the beat could still send that tick (misfire grace): the worker then claims
     #: the tick's run before running it, so the beat's message for it does not run twice.
     BACKFILLED_PREFIX = f"{PREFIX}backfilled:"
-    #: Prefix of a job's waiting slot under ``overlap: buffer_one`` (value: the run id).
-    WAITING_PREFIX = f"{PREFIX}waiting:"
-    #: Prefix of a job's waiting queue under ``overlap: buffer_all`` (sorted set of run
-    #: ids scored by tick, epoch ms).
-    QUEUED_PREFIX = f"{PREFIX}buffer:"
 
     @classmethod
     def lock(cls, job_key: str) -> str:
@@ -109,14 +104,6 @@ class Keys:
     @classmethod
     def backfilled(cls, run_id: str) -> str:
         return cls.BACKFILLED_PREFIX + run_id
-
-    @classmethod
-    def waiting(cls, job_key: str) -> str:
-        return cls.WAITING_PREFIX + job_key
-
-    @classmethod
-    def buffer(cls, job_key: str) -> str:
-        return cls.QUEUED_PREFIX + job_key
 
 
 #: Compare-and-delete of an overlap lock: KEYS[1] the lock, ARGV[1] the run id expected
