@@ -27,19 +27,33 @@ from cli.local_servers import (
     redis_binaries,
 )
 from jobs_core.errors import ConfigError
+from tests.hypothesis_budget import MUTATION_PROFILE
 from tests.sentinel_cluster import SentinelCluster
 
 # Property tests: random locally, so new cases keep being found; derandomized when CI is
-# set, so a red build is the code's fault and reproduces. Both profiles say derandomize
-# explicitly and derive from Hypothesis's own default: recent Hypothesis versions load a
-# derandomized profile of their own whenever CI exists, even empty. Loaded here, before
-# the test modules build their settings, which inherit the loaded profile.
+# set, so a red build is the code's fault and reproduces (HYPOTHESIS_PROFILE=NAME picks a
+# profile by name). Each profile says derandomize explicitly and derives from Hypothesis's
+# own default: recent Hypothesis versions load a derandomized profile of their own whenever
+# CI exists, even empty. Loaded here, before the test modules build their settings, which
+# inherit the loaded profile.
 _HYPOTHESIS_BASE = hypothesis.settings.get_profile("default")
 hypothesis.settings.register_profile(
     "ci", _HYPOTHESIS_BASE, derandomize=True, database=None, deadline=None, print_blob=True
 )
 hypothesis.settings.register_profile("dev", _HYPOTHESIS_BASE, derandomize=False)
-hypothesis.settings.load_profile("ci" if os.environ.get("CI") else "dev")
+# `make mutation` reruns the tests once per mutant: few examples (tests that set their own
+# count go through tests.hypothesis_budget.examples), always the same ones.
+hypothesis.settings.register_profile(
+    MUTATION_PROFILE,
+    _HYPOTHESIS_BASE,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=10,
+)
+hypothesis.settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -14,6 +14,7 @@ from beat.core import MIN_PERIOD_MS, SKIP_CAP, Entry, Kind, Scheduler, Send
 from beat.schedule import Cron, Window, jitter_offset_ms, next_ms, to_ms
 from jobs_core.cron import CronSchedule
 from jobs_core.status import Trigger
+from tests.hypothesis_budget import examples
 
 T0 = to_ms(datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC))
 LONDON = "Europe/London"
@@ -417,7 +418,7 @@ def test_ten_thousand_jobs_plan_an_instant_quickly_and_each_fires_once() -> None
 CRONS = ["* * * * * *", "*/3 * * * * *", "0,30 * * * * *", "*/7 * * * * *"]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     specs=st.lists(
         st.tuples(st.sampled_from(CRONS), st.integers(0, 20), st.sampled_from([0, 0, 700, 9000])),
@@ -488,7 +489,7 @@ def test_every_tick_is_sent_once_or_skipped_once_across_any_wake_ups(
         assert len(counts) + folded[entry.key] == len(expected)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     lateness=st.lists(st.integers(0, MIN_PERIOD_MS - 1), min_size=1, max_size=30),
     exprs=st.lists(st.sampled_from(CRONS), min_size=1, max_size=4),

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from beat.schedule import DueHeap, catch_up, newest_ticks, next_ms, to_ms
 from jobs_core.cron import CronSchedule
+from tests.hypothesis_budget import examples
 
 EVERY_SECOND = CronSchedule("* * * * * *")
 EVERY_7S = CronSchedule("*/7 * * * * *")
@@ -87,7 +88,7 @@ def test_catch_up_after_a_week_down_is_cheap() -> None:
     assert cu.dropped == 10_000  # counted up to the cap: reported as "at least"
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     cron=st.sampled_from([EVERY_SECOND, EVERY_7S, CronSchedule("0,30 * * * * *")]),
     gap=st.integers(0, 400_000),

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from jobs_core.cron import CronSchedule, InvalidSchedule
+from tests.hypothesis_budget import MUTATION_PROFILE, examples
 from tests.unit.cron_reference import (
     BOUNDS,
     DOM,
@@ -50,7 +51,7 @@ TRANSITIONS = {
 SCALE = float(os.environ.get("CRON_PROPERTY_SCALE", "1"))
 SETTINGS = settings(
     deadline=None,
-    max_examples=int(150 * SCALE),
+    max_examples=examples(int(150 * SCALE)),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 
@@ -191,7 +192,11 @@ def _fires_legitimately(spec: Spec, got: datetime, tz: ZoneInfo) -> bool:
 
 
 @pytest.mark.parametrize("key", ["Europe/London", "Australia/Lord_Howe", "UTC"])
-@settings(deadline=None, max_examples=int(80 * SCALE), suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    deadline=None,
+    max_examples=examples(int(80 * SCALE)),
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_iteration_is_strict_monotonic_and_matches(key: str, data: st.DataObject) -> None:
     fields = data.draw(expressions(), label="fields")
@@ -230,6 +235,15 @@ def test_never_firing_expressions_are_rejected(fields: list[list[Item]]) -> None
 
 def test_property_tests_are_derandomized_exactly_when_ci_is_set() -> None:
     # tests/conftest.py loads the profile; settings built by test modules inherit it.
-    in_ci = bool(os.environ.get("CI"))
-    assert settings.default.derandomize is in_ci
-    assert SETTINGS.derandomize is in_ci
+    # Mutation runs are derandomized too: a mutant's verdict must not depend on luck.
+    fixed = bool(os.environ.get("CI")) or settings.get_current_profile_name() == MUTATION_PROFILE
+    assert settings.default.derandomize is fixed
+    assert SETTINGS.derandomize is fixed
+
+
+def test_the_mutation_profile_draws_few_fixed_examples() -> None:
+    mutation = settings.get_profile(MUTATION_PROFILE)
+    assert mutation.derandomize
+    assert mutation.max_examples < 150
+    in_mutation = settings.get_current_profile_name() == MUTATION_PROFILE
+    assert examples(150) == (mutation.max_examples if in_mutation else 150)

@@ -16,6 +16,7 @@ from jobs_core.profile import (
     load_profile,
     parse_profile,
 )
+from tests.hypothesis_budget import examples
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "profile.example.yaml"
@@ -691,7 +692,7 @@ _VALUES = st.recursive(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.dictionaries(_KEYS, _VALUES, max_size=4))
 def test_any_data_gives_a_profile_or_one_profile_error(data: dict[str, object]) -> None:
     try:
@@ -700,7 +701,7 @@ def test_any_data_gives_a_profile_or_one_profile_error(data: dict[str, object]) 
         assert "\n" not in str(exc)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.text(alphabet=" \n\t:-[]{}#&*!|>'\"%@`abcdez019$", max_size=60))
 def test_any_text_gives_a_profile_or_one_profile_error(text: str) -> None:
     try:

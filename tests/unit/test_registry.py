@@ -13,6 +13,7 @@ from jobs_core.errors import AmbiguousJob, ProfileError, RegistryError, UnknownJ
 from jobs_core.policy import JobPolicy, Overlap, RetryPolicy
 from jobs_core.profile import Profile, parse_profile
 from jobs_core.registry import build_registry
+from tests.hypothesis_budget import examples
 
 
 class CleanupJob(Job):
@@ -329,7 +330,7 @@ def _meaning(key: str, value: Any) -> Any:
     return value
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(defaults=_layer(), code=_layer(), entry=_layer())
 def test_each_key_comes_from_the_last_layer_that_sets_it(
     defaults: dict[str, Any], code: dict[str, Any], entry: dict[str, Any]
