@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test run lint typecheck unit install bench clean
+.PHONY: test run lint typecheck unit install bench mutation clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -31,6 +31,11 @@ test: lint typecheck
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q tests/unit
 
+# Mutation testing of the pure cores (slow; not part of make test): see README. Niced, as it
+# keeps both cores busy for a long while. CORES="cron beat" picks some.
+mutation: $(STAMP)
+	nice -n 19 $(PY) -m tests.mutation $(CORES)
+
 run: $(STAMP)
 	$(VENV)/bin/systemprompt infra up
 
@@ -41,4 +46,4 @@ bench: $(STAMP)
 	$(PY) bench/ui_render.py
 
 clean:
-	rm -rf $(VENV) .systemprompt build *.egg-info
+	rm -rf $(VENV) .systemprompt build *.egg-info mutants
