@@ -35,7 +35,11 @@ class Core:
 CORES: dict[str, Core] = {
     "cron": Core(
         modules=("jobs_core/cron.py",),
-        tests=("tests/unit/test_cron.py", "tests/unit/test_cron_properties.py"),
+        tests=(
+            "tests/unit/test_cron.py",
+            "tests/unit/test_cron_edges.py",
+            "tests/unit/test_cron_properties.py",
+        ),
     ),
     "policies": Core(
         modules=("jobs_core/profile.py", "jobs_core/policy.py", "jobs_core/durations.py"),
@@ -51,8 +55,9 @@ CORES: dict[str, Core] = {
     ),
 }
 
-# What the tests import (tests/conftest.py reaches cli/): copied unmutated beside the core.
-PACKAGES = ("jobs_core", "beat", "worker", "cli", "extensions", "ui", "tests")
+# What the tests import (tests/conftest.py reaches cli/) and read: copied unmutated.
+PACKAGES = ("jobs_core", "beat", "worker", "cli", "extensions", "ui")
+OTHER_FILES = ("tests", "profile.example.yaml")
 MIN_SCORE = 0.85
 CAUGHT = frozenset({"killed", "timeout", "caught by type check"})
 
@@ -66,7 +71,8 @@ def _pyproject(core: Core) -> str:
     ours = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
     mutmut = {
         **ours["mutmut"],
-        "source_paths": [p for p in PACKAGES if p != "tests"],
+        "source_paths": list(PACKAGES),
+        "also_copy": [*ours["mutmut"].get("also_copy", []), *OTHER_FILES],
         "only_mutate": list(core.modules),
         "pytest_add_cli_args_test_selection": list(core.tests),
     }
@@ -83,8 +89,8 @@ def _prepare(name: str, core: Core) -> Path:
     workdir = ROOT / "mutants" / name
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    for package in PACKAGES:
-        (workdir / package).symlink_to(ROOT / package, target_is_directory=True)
+    for name in (*PACKAGES, *OTHER_FILES):
+        (workdir / name).symlink_to(ROOT / name)
     (workdir / "pyproject.toml").write_text(_pyproject(core))
     return workdir
 
