@@ -47,6 +47,7 @@ CORES: dict[str, Core] = {
             "tests/unit/test_profile.py",
             "tests/unit/test_registry.py",
             "tests/unit/test_durations.py",
+            "tests/unit/test_policy_errors.py",
         ),
     ),
     "beat": Core(
