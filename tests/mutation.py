@@ -54,6 +54,10 @@ CORES: dict[str, Core] = {
         modules=("beat/core.py", "beat/schedule.py"),
         tests=("tests/unit/test_beat_core.py", "tests/unit/test_beat_schedule.py"),
     ),
+    "outcome": Core(
+        modules=("worker/outcome.py",),
+        tests=("tests/unit/test_outcome.py", "tests/unit/test_outcome_identity.py"),
+    ),
 }
 
 # What the tests import (tests/conftest.py reaches cli/) and read: copied unmutated.
