@@ -10,7 +10,7 @@ import pytest
 from jobs_core.durations import format_duration, parse_duration
 from jobs_core.errors import ProfileError
 from jobs_core.policy import RetryPolicy
-from jobs_core.profile import Profile, parse_profile
+from jobs_core.profile import MAX_PROFILE_NODES, Profile, parse_profile
 
 
 @pytest.mark.parametrize(
@@ -97,3 +97,44 @@ def test_a_bad_value_from_the_environment_names_the_variable_not_a_line() -> Non
         parse_profile("redis_url: redis://localhost:6379/0\n", env={"REDIS_URL": "http://x"})
     assert info.value.line is None
     assert info.value.key == "redis_url (from $REDIS_URL)"
+
+
+def test_each_retry_waits_twice_as_long_as_the_one_before() -> None:
+    policy = RetryPolicy(backoff=10.0, max_backoff=600.0, jitter=False)
+    assert [policy.delay(attempt) for attempt in (1, 2, 3, 4)] == [10.0, 20.0, 40.0, 80.0]
+
+
+def test_the_smallest_counts_are_allowed() -> None:
+    text = (
+        "scheduler:\n"
+        "  defaults:\n"
+        "    alerts: {consecutive_failures: 1}\n"
+        "  jobs:\n"
+        "    - {extension: m, job: x, max_runs: 1}\n"
+    )
+    scheduler = parse_profile(text).scheduler
+    assert scheduler.defaults.alerts is not None
+    assert scheduler.defaults.alerts.consecutive_failures == 1
+    assert scheduler.jobs[0].max_runs == 1
+
+
+# YAML reads a bare off as false; quoted, it stays the word.
+@pytest.mark.parametrize("value", ["off", "false", "null", '"off"', '"OFF"', '" Off "'])
+def test_an_alert_is_turned_off_by_off_false_or_null(value: str) -> None:
+    text = f"scheduler:\n  defaults:\n    alerts: {{consecutive_failures: {value}}}\n"
+    alerts = parse_profile(text).scheduler.defaults.alerts
+    assert alerts is not None and alerts.consecutive_failures is None
+
+
+def _aliased(extra: str) -> str:
+    # Expanded: 8 nodes of structure + 232 copies of a 431-node list = 100,000 exactly.
+    items = ", ".join(["1"] * 430)
+    aliases = ", ".join(["*x"] * 231)
+    return f"config:\n  x:\n    a: &x [{items}]\n    b: [{aliases}{extra}]\n"
+
+
+def test_aliases_are_counted_expanded_up_to_the_bound() -> None:
+    assert MAX_PROFILE_NODES == 100_000
+    assert parse_profile(_aliased("")).config["x"]["b"][0] == [1] * 430
+    with pytest.raises(ProfileError, match="with its aliases"):
+        parse_profile(_aliased(", 1"))
