@@ -1,6 +1,7 @@
-"""A generated extension for the scale benchmarks: ``$BENCH_SCALE_JOBS`` jobs (default
+"""A generated extension for the benchmarks: ``$BENCH_SCALE_JOBS`` jobs (default
 100,000) named ``j000000``, ``j000001``, ... all on ``$BENCH_SCALE_SCHEDULE`` (default
-``0 * * * * *``, every minute on second 0), with no policy of their own (so the
+``0 * * * * *``, every minute on second 0), or cycling through the ``|``-separated
+expressions of ``$BENCH_SCALE_SCHEDULES``, with no policy of their own (so the
 profile's defaults apply: overlap skip, default retry).
 
 One class, one instance per job: what an application generating many jobs would do
@@ -37,5 +38,7 @@ class ScaleExtension(Extension):
 
     def jobs(self) -> list[Job]:
         count = int(os.environ.get("BENCH_SCALE_JOBS", DEFAULT_JOBS))
-        schedule = os.environ.get("BENCH_SCALE_SCHEDULE", DEFAULT_SCHEDULE)
-        return [ScaleJob(job_name(i), schedule) for i in range(count)]
+        schedules = os.environ.get("BENCH_SCALE_SCHEDULES", "").split("|")
+        if schedules == [""]:
+            schedules = [os.environ.get("BENCH_SCALE_SCHEDULE", DEFAULT_SCHEDULE)]
+        return [ScaleJob(job_name(i), schedules[i % len(schedules)]) for i in range(count)]

@@ -39,7 +39,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common import (
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
     DURABLE_PG,
     FAST_PG,
     REPO,
@@ -55,7 +57,6 @@ from common import (
     private_postgres,
     private_redis,
 )
-
 from jobs_core.cron import CronSchedule
 from jobs_core.wire import DEFAULT_QUEUE, decode
 
@@ -315,6 +316,8 @@ def run(opts: argparse.Namespace, base: Path, redis_url: str, database_url: str)
     doubled = sum(s.doubled for s in stats.values())
     all_lags = [x for s in stats.values() for x in s.lags_ms]
     p99 = percentile(all_lags, 0.99)
+    clean = [x for s in stats.values() if not s.after_reload for x in s.lags_ms]
+    p99_clean = percentile(clean, 0.99)
     in_queue = max((max(s.lags_ms) for s in stats.values() if s.lags_ms), default=None)
 
     cli = [str(VENV_BIN / "systemprompt"), "--profile", str(profile), "infra", "jobs"]
@@ -357,6 +360,12 @@ def run(opts: argparse.Namespace, base: Path, redis_url: str, database_url: str)
             f"{ms(p99)} ms",
             "< 1000 ms",
             verdict(p99, 1000),
+        ),
+        (
+            f"tick lag p99, instants without a reload ({len(clean):,})",
+            f"{ms(p99_clean)} ms",
+            "< 1000 ms",
+            verdict(p99_clean, 1000),
         ),
         ("an instant's ticks all in the queue", f"{ms(in_queue)} ms", "-", ""),
         (
