@@ -27,6 +27,9 @@ One definition of each figure for both sides:
 - expected = the (entry, instant) ticks of the window by the cron engine; missed =
   expected ticks no message arrived for; doubled = messages beyond one per tick;
 - CPU: user + system seconds of the scheduler process per wall second.
+
+Both log at ``--log-level`` (default INFO, the CLI's default: a line per tick on both
+sides) to a file.
 """
 
 from __future__ import annotations
@@ -238,7 +241,7 @@ def measure(
     result.doubled = result.received - len(seen)
 
 
-def bench_beat(k: int, workload: str, seconds: float, url: str, work: Path) -> Result:
+def bench_beat(k: int, workload: str, seconds: float, url: str, work: Path, level: str) -> Result:
     exprs, zone = expressions(workload)
     profile = work / f"profile-{workload}-{k}.yaml"
     lines = [
@@ -257,14 +260,14 @@ def bench_beat(k: int, workload: str, seconds: float, url: str, work: Path) -> R
     profile.write_text("\n".join(lines) + "\n")
     env = child_env(BENCH_SCALE_JOBS=str(k), BENCH_SCALE_SCHEDULES="|".join(exprs))
     args = [sys.executable, "-m", "beat", "--profile", str(profile), "--redis-url", url]
-    args += ["--id", "bench", "--log-level", "WARNING"]
+    args += ["--id", "bench", "--log-level", level]
     result = Result("beat", workload, k)
     entry_of = {f"jobs.scale.j{i:06d}": i for i in range(k)}
     measure(result, seconds, url, args, env, work / f"beat-{workload}-{k}.log", entry_of)
     return result
 
 
-def bench_celery(k: int, workload: str, seconds: float, url: str, work: Path) -> Result:
+def bench_celery(k: int, workload: str, seconds: float, url: str, work: Path, level: str) -> Result:
     exprs, zone = expressions(workload)
     module = CELERY_MODULE.format(
         k=k, expressions=exprs, zone=zone, mixed=workload == "mixed", queue=QUEUE
@@ -273,7 +276,7 @@ def bench_celery(k: int, workload: str, seconds: float, url: str, work: Path) ->
     env = child_env(BENCH_REDIS_URL=url)
     env["PYTHONPATH"] = f"{work}{os.pathsep}{env['PYTHONPATH']}"
     schedule_file = work / f"celerybeat-{workload}-{k}"
-    args = [sys.executable, "-m", "celery", "-A", "celerybench", "beat", "--loglevel", "WARNING"]
+    args = [sys.executable, "-m", "celery", "-A", "celerybench", "beat", "--loglevel", level]
     args += ["-s", str(schedule_file)]
     result = Result("celery beat", workload, k)
     measure(result, seconds, url, args, env, work / f"celery-{workload}-{k}.log", None)
@@ -287,7 +290,7 @@ def main() -> int:
     parser.add_argument("--workload", default="uniform,mixed", help="uniform, mixed or both")
     parser.add_argument("--skip-celery", action="store_true")
     parser.add_argument(
-        "--metrics-port", type=int, help="run our beat with its metrics endpoint on this port"
+        "--log-level", default="INFO", help="both schedulers (INFO: the CLI's default)"
     )
     opts = parser.parse_args()
     ks = [int(x) for x in opts.k.split(",") if x.strip()]
@@ -302,10 +305,12 @@ def main() -> int:
             "workloads": ", ".join(workloads)
             + f" (mixed: {len(MIXED_EXPRESSIONS)} expressions, per-entry parameters,"
             f" zone {MIXED_ZONE})",
-            "beat": "python -m beat --log-level WARNING; misfire_grace 10s",
-            "celery": "celery beat, default scheduler, CronEntry schedules (same cron engine)",
+            "beat": f"python -m beat --log-level {opts.log_level}; misfire_grace 10s",
+            "celery": f"celery beat --loglevel {opts.log_level}, default scheduler, CronEntry"
+            " schedules (same cron engine)",
             "servers": "one private redis-server for both (no PostgreSQL involved)",
         },
+        production=f"log level {opts.log_level}, logs to a file, as the CLI's default",
     )
     results: list[Result] = []
     try:
@@ -314,11 +319,16 @@ def main() -> int:
             for workload in workloads:
                 for k in ks:
                     client.flushall()
-                    results.append(bench_beat(k, workload, opts.seconds, server.url, work))
+                    beat = bench_beat(k, workload, opts.seconds, server.url, work, opts.log_level)
+                    results.append(beat)
                     print(results[-1].row(), flush=True)
                     if not opts.skip_celery:
                         client.flushall()
-                        results.append(bench_celery(k, workload, opts.seconds, server.url, work))
+                        results.append(
+                            bench_celery(
+                                k, workload, opts.seconds, server.url, work, opts.log_level
+                            )
+                        )
                         print(results[-1].row(), flush=True)
             client.close()
     finally:

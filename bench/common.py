@@ -72,7 +72,12 @@ def add_fast_flag(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-def print_header(title: str, settings: dict[str, Any], fast: Sequence[str] = ()) -> None:
+def print_header(
+    title: str,
+    settings: dict[str, Any],
+    fast: Sequence[str] = (),
+    production: str = "durable PostgreSQL, default job policies",
+) -> None:
     """The header every benchmark prints: commit, command, machine, settings."""
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"# {title}")
@@ -84,7 +89,7 @@ def print_header(title: str, settings: dict[str, Any], fast: Sequence[str] = ())
     if fast:
         print("# FAST PATH (not production settings): " + "; ".join(fast))
     else:
-        print("# settings : production defaults (durable PostgreSQL, default job policies)")
+        print(f"# settings : production defaults ({production})")
     print(flush=True)
 
 

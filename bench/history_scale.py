@@ -11,7 +11,7 @@ PostgreSQL, applies the migrations and fills ``job_runs`` (and one
   runs one period apart, back from now;
 - 2% manual runs (no scheduled instant), 2% failed with an error text, 0.5% timed out,
   0.5% skipped, the newest run of every 37th job still running; durations, messages,
-  worker names vary.
+  worker names vary; rows are written oldest first, as a table filled over time is.
 
 The table's secondary indexes and the attempts' foreign key are dropped for the load
 and re-created with their own definitions afterwards (read back from the catalogue),
@@ -68,29 +68,30 @@ SELECT gen_random_uuid(), r.job_key, r.trigger, r.status,
     r.t + interval '2 ms', r.t + interval '9 ms',
     CASE WHEN r.status = 'running' THEN NULL ELSE r.t + r.dur * interval '1 ms' END,
     1, 3, CASE WHEN r.status = 'running' THEN NULL ELSE r.dur END,
-    CASE WHEN r.status = 'succeeded' THEN 'Deleted ' || (r.n % 977) || ' records' END,
+    CASE WHEN r.status = 'succeeded' THEN 'Deleted ' || (r.n %% 977) || ' records' END,
     CASE WHEN r.status IN ('failed', 'timed_out') THEN
         'Traceback (most recent call last):' || chr(10) || '  File "job.py", line 42' ||
         chr(10) || 'psycopg.OperationalError: connection to server lost (run ' || r.n || ')'
     END,
-    'celery@worker-' || (r.n % 8), r.n % 977, 0, '{}'::jsonb,
-    CASE WHEN r.k % 3 = 0 THEN '{"retention_days": 30}'::jsonb ELSE '{}'::jsonb END,
+    'celery@worker-' || (r.n %% 8), r.n %% 977, 0, '{}'::jsonb,
+    CASE WHEN r.k %% 3 = 0 THEN '{"retention_days": 30}'::jsonb ELSE '{}'::jsonb END,
     r.t + r.dur * interval '1 ms'
 FROM (
     SELECT 'bench/job-' || lpad(c.k::text, 5, '0') AS job_key, c.k, s.n,
         date_trunc('second', %(now)s::timestamptz) - s.n * c.period * interval '1 s' AS t,
-        CASE WHEN s.n % 50 = 7 THEN 'manual' ELSE 'schedule' END AS trigger,
+        CASE WHEN s.n %% 50 = 7 THEN 'manual' ELSE 'schedule' END AS trigger,
         CASE
-            WHEN s.n = 1 AND c.k % 37 = 0 THEN 'running'
-            WHEN (s.n * 7 + c.k) % 200 < 4 THEN 'failed'
-            WHEN (s.n * 7 + c.k) % 200 = 4 THEN 'timed_out'
-            WHEN (s.n * 7 + c.k) % 200 = 5 THEN 'skipped'
+            WHEN s.n = 1 AND c.k %% 37 = 0 THEN 'running'
+            WHEN (s.n * 7 + c.k) %% 200 < 4 THEN 'failed'
+            WHEN (s.n * 7 + c.k) %% 200 = 4 THEN 'timed_out'
+            WHEN (s.n * 7 + c.k) %% 200 = 5 THEN 'skipped'
             ELSE 'succeeded'
         END AS status,
-        20 + (s.n * 7919 + c.k) % 4000 AS dur
+        20 + (s.n * 7919 + c.k) %% 4000 AS dur
     FROM unnest(%(counts)s::int[], %(periods)s::int[]) WITH ORDINALITY AS c(cnt, period, k)
     CROSS JOIN LATERAL generate_series(1, c.cnt) AS s(n)
 ) AS r
+ORDER BY r.t
 """
 
 ATTEMPTS_SQL = """
