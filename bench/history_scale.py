@@ -87,7 +87,7 @@ FROM (
             WHEN (s.n * 7 + c.k) %% 200 = 5 THEN 'skipped'
             ELSE 'succeeded'
         END AS status,
-        20 + (s.n * 7919 + c.k) %% 4000 AS dur
+        20 + (s.n::bigint * 7919 + c.k) %% 4000 AS dur
     FROM unnest(%(counts)s::int[], %(periods)s::int[]) WITH ORDINALITY AS c(cnt, period, k)
     CROSS JOIN LATERAL generate_series(1, c.cnt) AS s(n)
 ) AS r

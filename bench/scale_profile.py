@@ -5,11 +5,10 @@ private redis-server and a durable PostgreSQL (one finished run per job, as in
 ``scale_jobs.py``), in this process:
 
 - **beat memory** (tracemalloc, one frame): a :class:`beat.service.Beat` on the
-  generated extension (:mod:`bench.scale_ext`) at three stages: constructed (profile
-  loaded, job table built), elected (``assume_leader``: catch-up and the full due-time
-  heap), and the next instant's batch built ahead (``_prebuild``). For each stage: the
-  process RSS and the source lines that allocated most of what is live, as a diff
-  against the previous stage;
+  generated extension (:mod:`bench.scale_ext`) at two stages: constructed (profile
+  loaded, job table built) and elected (``assume_leader``: catch-up and the full
+  due-time heap). For each stage: the process RSS and the source lines that allocated
+  most of what is live (the second as a diff against the first);
 - **CLI time** (cProfile): ``systemprompt infra jobs list`` and ``jobs status NAME``
   run through :func:`cli.main.main`, output discarded; the functions with the most
   cumulative and own time.
@@ -83,18 +82,6 @@ def profile_beat(profile: str, redis_url: str, top: int) -> None:
         f" RSS {rss2 / 1024:.0f} MiB ({(rss2 - rss1) / 1024:+.0f} MiB); grew by:"
     )
     print(top_lines(s2, s1, top))
-    t0 = time.perf_counter()
-    beat._prebuild()
-    prebuilt = time.perf_counter() - t0
-    s3 = tracemalloc.take_snapshot()
-    rss3, _ = memory_kib(os.getpid())
-    ready = beat._ready is not None
-    print(
-        f"\n-- next instant's batch built ahead ({len(beat._prebuilt):,} ticks, encoded:"
-        f" {ready}) in {prebuilt:.1f} s (traced); RSS {rss3 / 1024:.0f} MiB"
-        f" ({(rss3 - rss2) / 1024:+.0f} MiB); grew by:"
-    )
-    print(top_lines(s3, s2, top))
     tracemalloc.stop()
     beat.stop()
     beat._shutdown()
