@@ -36,7 +36,7 @@ def _around(method: Callable[..., Any], before: str | None, after: str) -> Calla
         if before:
             mark(before)
         result = method(self, *args, **kwargs)
-        mark(after, heap=len(self._heap))
+        mark(after, heap=len(self._core))
         return result
 
     return wrapper

@@ -209,7 +209,7 @@ class Stamper(threading.Thread):
             with self._lock:
                 if self.first_arrival is None:
                     self.first_arrival = now
-                self._popped.extend(Arrival(now, raw) for raw in reply[1])
+                self._popped.extend(Arrival(now, bytes(raw)) for raw in reply[1])
                 if moved:
                     self._stashes.append((later, stash))
 
@@ -220,7 +220,8 @@ class Stamper(threading.Thread):
             stashes, self._stashes = self._stashes, []
         out = popped
         for stamp, stash in stashes:
-            out.extend(Arrival(stamp, raw) for raw in self.client.lrange(stash, 0, -1))
+            raws: list[bytes] = self.client.lrange(stash, 0, -1)  # type: ignore[assignment]
+            out.extend(Arrival(stamp, raw) for raw in raws)
             self.client.delete(stash)
         out.sort(key=lambda a: a.stamp)
         return out

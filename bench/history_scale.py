@@ -281,8 +281,8 @@ async def bench(url: str, opts: argparse.Namespace, now: datetime) -> list[Timed
 
         retention_days = opts.months * 30 - 1
         cutoff = now - timedelta(days=retention_days)
-        async with pool.connection() as conn:
-            cur = await conn.execute(
+        async with pool.connection() as aconn:
+            cur = await aconn.execute(
                 "SELECT count(*) FROM job_runs WHERE finished_at < %s AND status = ANY(%s)",
                 (cutoff, list(TERMINAL)),
             )

@@ -162,8 +162,8 @@ def collect(stamper: Stamper, stats: dict[str, InstantStats]) -> None:
     for arrival in stamper.drain():
         headers, kwargs = decode(arrival.payload)
         sched = kwargs.get("scheduled_for")
-        st = stats.get(sched) if sched else None
-        if st is None or not headers["task"].startswith(TASK_PREFIX):
+        st = stats.get(sched) if isinstance(sched, str) else None
+        if st is None or not isinstance(sched, str) or not headers["task"].startswith(TASK_PREFIX):
             continue
         st.lags_ms.append((arrival.stamp - st.instant.timestamp()) * 1000)
         seen.setdefault(sched, set()).add(headers["task"])
@@ -295,8 +295,8 @@ def run(opts: argparse.Namespace, base: Path, redis_url: str, database_url: str)
                 )
             # Arrivals of an instant are read back once they have all landed (or the
             # next instant is near), so decoding them does not compete with the send.
-            nxt = instants[i + 1].timestamp() if i + 1 < len(instants) else None
-            limit = (nxt - 3) if nxt else instant.timestamp() + 60
+            following = instants[i + 1].timestamp() if i + 1 < len(instants) else None
+            limit = (following - 3) if following else instant.timestamp() + 60
             st = stats[instant.isoformat()]
             while time.time() < limit:
                 time.sleep(1.0)

@@ -78,7 +78,7 @@ def profile_beat(profile: str, redis_url: str, top: int) -> None:
     s2 = tracemalloc.take_snapshot()
     rss2, _ = memory_kib(os.getpid())
     print(
-        f"\n-- elected, {len(beat._heap):,} jobs in the heap, in {elected:.1f} s (traced);"
+        f"\n-- elected, {len(beat._core):,} jobs in the heap, in {elected:.1f} s (traced);"
         f" RSS {rss2 / 1024:.0f} MiB ({(rss2 - rss1) / 1024:+.0f} MiB); grew by:"
     )
     print(top_lines(s2, s1, top))

@@ -82,6 +82,7 @@ from bench.common import (  # noqa: E402
     private_redis,
 )
 from bench.scale_ext import job_name  # noqa: E402
+from jobs_core.status import Trigger  # noqa: E402
 from jobs_core.wire import (  # noqa: E402
     job_kwargs,
     task_message,
@@ -233,7 +234,10 @@ def enqueue(client: Any, tasks: Sequence[str], queue: str, n: int, batch: int = 
             task = tasks[i % len(tasks)]
             run_id = str(uuid.uuid4())
             kwargs = job_kwargs(
-                run_id=run_id, trigger="manual", scheduled_for=None, enqueued_at=datetime.now(UTC)
+                run_id=run_id,
+                trigger=Trigger.MANUAL,
+                scheduled_for=None,
+                enqueued_at=datetime.now(UTC),
             )
             key, payload = task_message(task, kwargs, queue=queue, task_id=run_id)
             pipe.lpush(key, payload)
@@ -492,9 +496,9 @@ def _bench(opts: argparse.Namespace, base: Path, redis_server: Any, pg_server: A
             f"ours {enq['ours'] * 1000:.0f} ms"
         )
         for k, v in results.items():
-            cpu = {c: statistics.median(r.cpu_s[c] / r.n * 1e6 for r in v) for c in v[0].cpu_s}
-            parts = ", ".join(f"{c} {us:.0f}" for c, us in cpu.items())
-            print(f"CPU per run, {k} (median, us): {parts}; total {sum(cpu.values()):.0f}")
+            per_run = {c: statistics.median(r.cpu_s[c] / r.n * 1e6 for r in v) for c in v[0].cpu_s}
+            parts = ", ".join(f"{c} {us:.0f}" for c, us in per_run.items())
+            print(f"CPU per run, {k} (median, us): {parts}; total {sum(per_run.values()):.0f}")
         verdict = "meets" if ratio >= 0.8 else "BELOW"
         print(f"ratio ours/bare         : {ratio:8.2f}  ({verdict} the 0.8 target)")
         return 0 if ratio >= 0.8 else 1
