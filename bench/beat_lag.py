@@ -243,7 +243,15 @@ def measure(
     result.doubled = result.received - len(seen)
 
 
-def bench_beat(k: int, workload: str, seconds: float, url: str, work: Path, level: str) -> Result:
+def bench_beat(
+    k: int,
+    workload: str,
+    seconds: float,
+    url: str,
+    work: Path,
+    level: str,
+    metrics_port: int | None = None,
+) -> Result:
     exprs, zone = expressions(workload)
     profile = work / f"profile-{workload}-{k}.yaml"
     lines = [
@@ -260,6 +268,8 @@ def bench_beat(k: int, workload: str, seconds: float, url: str, work: Path, leve
     env = child_env(BENCH_SCALE_JOBS=str(k), BENCH_SCALE_SCHEDULES="|".join(exprs))
     args = [sys.executable, "-m", "beat", "--profile", str(profile), "--redis-url", url]
     args += ["--id", "bench", "--log-level", level]
+    if metrics_port is not None:
+        args += ["--metrics-port", str(metrics_port)]
     result = Result("beat", workload, k)
     entry_of = {f"jobs.scale.j{i:06d}": i for i in range(k)}
     measure(result, seconds, url, args, env, work / f"beat-{workload}-{k}.log", entry_of)
@@ -291,6 +301,9 @@ def main() -> int:
     parser.add_argument(
         "--log-level", default="INFO", help="both schedulers (INFO: the CLI's default)"
     )
+    parser.add_argument(
+        "--metrics-port", type=int, help="run our beat with its metrics endpoint on this port"
+    )
     opts = parser.parse_args()
     ks = [int(x) for x in opts.k.split(",") if x.strip()]
     workloads = [w.strip() for w in opts.workload.split(",") if w.strip()]
@@ -304,7 +317,8 @@ def main() -> int:
             "workloads": ", ".join(workloads)
             + f" (mixed: {len(MIXED_EXPRESSIONS)} expressions, per-entry parameters,"
             f" zone {MIXED_ZONE})",
-            "beat": f"python -m beat --log-level {opts.log_level}; misfire_grace 10s",
+            "beat": f"python -m beat --log-level {opts.log_level}; misfire_grace 10s"
+            + (f"; --metrics-port {opts.metrics_port}" if opts.metrics_port else ""),
             "celery": f"celery beat --loglevel {opts.log_level}, default scheduler, CronEntry"
             " schedules (same cron engine)",
             "servers": "one private redis-server for both (no PostgreSQL involved)",
@@ -319,7 +333,8 @@ def main() -> int:
             for workload in workloads:
                 for k in ks:
                     client.flushall()
-                    beat = bench_beat(k, workload, opts.seconds, server.url, work, opts.log_level)
+                    level, port = opts.log_level, opts.metrics_port
+                    beat = bench_beat(k, workload, opts.seconds, server.url, work, level, port)
                     results.append(beat)
                     print(results[-1].row(), flush=True)
                     if not opts.skip_celery:

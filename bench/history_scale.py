@@ -19,8 +19,8 @@ then ``VACUUM ANALYZE``: the indexes are therefore freshly built and compact, a
 best case compared with a table grown by months of inserts, updates and prunes.
 
 Then, for the job with the most rows and for a median one, it times the queries the
-CLI runs, through :class:`jobs_core.store.RunStore` itself (so it measures what the
-store does today): ``jobs status NAME`` (``history(limit=1)``, ``get_run``,
+CLI runs, through :class:`jobs_core.history_pg.PostgresHistory` itself (so it measures
+what the run history does today): ``jobs status NAME`` (``history(limit=1)``, ``get_run``,
 ``counts_since(24 h)``), ``jobs history NAME --limit 50``, the LAST column of ``jobs
 list`` (``last_runs`` of every job) and one nightly ``prune-history`` (the cutoff the
 job computes with ``retention_days`` = the window minus one day, so it deletes about
@@ -56,7 +56,7 @@ from bench.common import (
     print_header,
     private_postgres,
 )
-from jobs_core.store import RunStore
+from jobs_core.history_pg import PostgresHistory
 
 TARGET_MS = 50.0
 
@@ -197,7 +197,7 @@ class _RecordingConnection:
 
 
 class RecordingPool:
-    """A pool for :class:`RunStore` that records the statements sent through it."""
+    """A pool for :class:`PostgresHistory` that records the statements sent through it."""
 
     def __init__(self, pool: Any, rec: Recorder) -> None:
         self._pool = pool
@@ -249,8 +249,14 @@ async def explain(pool: Any, sql: str, params: Any) -> str:
 def short(sql: str, params: Any) -> str:
     text = " ".join(str(sql).split())
     shown = params
+
+    def one(p: Any) -> Any:
+        return f"<{len(p)} keys>" if isinstance(p, list) and len(p) > 3 else p
+
     if isinstance(params, tuple | list):
-        shown = [f"<{len(p)} keys>" if isinstance(p, list) and len(p) > 3 else p for p in params]
+        shown = [one(p) for p in params]
+    elif isinstance(params, dict):
+        shown = {k: one(v) for k, v in params.items()}
     return f"{text}\n    params: {shown}"
 
 
@@ -270,7 +276,7 @@ async def bench(url: str, opts: argparse.Namespace, now: datetime) -> list[Timed
     pool = AsyncConnectionPool(url, min_size=1, max_size=2, open=False)
     await pool.open(wait=True, timeout=30)
     rec = Recorder()
-    store = RunStore(RecordingPool(pool, rec))  # type: ignore[arg-type]
+    store = PostgresHistory(RecordingPool(pool, rec))  # type: ignore[arg-type]
     out: list[Timed] = []
     try:
         for key, n in ((heavy, heavy_n), (median, median_n)):
@@ -325,14 +331,19 @@ async def bench(url: str, opts: argparse.Namespace, now: datetime) -> list[Timed
         batches = len(rec.statements)
         # The plan of a batch like the first one (the rows it deleted are gone now, so a
         # cutoff one day later finds a full batch), rolled back.
-        first_sql, _ = rec.statements[0]
+        first_sql, first_params = rec.statements[0]
+        later = cutoff + timedelta(days=1)
+        if isinstance(first_params, dict):
+            again: Any = {**first_params, "finished_before": later}
+        else:
+            again = (later, *first_params[1:])
         out.append(
             Timed(
                 f"prune-history, retention_days={retention_days} ({deleted:,} of "
                 f"{doomed:,} doomed runs deleted in {batches} batches)",
                 wall,
                 wall,
-                [(first_sql, (cutoff + timedelta(days=1), list(TERMINAL), 5000))],
+                [(first_sql, again)],
                 note=f"{wall / max(batches, 1):.0f} ms per batch of 5,000",
             )
         )
@@ -372,7 +383,7 @@ def run(opts: argparse.Namespace, url: str) -> int:
     import psycopg
 
     from jobs_core.registry import discover_extensions
-    from jobs_core.store import migrate
+    from jobs_core.schema import migrate
 
     migrate(url, discover_extensions(None))
     with psycopg.connect(url) as conn:
@@ -384,7 +395,8 @@ def run(opts: argparse.Namespace, url: str) -> int:
             f" {opts.months} months; rows per job ~ 1/k",
             "server": f"private PostgreSQL {version[0] if version else '?'},"
             f" {pg_settings(url)}, shared_buffers=64MB (cli/embedded.py)",
-            "timing": f"through jobs_core.store.RunStore, warm, median of {opts.repeat}",
+            "timing": "through jobs_core.history_pg.PostgresHistory, warm,"
+            f" median of {opts.repeat}",
         },
         [FAST_PG] if opts.fast else [],
     )

@@ -221,7 +221,7 @@ def main() -> int:
 
 def run(opts: argparse.Namespace, base: Path, redis_url: str, database_url: str) -> int:
     from jobs_core.registry import discover_extensions
-    from jobs_core.store import migrate
+    from jobs_core.schema import migrate
 
     profile = base / "profile.yaml"
     profile.write_text("extensions: [bench.scale_ext:ScaleExtension]\n")

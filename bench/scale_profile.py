@@ -120,7 +120,7 @@ def main() -> int:
     try:
         with private_redis(base) as redis_server, private_postgres(base) as pg:
             from jobs_core.registry import discover_extensions
-            from jobs_core.store import migrate
+            from jobs_core.schema import migrate
 
             migrate(pg.url, discover_extensions(None))
             seed_history(pg.url, opts.jobs)
