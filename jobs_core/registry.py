@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from importlib.metadata import entry_points
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
@@ -62,8 +63,9 @@ class JobDefinition:
     tags: tuple[str, ...]
     sources: Mapping[str, Source] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def key(self) -> str:
+        # Cached: the beat and ``jobs list`` ask for it several times per job.
         return f"{self.extension}/{self.name}"
 
     @property
