@@ -14,7 +14,6 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from importlib.metadata import entry_points
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
@@ -62,11 +61,11 @@ class JobDefinition:
     config: Mapping[str, Any]
     tags: tuple[str, ...]
     sources: Mapping[str, Source] = field(default_factory=dict)
+    #: ``extension/job``, made once: the beat and ``jobs list`` ask for it many times.
+    key: str = field(init=False, repr=False, compare=False)
 
-    @cached_property
-    def key(self) -> str:
-        # Cached: the beat and ``jobs list`` ask for it several times per job.
-        return f"{self.extension}/{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.extension}/{self.name}")
 
     @property
     def schedule_source(self) -> str:
