@@ -27,8 +27,7 @@ job computes with ``retention_days`` = the window minus one day, so it deletes a
 one day of runs: the steady state). Each read is run once untimed, then ``--repeat``
 times (median); the statements the store sent are recorded and shown with their
 ``EXPLAIN (ANALYZE, BUFFERS)`` plans (the prune's first batch inside a rolled-back
-transaction). Last, marked SUGGESTED, the rewrite of the LAST query its plan calls for
-(:data:`LAST_LATERAL_SQL`), for comparison.
+transaction).
 """
 
 from __future__ import annotations
@@ -101,19 +100,6 @@ INSERT INTO job_run_attempts (run_id, attempt, status, started_at, finished_at, 
 SELECT id, 1, CASE WHEN status = 'running' THEN 'running' ELSE status END,
     started_at, finished_at, duration_ms, message, error, worker
 FROM job_runs WHERE started_at IS NOT NULL
-"""
-
-
-#: Not what the store runs: the rewrite of ``last_runs`` its plan calls for (one probe of
-#: ``job_runs_job_recent`` per job instead of reading every run), timed for comparison.
-LAST_LATERAL_SQL = """
-SELECT r.* FROM unnest(%s::text[]) AS k(job_key)
-CROSS JOIN LATERAL (
-    SELECT id::text, job_key, trigger, status, scheduled_for, enqueued_at, started_at,
-        finished_at, attempt, max_attempts, duration_ms, message, error, worker,
-        items_processed, items_failed, data, parameters, next_attempt_at
-    FROM job_runs WHERE job_runs.job_key = k.job_key ORDER BY enqueued_at DESC LIMIT 1
-) AS r
 """
 
 
@@ -299,21 +285,6 @@ async def bench(url: str, opts: argparse.Namespace, now: datetime) -> list[Timed
 
         out.append(await timed(f"jobs list LAST column ({len(keys)} jobs)", rec, last, opts.repeat))
 
-        async def last_lateral() -> None:
-            async with pool.connection() as aconn:
-                if rec.on:
-                    rec.statements.append((LAST_LATERAL_SQL, (keys,)))
-                await aconn.execute(LAST_LATERAL_SQL, (keys,))
-
-        out.append(
-            await timed(
-                f"SUGGESTED, not the store's: LAST as one index probe per job ({len(keys)})",
-                rec,
-                last_lateral,
-                opts.repeat,
-            )
-        )
-
         retention_days = opts.months * 30 - 1
         cutoff = now - timedelta(days=retention_days)
         async with pool.connection() as aconn:
@@ -334,7 +305,7 @@ async def bench(url: str, opts: argparse.Namespace, now: datetime) -> list[Timed
         first_sql, first_params = rec.statements[0]
         later = cutoff + timedelta(days=1)
         if isinstance(first_params, dict):
-            again: Any = {**first_params, "finished_before": later}
+            again: Any = {**first_params, "before": later}
         else:
             again = (later, *first_params[1:])
         out.append(

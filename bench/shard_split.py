@@ -11,7 +11,8 @@ beats and workers). For each group count it prints:
 - the burst: the ticks due at the busiest instant (midnight, where every job of the
   expression mix below fires at once) on the biggest group;
 - what that group's beat must do, from this repository's measured figures (options,
-  defaults from README's Performance section): start-up time, memory, burst lag;
+  defaults from README's Performance section): start-up time, memory (the peak of a
+  reload, two job tables alive), burst lag;
 - growth: adding one group moves whole logical shards to it; the share of jobs that move,
   and a check that every job is owned by exactly one group before and after;
 - worker fleets: processes per group for ``--runs-per-s`` at the measured rate per process.
@@ -80,7 +81,13 @@ def burst(jobs_per_shard: int, rng: random.Random) -> int:
 
 
 def simulate(
-    jobs: int, logical: int, groups: int, costs: Costs, runs_per_s: float, seed: int
+    jobs: int,
+    logical: int,
+    groups: int,
+    costs: Costs,
+    runs_per_s: float,
+    seed: int,
+    jitter_s: float,
 ) -> list[str]:
     rng = random.Random(seed)
     shard = [crc16(f"ext{i % 50}/job{i:07d}".encode()) % logical for i in range(jobs)]
@@ -101,7 +108,8 @@ def simulate(
         f"{groups:>3} groups: jobs per group {min(sizes):,} - {biggest:,} (max/mean "
         f"{biggest / (jobs / groups):.3f}); busiest instant {peak:,} ticks on the biggest",
         f"     its beat: start-up ~{start_s:.1f} s, RSS ~{rss:.0f} MiB, burst p99 lag "
-        f"~{lag_ms:,.0f} ms; adding a group moves {moved / jobs:.1%} of the jobs (ideal "
+        f"~{lag_ms:,.0f} ms (with {jitter_s:g} s of jitter: {peak / jitter_s:,.0f} ticks/s); "
+        f"adding a group moves {moved / jobs:.1%} of the jobs (ideal "
         f"{1 / (groups + 1):.1%}); {runs_per_s / groups:,.0f} runs/s per group = "
         f"~{workers:.0f} worker processes at {costs.runs_per_s_per_worker:.0f} runs/s each",
     ]
@@ -114,8 +122,9 @@ def main() -> int:
     parser.add_argument("--logical", type=int, default=256)
     parser.add_argument("--runs-per-s", type=float, default=10_000)
     parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument("--jitter-s", type=float, default=30.0)
     parser.add_argument("--startup-s-per-job", type=float, default=3.0e-5)
-    parser.add_argument("--rss-mib-per-job", type=float, default=1.5e-3)
+    parser.add_argument("--rss-mib-per-job", type=float, default=3.3e-3)
     parser.add_argument("--rss-mib-base", type=float, default=60.0)
     parser.add_argument("--lag-p99-ms-per-tick", type=float, default=1.0e-2)
     parser.add_argument("--runs-per-s-per-worker", type=float, default=88.0)
@@ -138,7 +147,9 @@ def main() -> int:
         },
     )
     for groups in (int(g) for g in opts.groups.split(",")):
-        lines = simulate(opts.jobs, opts.logical, groups, costs, opts.runs_per_s, opts.seed)
+        lines = simulate(
+            opts.jobs, opts.logical, groups, costs, opts.runs_per_s, opts.seed, opts.jitter_s
+        )
         print("\n".join(lines))
     return 0
 
