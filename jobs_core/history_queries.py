@@ -199,7 +199,7 @@ LAST_RUNS = f"""
 SELECT r.* FROM unnest(%(job_keys)s::text[]) AS k(job_key)
 CROSS JOIN LATERAL (
     SELECT {RUN_COLUMNS} FROM job_runs WHERE job_runs.job_key = k.job_key
-    ORDER BY enqueued_at DESC, id LIMIT 1
+    ORDER BY enqueued_at DESC, job_runs.id DESC LIMIT 1
 ) AS r
 """
 
