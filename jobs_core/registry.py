@@ -61,11 +61,10 @@ class JobDefinition:
     config: Mapping[str, Any]
     tags: tuple[str, ...]
     sources: Mapping[str, Source] = field(default_factory=dict)
-    #: ``extension/job``, made once: the beat and ``jobs list`` ask for it many times.
-    key: str = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "key", f"{self.extension}/{self.name}")
+    @property
+    def key(self) -> str:
+        return f"{self.extension}/{self.name}"
 
     @property
     def schedule_source(self) -> str:
