@@ -41,6 +41,9 @@ class TickBuilder:
         #: Recorded as each run's ``triggered_by``: part of the template, not of a tick.
         self.beat_id = beat_id
         self._jobs: dict[str, tuple[JobDefinition, TickTemplate | None, str]] = {}
+        #: Templates by (queue, parameters): after a reload, 100,000 jobs on the default
+        #: queue without parameters make one template, not 100,000.
+        self._templates: dict[tuple[str, str], TickTemplate | None] = {}
 
     def tick(self, job: JobDefinition, due_ms: int, scheduled_iso: str) -> OutTick:
         """The tick ``(job, due_ms)``; ``scheduled_iso`` is ``due_ms`` in ISO 8601,
@@ -49,7 +52,13 @@ class TickBuilder:
         cached = self._jobs.get(key)
         if cached is None or cached[0] is not job:
             parameters = json.dumps(dict(job.parameters), sort_keys=True)
-            template = tick_template(job.policy.queue, Trigger.SCHEDULE, parameters, self.beat_id)
+            shape = (job.policy.queue, parameters)
+            if shape in self._templates:
+                template = self._templates[shape]
+            else:
+                template = self._templates[shape] = tick_template(
+                    job.policy.queue, Trigger.SCHEDULE, parameters, self.beat_id
+                )
             cached = self._jobs[key] = (job, template, task_name(key))
         _, template, task = cached
         if template is None:

@@ -2,7 +2,7 @@
 
 Run: ``python bench/ui_render.py [--jobs 1000] [--rows 1000000] [--requests 30]``.
 
-It starts a private PostgreSQL and redis-server (never the machine's shared ones),
+It starts a private, durable (unless ``--fast``) PostgreSQL and a redis-server,
 migrates, fills ``job_runs`` with ``--rows`` finished runs spread evenly over the jobs
 (one ``INSERT ... SELECT FROM generate_series``, then ANALYZE), and builds the real app
 (``ui.app.create_app``) over a job table of ``--jobs`` scheduled jobs. Requests are
@@ -29,8 +29,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import FAST_PG, add_fast_flag, pg_settings, print_header, private_postgres
+from bench.common import private_redis as private_redis_server
 from cli.context import CliContext
-from cli.embedded import PostgresServer, RedisServer
 from jobs_core import Extension, Job, JobContext, JobResult
 from jobs_core.profile import Profile
 from jobs_core.registry import build_registry
@@ -137,46 +138,57 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=30)
+    add_fast_flag(parser, FAST_PG)
     args = parser.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="sp-bench-ui-"))
-    base.chmod(0o755)
-    pg = PostgresServer(base / "pg")
-    redis = RedisServer(base / "redis")
     try:
-        pg.start()
-        redis.start()
-        migrate(pg.url, [])
-        import psycopg
-
-        started = time.perf_counter()
-        with psycopg.connect(pg.url, autocommit=True) as conn:
-            conn.execute(FILL_SQL, {"jobs": args.jobs, "rows": args.rows})
-            conn.execute("ANALYZE job_runs")
-        fill_s = time.perf_counter() - started
-        print(f"{args.rows:,} runs of {args.jobs:,} jobs written in {fill_s:.1f} s")
-
-        profile = Profile.from_dict(
-            {"redis_url": redis.url, "database_url": pg.url, "scheduler": {"timezone": "UTC"}}
-        )
-        ctx = CliContext(_profile=profile, _registry=build_registry(profile, [ManyJobs(args.jobs)]))
-        settings = UiSettings((Account(USER, PASSWORD, can_act=True),), None)
-        app = create_app(ctx, settings, ping_workers=False)
-        middle = f"bench/job-{args.jobs // 2:04d}"
-        paths = {
-            f"overview ({args.jobs} jobs), page 1": "/",
-            "overview, last page": f"/?page={max(1, -(-args.jobs // 100))}",
-            "overview, tag filter (1/2)": "/?tag=even",
-            "overview, search one job": f"/?q={middle}",
-            "job page": f"/jobs/{middle}",
-            "job page, status=failed": f"/jobs/{middle}?status=failed",
-        }
-        asyncio.run(measure(app, paths, args.requests))
-        ctx.close()
+        with (
+            private_redis_server(base) as redis,
+            private_postgres(base, durable=not args.fast) as pg,
+        ):
+            run(args, redis.url, pg.url)
     finally:
-        redis.stop()
-        pg.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, redis_url: str, database_url: str) -> None:
+    print_header(
+        "dashboard: server time of the overview and job pages",
+        {
+            "history": f"{args.rows:,} finished runs of {args.jobs:,} jobs",
+            "requests": f"{args.requests} per page after 2 warm-up ones, in-process (ASGI)",
+            "servers": f"private redis-server; PostgreSQL {pg_settings(database_url)}",
+        },
+        [FAST_PG] if args.fast else [],
+    )
+    migrate(database_url, [])
+    import psycopg
+
+    started = time.perf_counter()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(FILL_SQL, {"jobs": args.jobs, "rows": args.rows})
+        conn.execute("ANALYZE job_runs")
+    fill_s = time.perf_counter() - started
+    print(f"{args.rows:,} runs of {args.jobs:,} jobs written in {fill_s:.1f} s")
+
+    profile = Profile.from_dict(
+        {"redis_url": redis_url, "database_url": database_url, "scheduler": {"timezone": "UTC"}}
+    )
+    ctx = CliContext(_profile=profile, _registry=build_registry(profile, [ManyJobs(args.jobs)]))
+    settings = UiSettings((Account(USER, PASSWORD, can_act=True),), None)
+    app = create_app(ctx, settings, ping_workers=False)
+    middle = f"bench/job-{args.jobs // 2:04d}"
+    paths = {
+        f"overview ({args.jobs} jobs), page 1": "/",
+        "overview, last page": f"/?page={max(1, -(-args.jobs // 100))}",
+        "overview, tag filter (1/2)": "/?tag=even",
+        "overview, search one job": f"/?q={middle}",
+        "job page": f"/jobs/{middle}",
+        "job page, status=failed": f"/jobs/{middle}?status=failed",
+    }
+    asyncio.run(measure(app, paths, args.requests))
+    ctx.close()
 
 
 if __name__ == "__main__":

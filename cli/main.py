@@ -29,6 +29,7 @@ MAX_WAIT = 7 * 86400.0
 
 if TYPE_CHECKING:
     from beat.control import Pause
+    from jobs_core.cron import CronSchedule
 
 pass_ctx = click.make_pass_decorator(CliContext)
 
@@ -137,49 +138,65 @@ def list_jobs(ctx: CliContext, as_json: bool) -> None:
 
         last = ctx.with_history("jobs list", fetch)
     now = datetime.now(UTC)
-    items = []
-    next_runs: list[datetime | None] = []
-    for jd in registry:
-        left = remaining.get(jd.key)
-        nxt = _next_run(jd, now, left)
-        item = _job_json(jd, paused, nxt, left)
-        next_runs.append(nxt if item["enabled"] else None)
-        run = last.get(jd.key)
-        item["last_status"] = run.status if run else None
-        item["last_run_at"] = (
-            (run.finished_at or run.started_at or run.enqueued_at).isoformat() if run else None
-        )
-        items.append(item)
-    if as_json:
-        click.echo(render.dumps(items))
-        return
-    rows = []
+    # Jobs share schedules (one object per expression and zone) and so next runs and
+    # their rendering: each is computed once per distinct value, not once per job.
+    next_of: dict[tuple[CronSchedule | None, int | None], datetime | None] = {}
+    shown: dict[tuple[datetime, str], str] = {}
+    items: list[dict[str, Any]] = []
+    rows: list[list[str]] = []
     notes: list[str] = []
-    for jd, item, nxt in zip(registry, items, next_runs, strict=True):
-        state = _state(jd, paused, item["remaining_runs"])
-        schedule = f"{jd.schedule} ({jd.schedule_source})" if jd.schedule else "manual only"
-        zone = f"{jd.timezone} ({jd.sources.get('timezone', 'built-in')})"
+    for jd in registry:
+        key = jd.key
+        left = remaining.get(key)
+        policy = jd.policy
+        if policy.start_at is None and policy.end_at is None:
+            memo = (jd.cron, left if left == 0 else None)
+            if memo in next_of:
+                nxt = next_of[memo]
+            else:
+                nxt = next_of[memo] = _next_run(jd, now, left)
+        else:
+            nxt = _next_run(jd, now, left)
+        run = last.get(key)
+        last_status = run.status if run else None
+        if as_json:
+            item = _job_json(jd, paused, nxt, left)
+            item["last_status"] = last_status
+            item["last_run_at"] = (
+                (run.finished_at or run.started_at or run.enqueued_at).isoformat() if run else None
+            )
+            items.append(item)
+            continue
+        enabled = jd.enabled and key not in paused
+        next_text = "-"
+        if nxt is not None and enabled:
+            next_text = shown.get((nxt, jd.timezone), "")
+            if not next_text:
+                next_text = shown[(nxt, jd.timezone)] = render.when(nxt, ZoneInfo(jd.timezone))
         rows.append(
             [
-                jd.key,
-                schedule,
-                zone,
-                state,
-                jd.policy.queue,
-                render.when(nxt, ZoneInfo(jd.timezone)) if nxt else "-",
-                item["last_status"] or "-",
+                key,
+                f"{jd.schedule} ({jd.schedule_source})" if jd.schedule else "manual only",
+                f"{jd.timezone} ({jd.sources.get('timezone', 'built-in')})",
+                _state(jd, paused, left),
+                policy.queue,
+                next_text,
+                last_status or "-",
                 jd.description,
             ]
         )
-        pause = paused.get(jd.key)
+        pause = paused.get(key)
         if pause is not None:
-            notes.append(f"  {jd.key}: {_pause_text(pause)}")
+            notes.append(f"  {key}: {_pause_text(pause)}")
+    if as_json:
+        click.echo(render.dumps(items))
+        return
     headers = ["JOB", "SCHEDULE", "TIMEZONE", "STATE", "QUEUE", "NEXT RUN", "LAST", "DESCRIPTION"]
     click.echo(render.table(headers, rows))
     if notes:
         click.echo("\npaused:")
         click.echo("\n".join(notes))
-    click.echo(f"\n{len(items)} jobs; next runs in each job's time zone")
+    click.echo(f"\n{len(rows)} jobs; next runs in each job's time zone")
 
 
 # ---------------------------------------------------------------- jobs run

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import re
+import weakref
 from bisect import bisect_left
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -206,6 +207,7 @@ class CronSchedule:
     """
 
     __slots__ = (
+        "__weakref__",
         "_days_cache",
         "_dom_days",
         "_dom_last",
@@ -215,6 +217,7 @@ class CronSchedule:
         "_dow_star",
         "_dow_values",
         "_fixed_seconds",
+        "_hash",
         "_hours",
         "_interval",
         "_key",
@@ -286,7 +289,24 @@ class CronSchedule:
             self._interval,
             self.tz.key,
         )
+        self._hash = hash(self._key)
         self._check_can_fire(expr, parts)
+
+    @classmethod
+    def of(cls, expr: str, tz: str | ZoneInfo = "UTC") -> CronSchedule:
+        """The one shared schedule for ``(expr, tz)``: parsed once while any holder keeps it.
+
+        Thousands of jobs on one expression then hold one object (its parsed fields and
+        day caches) instead of one each. Schedules are never changed after
+        construction, so sharing is safe; results are those of ``CronSchedule(expr, tz)``.
+        """
+        if not isinstance(expr, str) or not isinstance(tz, str | ZoneInfo):
+            return cls(expr, tz)  # raises its clear TypeError
+        key = (expr, tz)
+        found = _SHARED.get(key)
+        if found is None:
+            found = _SHARED[key] = cls(expr, tz)
+        return found
 
     # ----------------------------------------------------------------- construction
 
@@ -569,10 +589,17 @@ class CronSchedule:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CronSchedule):
             return NotImplemented
-        return self._key == other._key
+        return self is other or self._key == other._key
 
     def __hash__(self) -> int:
-        return hash(self._key)
+        return self._hash
 
     def __repr__(self) -> str:
         return f"CronSchedule({self.expr!r}, tz={self.tz.key!r})"
+
+
+#: ``CronSchedule.of``'s table: (expression, zone as given) -> the live shared schedule.
+#: Weak values: a schedule no job holds any more (after a reload) leaves the table.
+_SHARED: weakref.WeakValueDictionary[tuple[str, str | ZoneInfo], CronSchedule] = (
+    weakref.WeakValueDictionary()
+)

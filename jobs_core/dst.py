@@ -168,7 +168,7 @@ def preview(cron: CronSchedule, now: datetime, within: timedelta = HORIZON) -> P
 def _wall_matches(cron: CronSchedule, lo: datetime, hi: datetime) -> list[datetime]:
     """Wall times in ``[lo, hi)`` (naive) that the schedule's fields match, read on a
     clock without DST (the same expression in UTC)."""
-    plain = CronSchedule(cron.expr, "UTC")
+    plain = CronSchedule.of(cron.expr, "UTC")
     found: list[datetime] = []
     t = plain.next_after(lo.replace(tzinfo=UTC) - _SECOND)
     end = hi.replace(tzinfo=UTC)

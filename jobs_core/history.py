@@ -12,7 +12,7 @@ tick is never run again. Implementations: :mod:`jobs_core.history_pg` (PostgreSQ
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -317,6 +317,14 @@ class RunHistory(Protocol):
         """How many runs of the job were enqueued since ``since``, per status."""
         ...
 
-    async def prune(self, finished_before: datetime, *, batch: int = 5000) -> int:
-        """Delete finished runs that finished before ``finished_before``; returns how many."""
+    async def prune(
+        self,
+        finished_before: datetime,
+        *,
+        batch: int = 5000,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Delete finished runs enqueued and finished before ``finished_before``, in
+        batches of about ``batch`` runs (``progress`` hears the running total after each
+        batch that deleted some); returns how many."""
         ...

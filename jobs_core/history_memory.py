@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -255,18 +255,27 @@ class MemoryHistory:
         )
         return True
 
-    async def prune(self, finished_before: datetime, *, batch: int = 5000) -> int:
+    async def prune(
+        self,
+        finished_before: datetime,
+        *,
+        batch: int = 5000,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
         doomed = [
             rid
             for rid, row in self._rows.items()
             if row.run.finished
             and row.run.finished_at is not None
             and row.run.finished_at < finished_before
+            and row.run.enqueued_at < finished_before
         ]
         for rid in doomed:
             run = self._rows.pop(rid).run
             if run.scheduled_for is not None and self._ticks.get(self._tick(run)) == rid:
                 del self._ticks[self._tick(run)]
+        if doomed and progress is not None:
+            progress(len(doomed))
         return len(doomed)
 
     # -- reads -----------------------------------------------------------------------

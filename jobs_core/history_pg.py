@@ -7,8 +7,8 @@ parameters and turns rows into :class:`~jobs_core.history.Run` records.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import history_queries as q
@@ -27,6 +27,10 @@ from .status import RunStatus, Trigger
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
+
+#: Where a prune's first batch starts: before every run.
+_BEFORE_ALL = datetime(1, 1, 2, tzinfo=UTC)
+_FIRST_ID = uuid.UUID(int=0)
 
 
 def _json(value: dict[str, Any] | None) -> Any:
@@ -298,13 +302,30 @@ class PostgresHistory:
             cur = await conn.execute(q.COUNTS_SINCE, {"job_key": job_key, "since": since})
             return {RunStatus(status): int(n) for status, n in await cur.fetchall()}
 
-    async def prune(self, finished_before: datetime, *, batch: int = 5000) -> int:
+    async def prune(
+        self,
+        finished_before: datetime,
+        *,
+        batch: int = 5000,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
         total = 0
-        params = {"finished_before": finished_before, "batch": batch}
+        params: dict[str, Any] = {
+            "before": finished_before,
+            "batch": batch,
+            "after_at": _BEFORE_ALL,
+            "after_id": _FIRST_ID,
+        }
         while True:
+            # One short transaction per batch: locks are held for one batch only.
             async with self.pool.connection() as conn:
                 cur = await conn.execute(q.PRUNE_BATCH, params)
-                deleted = int(cur.rowcount)
-                total += deleted
-                if deleted < batch:
-                    return total
+                row = await cur.fetchone()
+            if row is None:
+                return total
+            deleted, looked_at, params["after_at"], params["after_id"] = row
+            total += int(deleted)
+            if deleted and progress is not None:
+                progress(total)
+            if looked_at < batch:
+                return total

@@ -193,9 +193,14 @@ def runs(conditions: frozenset[str]) -> str:
     )
 
 
+#: One probe of the (job_key, enqueued_at) index per job: reading every run of every
+#: job (DISTINCT ON) grows with the history, this with the number of jobs.
 LAST_RUNS = f"""
-SELECT DISTINCT ON (job_key) {RUN_COLUMNS} FROM job_runs
-WHERE job_key = ANY(%(job_keys)s) ORDER BY job_key, enqueued_at DESC, id
+SELECT r.* FROM unnest(%(job_keys)s::text[]) AS k(job_key)
+CROSS JOIN LATERAL (
+    SELECT {RUN_COLUMNS} FROM job_runs WHERE job_runs.job_key = k.job_key
+    ORDER BY enqueued_at DESC, job_runs.id DESC LIMIT 1
+) AS r
 """
 
 COUNTS_SINCE = """
@@ -204,11 +209,23 @@ WHERE job_key = %(job_key)s AND enqueued_at >= %(since)s
 GROUP BY status
 """
 
+#: One batch of a prune: the next ``batch`` runs enqueued before the cutoff, in
+#: (enqueued_at, id) order after the previous batch's last one (an index range: each
+#: batch costs its own size, however much was deleted before it), of which the finished
+#: ones are deleted. Returns how many were deleted and looked at, and where the batch
+#: ended (no row: nothing left to look at).
 PRUNE_BATCH = f"""
-DELETE FROM job_runs WHERE id IN (
-    SELECT id FROM job_runs
-    WHERE finished_at < %(finished_before)s AND status IN ({_FINISHED})
-    LIMIT %(batch)s)
+WITH batch AS (
+    SELECT id, enqueued_at, status, finished_at FROM job_runs
+    WHERE enqueued_at < %(before)s AND (enqueued_at, id) > (%(after_at)s, %(after_id)s)
+    ORDER BY enqueued_at, id LIMIT %(batch)s
+), gone AS (
+    DELETE FROM job_runs WHERE id IN (
+        SELECT id FROM batch WHERE finished_at < %(before)s AND status IN ({_FINISHED}))
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM batch), enqueued_at, id
+FROM batch ORDER BY enqueued_at DESC, id DESC LIMIT 1
 """
 
 # ---------------------------------------------------------------- migrations

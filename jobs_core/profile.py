@@ -1047,7 +1047,7 @@ def _check_overrides(profile: Profile) -> None:
         from .cron import CronSchedule
 
         try:
-            CronSchedule(override.schedule, tz=override.timezone or profile.scheduler.timezone)
+            CronSchedule.of(override.schedule, override.timezone or profile.scheduler.timezone)
         except (InvalidSchedule, ValueError) as exc:
             raise profile.error(
                 f'{exc}; write 6 fields, seconds first (e.g. "0 */30 * * * *" for every '

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from .profile import JobOverride, Profile
 
 ENTRY_POINT_GROUP = "systemprompt.extensions"
+#: The parameters of every job without a profile entry: one read-only empty mapping.
+_NO_PARAMETERS: Mapping[str, Any] = MappingProxyType({})
 Source = Literal["built-in", "code", "profile defaults", "profile"]
 
 
@@ -268,9 +271,13 @@ def _check_window(
     raise RegistryError(f"{where}: {message}")
 
 
-def _code_settings(job: Job, where: str) -> PolicySettings:
-    """The job class's policy attributes, validated by the profile's own model."""
-    data = {key: getattr(job, key) for key in POLICY_KEYS if getattr(job, key) is not None}
+def _code_values(job: Job) -> dict[str, Any]:
+    """The job's policy attributes that are set (on its class or the instance)."""
+    return {key: value for key in POLICY_KEYS if (value := getattr(job, key)) is not None}
+
+
+def _code_settings(data: dict[str, Any], where: str) -> PolicySettings:
+    """A job's policy attributes (:func:`_code_values`), validated by the profile's model."""
     try:
         return PolicySettings.model_validate(data)
     except ValidationError as exc:
@@ -315,6 +322,7 @@ def build_registry(
             overrides[(ov.extension, ov.job)] = (index, ov)
 
     definitions: list[JobDefinition] = []
+    policies: dict[tuple[tuple[str, int], ...], tuple[JobPolicy, Mapping[str, Source]]] = {}
     ext_names: set[str] = set()
     for ext in extensions:
         if not ext.name or not NAME_RE.match(ext.name):
@@ -346,37 +354,59 @@ def build_registry(
             if job.name in names:
                 raise RegistryError(f"{where}: duplicate job key {ext.name}/{job.name}")
             names.add(job.name)
-            code = _code_settings(job, where)
             found = overrides.pop((ext.name, job.name), None)
             override = found[1] if found is not None else None
-            policy, sources = _effective_policy(
-                (("profile defaults", defaults), ("code", code), ("profile", override))
+            code_values = _code_values(job)
+            # Jobs without a profile entry whose attributes are the same objects end up
+            # with the same policy: compute it once and share it (and its sources).
+            memo_key = (
+                None if override is not None else tuple((k, id(v)) for k, v in code_values.items())
             )
-            sources["schedule"] = "code"
-            sources["enabled"] = "built-in"
-            if policy.timezone is None:
-                # Every job has its zone resolved: the scheduler's unless it names one.
-                policy = replace(policy, timezone=tz)
-                sources["timezone"] = tz_source
+            sources: Mapping[str, Source]
+            memo = policies.get(memo_key) if memo_key is not None else None
+            if memo is not None:
+                policy, sources = memo
+            else:
+                code = _code_settings(code_values, where)
+                policy, own = _effective_policy(
+                    (("profile defaults", defaults), ("code", code), ("profile", override))
+                )
+                own["schedule"] = "code"
+                own["enabled"] = "built-in"
+                if policy.timezone is None:
+                    # Every job has its zone resolved: the scheduler's unless it names one.
+                    policy = replace(policy, timezone=tz)
+                    own["timezone"] = tz_source
+                _check_window(policy, where, profile, found)
+                if override is not None:
+                    if override.is_set("schedule"):
+                        own["schedule"] = "profile"
+                    if override.enabled is not None:
+                        own["enabled"] = "profile"
+                sources = own
+                if memo_key is not None:
+                    sources = MappingProxyType(own)
+                    policies[memo_key] = (policy, sources)
             tz_job = policy.timezone or tz
-            _check_window(policy, where, profile, found)
             schedule = job.schedule
+            cron: CronSchedule | None = None
             if schedule is not None:
+                # Checked even when the profile replaces it: the code must stay valid.
+                # Shared per (expression, zone): one parse for all the jobs that use it.
                 try:
-                    CronSchedule(schedule, tz_job)
+                    cron = CronSchedule.of(schedule, tz_job)
                 except InvalidSchedule as exc:
                     raise RegistryError(f"{where}: invalid schedule: {exc}") from None
             enabled = True
-            parameters: dict[str, Any] = {}
+            parameters: Mapping[str, Any] = _NO_PARAMETERS
             if override is not None:
                 if override.is_set("schedule"):
                     schedule = override.schedule
-                    sources["schedule"] = "profile"
+                    # The profile checked it (in its own zone) when it was loaded.
+                    cron = CronSchedule.of(schedule, tz_job) if schedule else None
                 if override.enabled is not None:
                     enabled = override.enabled
-                    sources["enabled"] = "profile"
                 parameters = dict(override.parameters)
-            cron = CronSchedule(schedule, tz_job) if schedule else None
             definitions.append(
                 JobDefinition(
                     extension=ext.name,

@@ -50,7 +50,11 @@ class PruneHistoryJob(Job):
             return JobResult.failure(f"retention_days must be >= 1, got {days}")
         cutoff = datetime.now(UTC) - timedelta(days=days)
         history: RunHistory = PostgresHistory(ctx.db_pool)
-        deleted = await history.prune(cutoff)
+
+        def progress(total: int) -> None:
+            ctx.log.info("prune-history: %d runs deleted so far", total)
+
+        deleted = await history.prune(cutoff, progress=progress)
         return (
             JobResult.success()
             .with_message(f"Deleted {deleted} runs finished before {cutoff:%Y-%m-%d %H:%M}Z")

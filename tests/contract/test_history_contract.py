@@ -645,3 +645,24 @@ def test_runs_filters_and_pages(in_history: InHistory[None]) -> None:
         assert [r.id for r in first + rest] == sorted(same, reverse=True) and last is None
 
     in_history(body)
+
+
+def test_prune_walks_past_unfinished_runs_in_batches_and_reports_progress(
+    in_history: InHistory[None],
+) -> None:
+    async def body(h: RunHistory) -> None:
+        # Older unfinished runs than a batch holds come first: the prune must go on
+        # past them to the finished runs behind them.
+        stuck = [new_id() for _ in range(5)]
+        for rid in stuck:
+            await h.start_attempt(start(rid))
+        done = [new_id() for _ in range(5)]
+        for rid in done:
+            await h.settle_attempt(start(rid), now(), end(RunStatus.FAILED))
+        totals: list[int] = []
+        assert await h.prune(now() + timedelta(seconds=1), batch=2, progress=totals.append) == 5
+        assert totals and totals[-1] == 5 and totals == sorted(totals)
+        assert {r.id for r in await h.history(None, limit=100)} == set(stuck)
+        assert await h.prune(now() + timedelta(seconds=1), batch=2) == 0
+
+    in_history(body)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import os
+import weakref
 from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -152,7 +153,8 @@ def _schedule(fields: list[list[Item]], key: str) -> tuple[CronSchedule, Spec]:
         with pytest.raises(InvalidSchedule, match="can never fire"):
             CronSchedule(expr, key)
         assume(False)
-    return CronSchedule(expr, key), spec
+    # The shared instance (what the job table holds), checked against the reference.
+    return CronSchedule.of(expr, key), spec
 
 
 # ----------------------------------------------------------------------------- properties
@@ -173,6 +175,45 @@ def test_next_after_matches_reference(key: str, data: st.DataObject) -> None:
         assert got.tzinfo is tz
         assert got.astimezone(UTC) == expected, (schedule, current.isoformat())
         current = got
+
+
+@SETTINGS
+@given(data=st.data())
+def test_shared_schedules_are_one_per_expression_and_zone(data: st.DataObject) -> None:
+    fields = data.draw(expressions(), label="fields")
+    expr = render(fields)
+    assume(can_fire(spec_of(fields)))
+    zones = data.draw(st.lists(st.sampled_from(ZONES), min_size=2, max_size=3, unique=True))
+    shared = [CronSchedule.of(expr, key) for key in zones]  # all alive at once
+    start = data.draw(starts(zones[0]), label="start")
+    for key, schedule in zip(zones, shared, strict=True):
+        assert CronSchedule.of(expr, key) is schedule
+        assert schedule.tz.key == key
+        fresh = CronSchedule(expr, key)
+        assert schedule == fresh and hash(schedule) == hash(fresh)
+        got, want = schedule.next_after(start), fresh.next_after(start)
+        assert (got.tzinfo, got.timestamp()) == (want.tzinfo, want.timestamp())
+
+
+def test_shared_schedule_leaves_the_table_when_nobody_holds_it() -> None:
+    expr = "7 7 7 7 7 *"
+    first = CronSchedule.of(expr, "UTC")
+    assert CronSchedule.of(expr, "UTC") is first
+    gone = weakref.ref(first)
+    del first
+    # Held weakly: the schedules of a job table replaced by a reload are freed.
+    assert gone() is None
+    again = CronSchedule.of(expr, "UTC")
+    assert again.next_after(datetime(2026, 1, 1, tzinfo=UTC)) == datetime(
+        2026, 7, 7, 7, 7, 7, tzinfo=UTC
+    )
+
+
+def test_shared_schedule_refuses_bad_input_like_the_constructor() -> None:
+    with pytest.raises(InvalidSchedule, match="day-of-month"):
+        CronSchedule.of("0 0 0 30 2 *")
+    with pytest.raises(TypeError, match="expr must be a string"):
+        CronSchedule.of(["0 * * * * *"])  # type: ignore[arg-type]
 
 
 def _fires_legitimately(spec: Spec, got: datetime, tz: ZoneInfo) -> bool:

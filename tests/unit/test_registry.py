@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -404,3 +405,77 @@ def test_jitter_may_come_from_the_defaults_and_per_job_keys_may_not() -> None:
     assert (jd.policy.jitter, jd.sources["jitter"]) == (5.0, "profile defaults")
     with pytest.raises(ProfileError, match="start_at is set per job"):
         Profile.from_dict({"scheduler": {"defaults": {"start_at": "2026-01-01T00:00:00Z"}}})
+
+
+def test_jobs_on_one_expression_and_zone_share_one_schedule() -> None:
+    class InParis(CleanupJob):
+        name = "paris"
+        timezone = "Europe/Paris"
+
+    profile = Profile.from_dict(
+        {"scheduler": {"jobs": [{"extension": "app", "job": "b", "schedule": "0 5 * * * *"}]}}
+    )
+    jobs = [with_name("a"), with_name("b"), with_name("c"), InParis()]
+    registry = build_registry(profile, [ext("app", *jobs)])
+    a, b, c, paris = (registry.resolve(n).cron for n in ("a", "b", "c", "paris"))
+    assert a is not None and b is not None and c is not None and paris is not None
+    assert a is c  # same code schedule, same zone: one object
+    assert b is not a and b.expr == "0 5 * * * *"  # the profile's own schedule
+    # Same expression, another zone: its own schedule, firing on Paris time.
+    assert paris is not a and paris.expr == a.expr and paris.tz.key == "Europe/Paris"
+    at = datetime(2026, 1, 1, 0, 30, tzinfo=UTC)
+    assert a.next_after(at) == datetime(2026, 1, 1, 1, tzinfo=UTC)
+    assert paris.next_after(at).astimezone(UTC) == datetime(2026, 1, 1, 1, tzinfo=UTC)
+    summer = datetime(2026, 7, 1, 0, 30, tzinfo=UTC)
+    assert paris.next_after(summer).astimezone(UTC) == datetime(2026, 7, 1, 1, tzinfo=UTC)
+
+
+def test_jobs_sharing_a_policy_do_not_share_a_profile_entry() -> None:
+    profile = Profile.from_dict(
+        {
+            "scheduler": {
+                "jobs": [
+                    {
+                        "extension": "app",
+                        "job": "b",
+                        "queue": "heavy",
+                        "enabled": False,
+                        "parameters": {"days": 3},
+                    }
+                ]
+            }
+        }
+    )
+    registry = build_registry(
+        profile, [ext("app", with_name("a"), with_name("b"), with_name("c"), TunedJob())]
+    )
+    a, b, c, tuned = (registry.resolve(n) for n in ("a", "b", "c", "tuned"))
+    assert (b.policy.queue, b.sources["queue"], b.enabled, dict(b.parameters)) == (
+        "heavy",
+        "profile",
+        False,
+        {"days": 3},
+    )
+    for plain in (a, c):
+        assert (plain.policy.queue, plain.sources["queue"], plain.enabled) == (
+            "jobs",
+            "built-in",
+            True,
+        )
+        assert plain.sources["enabled"] == "built-in" and dict(plain.parameters) == {}
+    assert (tuned.policy.queue, tuned.sources["queue"], tuned.policy.timeout) == (
+        "heavy",
+        "code",
+        120,
+    )
+    assert a.policy is c.policy  # computed once for jobs with the same attributes
+    assert a.to_json()["sources"] == c.to_json()["sources"]
+
+
+def test_attributes_set_per_instance_give_each_job_its_own_policy() -> None:
+    fast, slow = with_name("fast"), with_name("slow")
+    fast.timeout = "1m"  # type: ignore[misc]
+    slow.timeout = "1h"  # type: ignore[misc]
+    registry = build_registry(None, [ext("app", fast, slow, with_name("plain"))])
+    timeouts = {jd.name: (jd.policy.timeout, jd.sources["timeout"]) for jd in registry}
+    assert timeouts == {"fast": (60, "code"), "slow": (3600, "code"), "plain": (900, "built-in")}

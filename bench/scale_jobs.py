@@ -1,0 +1,406 @@
+"""Scale: one beat and the CLI over 100,000 jobs, against the targets of issue 15.
+
+Run: ``.venv/bin/python bench/scale_jobs.py [--jobs 100000] [--minutes 2]``
+(``--minutes 3`` is the issue's full run). It starts a private redis-server and a
+durable PostgreSQL, writes a profile loading :mod:`bench.scale_ext` (``--jobs`` jobs,
+all on ``--schedule``, default ``0 * * * * *``, default policies), seeds one finished
+run per job (so ``jobs list`` has a LAST to show), and starts one beat
+(:mod:`bench.beat_probe`: the production beat plus timing marks) at ``--log-level``
+(default INFO, the CLI's default: one log line per tick, to a file). Then it measures:
+
+- start-up: process spawn to leadership, and to the full schedule (every job in the
+  due-time heap);
+- beat RSS (``VmRSS``) once scheduled, and its peak (``VmHWM``) over the whole run;
+- every instant of the schedule in the ``--minutes`` window: lag of each tick = the
+  time it landed in the queue (stamped by :class:`bench.common.Stamper`, the same
+  consumer ``beat_lag.py`` uses) minus its scheduled instant; p50 / p99 / max, the time
+  until all of the instant's ticks were in the queue, missed (ticks of the instant that
+  never arrived) and doubled (arrivals beyond one per tick);
+- a profile reload: SIGHUP ``--hup-lead`` seconds before the window's last instant;
+  reload time = SIGHUP sent to reload finished; that instant's row shows whether it
+  cost anything;
+- after the beat stopped: wall time of ``systemprompt infra jobs list`` and
+  ``jobs status NAME`` as an operator runs them (new process each, median of
+  ``--cli-repeat``), and the same with 0 generated jobs (the fixed cost of the CLI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    DURABLE_PG,
+    FAST_PG,
+    REPO,
+    VENV_BIN,
+    Stamper,
+    add_fast_flag,
+    child_env,
+    memory_kib,
+    ms,
+    percentile,
+    pg_settings,
+    print_header,
+    private_postgres,
+    private_redis,
+)
+from jobs_core.cron import CronSchedule
+from jobs_core.wire import DEFAULT_QUEUE, decode
+
+TASK_PREFIX = "jobs.scale."
+GIB_KIB = 1024 * 1024
+
+
+@dataclass
+class InstantStats:
+    instant: datetime
+    expected: int
+    lags_ms: list[float] = field(default_factory=list)
+    distinct: int = 0
+    after_reload: bool = False
+
+    @property
+    def received(self) -> int:
+        return len(self.lags_ms)
+
+    @property
+    def missed(self) -> int:
+        return self.expected - self.distinct
+
+    @property
+    def doubled(self) -> int:
+        return self.received - self.distinct
+
+    def row(self) -> str:
+        p50, p99 = percentile(self.lags_ms, 0.5), percentile(self.lags_ms, 0.99)
+        last = max(self.lags_ms) if self.lags_ms else None
+        note = "  (first instant after the reload)" if self.after_reload else ""
+        return (
+            f"{self.instant:%H:%M:%S}Z  received {self.received:>7} of {self.expected}  "
+            f"lag p50 {ms(p50):>7} p99 {ms(p99):>7} max {ms(last):>7} ms  "
+            f"missed {self.missed}  doubled {self.doubled}{note}"
+        )
+
+
+class Probe:
+    """The beat child and its ``BENCH`` marks (see :mod:`bench.beat_probe`)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._out = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self.spawned = time.time()
+        self.popen = subprocess.Popen(
+            args, cwd=REPO, env=env, stdout=self._out, stderr=subprocess.STDOUT
+        )
+
+    def marks(self) -> list[dict[str, float | str]]:
+        out = []
+        with open(self.log, "rb") as f:
+            for line in f:
+                if line.startswith(b"BENCH "):
+                    out.append(json.loads(line[6:]))
+        return out
+
+    def wait_mark(self, name: str, timeout: float, after: float = 0.0) -> float:
+        deadline = time.monotonic() + timeout
+        while True:
+            for m in self.marks():
+                if m["mark"] == name and float(m["t"]) >= after:
+                    return float(m["t"])
+            if self.popen.poll() is not None:
+                tail = self.log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"beat exited with {self.popen.returncode}:\n{tail}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {name!r} mark from the beat within {timeout:.0f} s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
+        self._out.close()
+
+
+def seed_history(url: str, jobs: int) -> None:
+    """One succeeded scheduled run per job, an hour ago (what ``jobs list`` shows)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO job_runs (id, job_key, trigger, status, scheduled_for, enqueued_at,"
+            " started_at, finished_at, attempt, max_attempts, duration_ms, worker)"
+            " SELECT gen_random_uuid(), 'scale/j' || lpad(i::text, 6, '0'), 'schedule',"
+            " 'succeeded', t, t, t + interval '5 ms', t + interval '25 ms', 1, 3, 20,"
+            " 'celery@bench'"
+            " FROM generate_series(0, %s - 1) AS i,"
+            " LATERAL (SELECT date_trunc('minute', now()) - interval '1 hour' AS t) AS s",
+            (jobs,),
+        )
+        conn.execute("ANALYZE job_runs")
+
+
+def collect(stamper: Stamper, stats: dict[str, InstantStats]) -> None:
+    """Attribute the arrivals drained so far to their instants (ticks of scale/* only)."""
+    seen: dict[str, set[str]] = {}
+    for arrival in stamper.drain():
+        headers, kwargs = decode(arrival.payload)
+        sched = kwargs.get("scheduled_for")
+        st = stats.get(sched) if isinstance(sched, str) else None
+        if st is None or not isinstance(sched, str) or not headers["task"].startswith(TASK_PREFIX):
+            continue
+        st.lags_ms.append((arrival.stamp - st.instant.timestamp()) * 1000)
+        seen.setdefault(sched, set()).add(headers["task"])
+    for sched, tasks in seen.items():
+        stats[sched].distinct += len(tasks)
+
+
+def time_cli(args: list[str], env: dict[str, str], repeat: int) -> tuple[float, float, int]:
+    """``(median, min)`` wall seconds of a CLI command in a fresh process, and its lines."""
+    walls, lines = [], 0
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
+        walls.append(time.perf_counter() - t0)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} exited {done.returncode}:\n{done.stderr}")
+        lines = done.stdout.count("\n")
+    return statistics.median(walls), min(walls), lines
+
+
+def verdict(value: float | None, target: float) -> str:
+    if value is None:
+        return "n/a"
+    return "meets" if value < target else "MISSES"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--schedule", default="0 * * * * *", help="every job's schedule")
+    parser.add_argument(
+        "--minutes", type=float, default=2.0, help="window observed (the issue's run: 3)"
+    )
+    parser.add_argument("--hup-lead", type=float, default=10.0, help="SIGHUP this long before")
+    parser.add_argument("--log-level", default="INFO", help="beat log level (CLI default)")
+    parser.add_argument("--cli-repeat", type=int, default=3)
+    parser.add_argument("--startup-timeout", type=float, default=600.0)
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (beat log)")
+    add_fast_flag(parser, FAST_PG)
+    opts = parser.parse_args()
+
+    base = Path(tempfile.mkdtemp(prefix="sp-bench-scale-"))
+    try:
+        with (
+            private_redis(base) as redis_server,
+            private_postgres(base, durable=not opts.fast) as pg,
+        ):
+            return run(opts, base, redis_server.url, pg.url)
+    finally:
+        if opts.keep:
+            print(f"temp dir kept: {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def run(opts: argparse.Namespace, base: Path, redis_url: str, database_url: str) -> int:
+    from jobs_core.registry import discover_extensions
+    from jobs_core.schema import migrate
+
+    profile = base / "profile.yaml"
+    profile.write_text("extensions: [bench.scale_ext:ScaleExtension]\n")
+    env = child_env(
+        REDIS_URL=redis_url,
+        DATABASE_URL=database_url,
+        BENCH_SCALE_JOBS=str(opts.jobs),
+        BENCH_SCALE_SCHEDULE=opts.schedule,
+    )
+    migrate(database_url, discover_extensions(None))
+    seed_history(database_url, opts.jobs)
+    print_header(
+        "scale: one beat and the CLI over many jobs (issue 15)",
+        {
+            "jobs": f"{opts.jobs:,} generated (bench/scale_ext.py), all on {opts.schedule!r},"
+            " default policies",
+            "window": f"{opts.minutes:g} min; SIGHUP {opts.hup_lead:g} s before its last instant",
+            "beat": f"python -m bench.beat_probe, --log-level {opts.log_level} (log to a file)",
+            "servers": f"private redis-server; PostgreSQL {pg_settings(database_url)}",
+            "history": "one succeeded run per job (for the LAST column of jobs list)",
+        },
+        [FAST_PG] if opts.fast else [],
+    )
+    announced = " ".join(sorted((FAST_PG if opts.fast else DURABLE_PG).split()))
+    if pg_settings(database_url) != announced:
+        raise RuntimeError(f"PostgreSQL does not run with {announced}")
+
+    stamper = Stamper(redis_url, DEFAULT_QUEUE)
+    stamper.start()
+    args = [sys.executable, "-m", "bench.beat_probe", "--profile", str(profile)]
+    args += ["--redis-url", redis_url, "--id", "scale", "--log-level", opts.log_level]
+    beat = Probe(args, env, base / "beat.log")
+    results: list[tuple[str, str, str, str]] = []
+    try:
+        init = beat.wait_mark("init", opts.startup_timeout)
+        elected = beat.wait_mark("elected", opts.startup_timeout)
+        scheduled = beat.wait_mark("scheduled", opts.startup_timeout)
+        rss_sched, _ = memory_kib(beat.popen.pid)
+        print(
+            f"start-up: job table built {init - beat.spawned:.2f} s, leader "
+            f"{elected - beat.spawned:.2f} s, full schedule {scheduled - beat.spawned:.2f} s "
+            f"after spawn; RSS {rss_sched / 1024:.0f} MiB",
+            flush=True,
+        )
+
+        cron = CronSchedule(opts.schedule)
+        first = cron.next_after(datetime.fromtimestamp(time.time() + 2, UTC))
+        window_end = first.timestamp() + opts.minutes * 60
+        instants = [first]
+        while (nxt := cron.next_after(instants[-1])).timestamp() < window_end:
+            instants.append(nxt)
+        stats = {t.isoformat(): InstantStats(t, opts.jobs) for t in instants}
+        hup_at = instants[-1].timestamp() - opts.hup_lead
+        reload_s: float | None = None
+        reload_work_s: float | None = None
+        print(f"observing {len(instants)} instant(s) from {first:%H:%M:%S}Z", flush=True)
+
+        for i, instant in enumerate(instants):
+            if hup_at > time.time() and hup_at < instant.timestamp():
+                time.sleep(max(0.0, hup_at - time.time()))
+                sent = time.time()
+                beat.popen.send_signal(signal.SIGHUP)
+                end = beat.wait_mark("reload-end", 120, after=sent)
+                start = beat.wait_mark("reload-start", 1, after=sent)
+                reload_s, reload_work_s = end - sent, end - start
+                stats[instant.isoformat()].after_reload = True
+                print(
+                    f"reload (SIGHUP): {reload_s:.2f} s from the signal "
+                    f"({reload_work_s:.2f} s of reload work)",
+                    flush=True,
+                )
+            # Arrivals of an instant are read back once they have all landed (or the
+            # next instant is near), so decoding them does not compete with the send.
+            following = instants[i + 1].timestamp() if i + 1 < len(instants) else None
+            limit = (following - 3) if following else instant.timestamp() + 60
+            st = stats[instant.isoformat()]
+            while time.time() < limit:
+                time.sleep(1.0)
+                collect(stamper, stats)
+                if st.distinct >= st.expected and time.time() > instant.timestamp() + 2:
+                    break
+                if beat.popen.poll() is not None:
+                    raise RuntimeError("the beat exited during the window")
+            print(st.row(), flush=True)
+        rss_end, peak = memory_kib(beat.popen.pid)
+    finally:
+        beat.stop()
+        stamper.stop()
+
+    total = sum(s.expected for s in stats.values())
+    missed = sum(s.missed for s in stats.values())
+    doubled = sum(s.doubled for s in stats.values())
+    all_lags = [x for s in stats.values() for x in s.lags_ms]
+    p99 = percentile(all_lags, 0.99)
+    clean = [x for s in stats.values() if not s.after_reload for x in s.lags_ms]
+    p99_clean = percentile(clean, 0.99)
+    in_queue = max((max(s.lags_ms) for s in stats.values() if s.lags_ms), default=None)
+
+    cli = [str(VENV_BIN / "systemprompt"), "--profile", str(profile), "infra", "jobs"]
+    name = "scale/j000042" if opts.jobs > 42 else "maintenance/cleanup"
+    list_med, list_min, list_lines = time_cli([*cli, "list"], env, opts.cli_repeat)
+    status_med, status_min, _ = time_cli([*cli, "status", name], env, opts.cli_repeat)
+    empty = dict(env, BENCH_SCALE_JOBS="0")
+    base_list, _, _ = time_cli([*cli, "list"], empty, opts.cli_repeat)
+    base_status, _, _ = time_cli([*cli, "status", "maintenance/cleanup"], empty, opts.cli_repeat)
+
+    n = f"{opts.jobs:,}"
+    results += [
+        ("beat start-up to leadership", f"{elected - beat.spawned:.2f} s", "-", ""),
+        (
+            "beat start-up to full schedule",
+            f"{scheduled - beat.spawned:.2f} s",
+            "< 10 s",
+            verdict(scheduled - beat.spawned, 10),
+        ),
+        (
+            "beat RSS once scheduled",
+            f"{rss_sched / 1024:.0f} MiB",
+            "< 1 GiB",
+            verdict(rss_sched / GIB_KIB, 1),
+        ),
+        (
+            "beat RSS at the end / peak",
+            f"{rss_end / 1024:.0f} / {peak / 1024:.0f} MiB",
+            "< 1 GiB",
+            verdict(peak / GIB_KIB, 1),
+        ),
+        (
+            "reload (SIGHUP to reloaded)",
+            "-" if reload_s is None else f"{reload_s:.2f} s",
+            "< 5 s",
+            verdict(reload_s, 5),
+        ),
+        (
+            f"tick lag p99 ({len(all_lags):,} ticks)",
+            f"{ms(p99)} ms",
+            "< 1000 ms",
+            verdict(p99, 1000),
+        ),
+        (
+            f"tick lag p99, instants without a reload ({len(clean):,})",
+            f"{ms(p99_clean)} ms",
+            "< 1000 ms",
+            verdict(p99_clean, 1000),
+        ),
+        ("an instant's ticks all in the queue", f"{ms(in_queue)} ms", "-", ""),
+        (
+            f"missed / doubled of {total:,}",
+            f"{missed} / {doubled}",
+            "0 / 0",
+            "meets" if missed == doubled == 0 else "MISSES",
+        ),
+        (
+            f"jobs list ({n} jobs, {list_lines:,} lines)",
+            f"{list_med:.2f} s (min {list_min:.2f})",
+            "< 3 s",
+            verdict(list_med, 3),
+        ),
+        (
+            f"jobs status {name}",
+            f"{status_med * 1000:.0f} ms (min {status_min * 1000:.0f})",
+            "< 300 ms",
+            verdict(status_med, 0.3),
+        ),
+        (
+            "jobs list / status, 0 generated jobs",
+            f"{base_list * 1000:.0f} / {base_status * 1000:.0f} ms",
+            "-",
+            "(fixed CLI cost)",
+        ),
+    ]
+    print()
+    width = max(len(r[0]) for r in results)
+    for what, value, target, mark in results:
+        print(f"{what:<{width}}  {value:>22}  {target:>9}  {mark}")
+    misses = sum(1 for r in results if r[3] == "MISSES")
+    print(f"\n{misses} of {sum(1 for r in results if r[2] != '-')} targets missed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
