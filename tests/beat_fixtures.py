@@ -11,16 +11,14 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import redis as redis_lib
 
 from jobs_core import Extension, Job, JobContext, JobResult
 from jobs_core.wire import decode
-from tests import procs
 
 ROOT = Path(__file__).resolve().parent.parent
 EXT = "beattest"
@@ -57,15 +55,14 @@ class BeatTestExtension(Extension):
         return [EverySecond(), AlsoEverySecond(), Boot()]
 
 
-def write_profile(
-    path: Path,
+def beat_profile(
     *,
     schedule: str | None = None,
     grace: str = "30s",
     bootstrap: bool = False,
     extra: str = "",
-) -> Path:
-    """A profile with the test extension on queue ``beattest``."""
+) -> str:
+    """The text of a profile with the test extension on queue ``beattest``."""
     lines = [
         "extensions: [tests.beat_fixtures:BeatTestExtension]",
         "scheduler:",
@@ -82,8 +79,7 @@ def write_profile(
         ]
     if bootstrap:
         lines += [f"  bootstrap_jobs: [{EXT}/boot]"]
-    path.write_text("\n".join(lines) + "\n" + extra)
-    return path
+    return "\n".join(lines) + "\n" + extra
 
 
 @dataclass(frozen=True)
@@ -122,12 +118,6 @@ def messages(client: redis_lib.Redis, queue: str = QUEUE) -> list[Msg]:
     """Every message on ``queue``, oldest first (LPUSH puts the newest at the head)."""
     raw = client.lrange(queue, 0, -1)
     return [parse(p) for p in reversed(raw)]  # type: ignore[union-attr]
-
-
-def wait_for(
-    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05
-) -> Any:
-    return procs.wait_for(predicate, timeout, interval, what)
 
 
 class BeatProcs:

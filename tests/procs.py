@@ -31,6 +31,12 @@ def wait_for(
         time.sleep(interval)
 
 
+def write_profile(path: Path, text: str) -> Path:
+    """Write a profile for a test and return its path."""
+    path.write_text(text)
+    return path
+
+
 class Proc:
     """A child process in its own session, with its output in a log file."""
 

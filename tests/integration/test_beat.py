@@ -28,10 +28,10 @@ from tests.beat_fixtures import (
     BeatProcs,
     Msg,
     beat_procs,
+    beat_profile,
     messages,
-    wait_for,
-    write_profile,
 )
+from tests.procs import wait_for, write_profile
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +84,7 @@ def first_tick(client: redis.Redis, job: str) -> int:
         wait_for(
             lambda: min((m.scheduled_ms or 0 for m in of(messages(client), job)), default=0),
             60,
-            f"the first tick of {job}",
+            what=f"the first tick of {job}",
         )
     )
 
@@ -106,12 +106,12 @@ def test_two_beats_enqueue_every_tick_exactly_once(
     jobs under a live second beat exercise the same code paths as 120 would. The
     split-brain variant below (both beats "leading") is the stronger check of the claims.
     """
-    profile = write_profile(workdir / "profile.yaml")
+    profile = write_profile(workdir / "profile.yaml", beat_profile())
     client = redis.Redis.from_url(redis_url)
     procs.start("a", profile, redis_url, lease_ttl=TTL)
     procs.start("b", profile, redis_url, lease_ttl=TTL)
     first = first_tick(client, JOB2)  # however long the processes take to start
-    wait_for(lambda: count_after(client, JOB, first + 19_000, 1), 40, "20 s of ticks")
+    wait_for(lambda: count_after(client, JOB, first + 19_000, 1), 40, what="20 s of ticks")
     assert procs.procs["a"].poll() is None and procs.procs["b"].poll() is None
     msgs = messages(client)
     assert_each_tick_once(msgs)
@@ -127,13 +127,13 @@ def test_two_beats_that_both_lead_still_send_each_tick_once(
     redis_url: str, workdir: Path, procs: BeatProcs
 ) -> None:
     """Split brain (both skip the election): only the per-tick claims stand in the way."""
-    profile = write_profile(workdir / "profile.yaml")
+    profile = write_profile(workdir / "profile.yaml", beat_profile())
     client = redis.Redis.from_url(redis_url)
     procs.start("a", profile, redis_url, extra=("--assume-leader",))
     procs.start("b", profile, redis_url, extra=("--assume-leader",))
-    wait_for(lambda: all("beat starting" in procs.log(n) for n in "ab"), 60, "both running")
+    wait_for(lambda: all("beat starting" in procs.log(n) for n in "ab"), 60, what="both running")
     start = max(first_tick(client, JOB), now_ms())
-    wait_for(lambda: count_after(client, JOB, start + 7_000, 1), 30, "8 s of ticks")
+    wait_for(lambda: count_after(client, JOB, start + 7_000, 1), 30, what="8 s of ticks")
     msgs = messages(client)
     assert_each_tick_once(msgs)
     for job in (JOB, JOB2):
@@ -146,27 +146,29 @@ def test_two_beats_that_both_lead_still_send_each_tick_once(
 def test_kill9_of_the_leader_follower_takes_over_within_the_ttl(
     redis_url: str, workdir: Path, procs: BeatProcs
 ) -> None:
-    profile = write_profile(workdir / "profile.yaml", bootstrap=True)
+    profile = write_profile(workdir / "profile.yaml", beat_profile(bootstrap=True))
     client = redis.Redis.from_url(redis_url)
     procs.start("a", profile, redis_url, lease_ttl=TTL)
-    wait_for(lambda: (control.leader_status(client) or {}).get("beat_id") == "a", 60, "a leads")
+    wait_for(
+        lambda: (control.leader_status(client) or {}).get("beat_id") == "a", 60, what="a leads"
+    )
     procs.start("b", profile, redis_url, lease_ttl=TTL)
-    wait_for(lambda: "standing by" in procs.log("b"), 60, "b to be a live follower")
-    wait_for(lambda: count_after(client, JOB, now_ms() - 10_000, 3), 10, "a few ticks")
+    wait_for(lambda: "standing by" in procs.log("b"), 60, what="b to be a live follower")
+    wait_for(lambda: count_after(client, JOB, now_ms() - 10_000, 3), 10, what="a few ticks")
     killed = time.time()
     procs.kill("a")
     last_before = max(m.scheduled_ms or 0 for m in of(messages(client), JOB))
     wait_for(
         lambda: (control.leader_status(client) or {}).get("beat_id") == "b",
         TTL + 5,
-        "b to lead",
+        what="b to lead",
         interval=0.02,
     )
     took = time.time() - killed
     # Lapse of a's lease (at most TTL) plus b's polling interval (TTL / 10).
     assert took <= TTL + 0.5, f"take-over took {took:.2f}s"
     resumed = now_ms()
-    wait_for(lambda: count_after(client, JOB, resumed, 3), 8, "ticks after take-over")
+    wait_for(lambda: count_after(client, JOB, resumed, 3), 8, what="ticks after take-over")
     msgs = messages(client)
     assert_each_tick_once(msgs)
     for job in (JOB, JOB2):
@@ -185,10 +187,10 @@ def test_beat_down_longer_than_grace_records_skips_then_catches_up(
     redis_url: str, workdir: Path, procs: BeatProcs
 ) -> None:
     grace = 2
-    profile = write_profile(workdir / "profile.yaml", grace=f"{grace}s")
+    profile = write_profile(workdir / "profile.yaml", beat_profile(grace=f"{grace}s"))
     client = redis.Redis.from_url(redis_url)
     procs.start("a", profile, redis_url, lease_ttl=TTL)
-    wait_for(lambda: count_after(client, JOB, 0, 2), 60, "first ticks")
+    wait_for(lambda: count_after(client, JOB, 0, 2), 60, what="first ticks")
     assert procs.stop("a") == 0
     last_before = max(m.scheduled_ms or 0 for m in of(messages(client), JOB))
     time.sleep(6)  # down for longer than the grace, on purpose
@@ -198,10 +200,10 @@ def test_beat_down_longer_than_grace_records_skips_then_catches_up(
     status = wait_for(
         lambda: (s := control.leader_status(client)) and s.get("beat_id") == "a2" and s,
         60,
-        "a2 to lead",
+        what="a2 to lead",
     )
     elected = iso_ms(status["since"])
-    wait_for(lambda: count_after(client, JOB, elected + 1000, 2), 30, "ticks after restart")
+    wait_for(lambda: count_after(client, JOB, elected + 1000, 2), 30, what="ticks after restart")
     seen = now_ms()
     msgs = messages(client)
     assert_each_tick_once(msgs)
@@ -232,17 +234,17 @@ def test_beat_down_longer_than_grace_records_skips_then_catches_up(
 def test_disable_and_enable_take_effect_at_the_next_tick(
     redis_url: str, workdir: Path, procs: BeatProcs
 ) -> None:
-    profile = write_profile(workdir / "profile.yaml")
+    profile = write_profile(workdir / "profile.yaml", beat_profile())
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     procs.start("a", profile, redis_url, lease_ttl=TTL)
-    wait_for(lambda: count_after(client, JOB, 0, 2), 60, "first ticks")
+    wait_for(lambda: count_after(client, JOB, 0, 2), 60, what="first ticks")
     control.disable(client, JOB)
     disabled_at = now_ms()
-    wait_for(lambda: count_after(client, JOB2, disabled_at + 2000, 1), 6, "other job ticking")
+    wait_for(lambda: count_after(client, JOB2, disabled_at + 2000, 1), 6, what="other job ticking")
     assert not [m for m in of(messages(client), JOB) if (m.scheduled_ms or 0) > disabled_at]
     control.enable(client, JOB)
     enabled_at = now_ms()
-    wait_for(lambda: count_after(client, JOB, enabled_at, 2), 6, "job back")
+    wait_for(lambda: count_after(client, JOB, enabled_at, 2), 6, what="job back")
     resumed = [m for m in of(messages(client), JOB) if (m.scheduled_ms or 0) > disabled_at]
     assert resumed[0].scheduled_ms is not None
     assert resumed[0].scheduled_ms - enabled_at <= 1000  # the very next tick
@@ -254,31 +256,35 @@ def test_sighup_and_file_change_reload_schedules_and_refuse_bad_profiles(
     redis_url: str, workdir: Path, procs: BeatProcs
 ) -> None:
     path = workdir / "profile.yaml"
-    write_profile(path)
+    write_profile(path, beat_profile())
     client = redis.Redis.from_url(redis_url)
     procs.start("a", path, redis_url, lease_ttl=TTL)
-    wait_for(lambda: count_after(client, JOB, 0, 2), 60, "first ticks")
+    wait_for(lambda: count_after(client, JOB, 0, 2), 60, what="first ticks")
 
-    write_profile(path, schedule="*/2 * * * * *")
+    write_profile(path, beat_profile(schedule="*/2 * * * * *"))
     procs.signal("a", signal.SIGHUP)
     hup = now_ms()
-    wait_for(lambda: count_after(client, JOB, hup + 500, 2), 8, "ticks after SIGHUP")
+    wait_for(lambda: count_after(client, JOB, hup + 500, 2), 8, what="ticks after SIGHUP")
     after = [m.scheduled_ms or 0 for m in of(messages(client), JOB) if (m.scheduled_ms or 0) > hup]
     assert after and all(t % 2000 == 0 for t in after), after
     # the other job keeps its rhythm
-    wait_for(lambda: count_after(client, JOB2, hup + 2000, 2), 5, "the other job ticking")
+    wait_for(lambda: count_after(client, JOB2, hup + 2000, 2), 5, what="the other job ticking")
 
-    write_profile(path, schedule="61 * * * * *")  # invalid: the old table keeps running
+    write_profile(
+        path, beat_profile(schedule="61 * * * * *")
+    )  # invalid: the old table keeps running
     procs.signal("a", signal.SIGHUP)
     bad = now_ms()
-    wait_for(lambda: "profile reload refused" in procs.log("a"), 5, "the refusal log line")
-    wait_for(lambda: count_after(client, JOB, bad, 1), 5, "ticks after the bad reload")
+    wait_for(lambda: "profile reload refused" in procs.log("a"), 5, what="the refusal log line")
+    wait_for(lambda: count_after(client, JOB, bad, 1), 5, what="ticks after the bad reload")
     refused = [line for line in procs.log("a").splitlines() if "reload refused" in line]
     assert "61" in refused[0] and "schedule" in refused[0]
 
-    write_profile(path, schedule="*/3 * * * * *")  # no signal: the file change is seen
+    write_profile(
+        path, beat_profile(schedule="*/3 * * * * *")
+    )  # no signal: the file change is seen
     changed = now_ms()
-    wait_for(lambda: count_after(client, JOB, changed + 1500, 2), 10, "ticks after the edit")
+    wait_for(lambda: count_after(client, JOB, changed + 1500, 2), 10, what="ticks after the edit")
     late = [
         m.scheduled_ms or 0 for m in of(messages(client), JOB) if (m.scheduled_ms or 0) > changed
     ]
@@ -291,10 +297,10 @@ def test_sighup_and_file_change_reload_schedules_and_refuse_bad_profiles(
 
 
 def _outage(server: RedisServer, procs: BeatProcs, workdir: Path, *, kill: bool) -> None:
-    profile = write_profile(workdir / "profile.yaml", grace="30s")
+    profile = write_profile(workdir / "profile.yaml", beat_profile(grace="30s"))
     client = redis.Redis.from_url(server.url)
     procs.start("a", profile, server.url, lease_ttl=TTL)
-    wait_for(lambda: count_after(client, JOB, 0, 2), 60, "first ticks")
+    wait_for(lambda: count_after(client, JOB, 0, 2), 60, what="first ticks")
     before = max(m.scheduled_ms or 0 for m in of(messages(client), JOB))
     client.close()
     server.stop(kill=kill)
@@ -303,7 +309,7 @@ def _outage(server: RedisServer, procs: BeatProcs, workdir: Path, *, kill: bool)
     server.start()
     up = now_ms()
     client = redis.Redis.from_url(server.url)
-    wait_for(lambda: count_after(client, JOB, up + 1000, 2), 12, "ticks after the outage")
+    wait_for(lambda: count_after(client, JOB, up + 1000, 2), 12, what="ticks after the outage")
     assert "redis reconnected" in procs.log("a")
     msgs = messages(client)
     assert_each_tick_once(msgs)
@@ -338,13 +344,13 @@ def test_redis_outage_longer_than_grace_is_caught_up_like_a_beat_outage(
     grace = 2
     server = RedisServer(workdir / "redis", persist=True).start()
     try:
-        profile = write_profile(workdir / "profile.yaml", grace=f"{grace}s")
+        profile = write_profile(workdir / "profile.yaml", beat_profile(grace=f"{grace}s"))
         client = redis.Redis.from_url(server.url)
         procs.start("a", profile, server.url, lease_ttl=TTL)
         procs.start("b", profile, server.url, lease_ttl=TTL)
-        wait_for(lambda: all("beat starting" in procs.log(n) for n in "ab"), 60, "both beats")
+        wait_for(lambda: all("beat starting" in procs.log(n) for n in "ab"), 60, what="both beats")
         both_up = now_ms()
-        wait_for(lambda: count_after(client, JOB, both_up, 1), 30, "a tick with both up")
+        wait_for(lambda: count_after(client, JOB, both_up, 1), 30, what="a tick with both up")
         client.close()
         server.stop()  # saves: the same data comes back, on the same port
         down = now_ms()
@@ -352,7 +358,7 @@ def test_redis_outage_longer_than_grace_is_caught_up_like_a_beat_outage(
         server.start()
         up = now_ms()
         client = redis.Redis.from_url(server.url)
-        wait_for(lambda: count_after(client, JOB, up + 2000, 2), 30, "ticks after the outage")
+        wait_for(lambda: count_after(client, JOB, up + 2000, 2), 30, what="ticks after the outage")
         msgs = messages(client)
         assert_each_tick_once(msgs)  # across both beats and the outage
         for job in (JOB, JOB2):
@@ -387,7 +393,7 @@ def test_redis_killed_and_wiped_beat_catches_up_from_memory(
 
 def test_invalid_profile_at_start_exits_2_with_one_line(workdir: Path) -> None:
     path = workdir / "profile.yaml"
-    write_profile(path, schedule="not a cron")
+    write_profile(path, beat_profile(schedule="not a cron"))
     result = subprocess.run(
         [sys.executable, "-m", "beat", "--profile", str(path), "--redis-url", "redis://x:1/0"],
         cwd=ROOT,

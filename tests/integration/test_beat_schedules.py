@@ -21,7 +21,8 @@ import redis
 from beat import control
 from beat.schedule import from_ms, jitter_offset_ms
 from jobs_core.wire import Keys, decode
-from tests.beat_fixtures import EXT, QUEUE, BeatProcs, Msg, beat_procs, messages, wait_for
+from tests.beat_fixtures import EXT, QUEUE, BeatProcs, Msg, beat_procs, messages
+from tests.procs import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -91,9 +92,9 @@ def test_two_beats_with_jitter_send_each_tick_once_at_its_delayed_instant(
     client = redis.Redis.from_url(redis_url)
     procs.start("a", path, redis_url, extra=("--assume-leader",))
     procs.start("b", path, redis_url, extra=("--assume-leader",))
-    wait_for(lambda: all("beat starting" in procs.log(n) for n in "ab"), 60, "both running")
+    wait_for(lambda: all("beat starting" in procs.log(n) for n in "ab"), 60, what="both running")
     start = now_ms()
-    wait_for(lambda: ticks_after(client, JOB, start + 8000) >= 1, 60, "9 s of jittered ticks")
+    wait_for(lambda: ticks_after(client, JOB, start + 8000) >= 1, 60, what="9 s of jittered ticks")
     msgs = messages(client)
     counts = Counter((m.job, m.scheduled_ms) for m in msgs)
     assert max(counts.values()) == 1, "a tick was enqueued twice"
@@ -130,15 +131,15 @@ def test_max_runs_gives_exactly_that_many_runs_across_a_beat_restart(
     path = profile(workdir / "profile.yaml", "max_runs: 3")
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     procs.start("a", path, redis_url, lease_ttl=TTL)
-    wait_for(lambda: client.hget(Keys.SCHEDULED_RUNS, JOB) == "1", 60, "the first counted run")
+    wait_for(lambda: client.hget(Keys.SCHEDULED_RUNS, JOB) == "1", 60, what="the first counted run")
     procs.kill("a")  # mid-way: one run counted (two if a tick slipped in)
     before = int(client.hget(Keys.SCHEDULED_RUNS, JOB) or 0)
     assert 1 <= before < 3
     procs.start("a2", path, redis_url, lease_ttl=TTL)
-    wait_for(lambda: "max_runs reached" in procs.log("a2"), 60, "the budget used up")
+    wait_for(lambda: "max_runs reached" in procs.log("a2"), 60, what="the budget used up")
     # The job without a budget keeps ticking; the budgeted one sends nothing more.
     done = now_ms()
-    wait_for(lambda: ticks_after(client, JOB2, done + 3000) >= 1, 60, "3 s more of ticks")
+    wait_for(lambda: ticks_after(client, JOB2, done + 3000) >= 1, 60, what="3 s more of ticks")
     runs = [m for m in of(messages(client), JOB) if m.skip_reason is None]
     assert len(runs) == 3, runs
     assert len({m.scheduled_ms for m in runs}) == 3
@@ -153,7 +154,7 @@ def test_ticks_outside_start_at_and_end_at_are_not_sent(
     path = profile(workdir / "profile.yaml", "enabled: false")
     client = redis.Redis.from_url(redis_url)
     procs.start("a", path, redis_url, lease_ttl=TTL)
-    wait_for(lambda: ticks_after(client, JOB2, 0) >= 1, 60, "the beat leading")
+    wait_for(lambda: ticks_after(client, JOB2, 0) >= 1, 60, what="the beat leading")
     start = (now_ms() // 1000 + 5) * 1000
     end = start + 2000
     iso = {
@@ -162,9 +163,9 @@ def test_ticks_outside_start_at_and_end_at_are_not_sent(
     }
     profile(path, f'start_at: "{iso["s"]}"\nend_at: "{iso["e"]}"')
     procs.signal("a", signal.SIGHUP)
-    wait_for(lambda: "profile reloaded" in procs.log("a"), 30, "the reload")
+    wait_for(lambda: "profile reloaded" in procs.log("a"), 30, what="the reload")
     reloaded = now_ms()
-    wait_for(lambda: ticks_after(client, JOB2, end + 2000) >= 1, 60, "the window to pass")
+    wait_for(lambda: ticks_after(client, JOB2, end + 2000) >= 1, 60, what="the window to pass")
     sent = sorted(m.scheduled_ms or 0 for m in of(messages(client), JOB))
     assert all(start <= t <= end for t in sent), (start, end, sent)  # both bounds inclusive
     # Every tick of the window after the reload went out, the end instant included

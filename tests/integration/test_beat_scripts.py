@@ -24,7 +24,8 @@ from jobs_core.profile import load_profile
 from jobs_core.registry import build_registry
 from jobs_core.status import Trigger
 from jobs_core.wire import Keys, decode, task_name, tick_run_id, tick_template
-from tests.beat_fixtures import EXT, QUEUE, messages, wait_for, write_profile
+from tests.beat_fixtures import EXT, QUEUE, beat_profile, messages
+from tests.procs import wait_for, write_profile
 
 pytestmark = [pytest.mark.integration, pytest.mark.servers]
 
@@ -169,7 +170,7 @@ class _Exploding:
 
 def test_one_broken_schedule_does_not_stop_the_others(redis_url: str) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="sp-beat-"))
-    profile = write_profile(workdir / "profile.yaml")
+    profile = write_profile(workdir / "profile.yaml", beat_profile())
     beat = Beat(str(profile), redis_url=redis_url, beat_id="inproc", lease_ttl=2.0)
     bad = f"{EXT}/also-every-second"
     beat.registry.jobs[bad] = dataclasses.replace(
@@ -183,7 +184,7 @@ def test_one_broken_schedule_does_not_stop_the_others(redis_url: str) -> None:
         wait_for(
             lambda: len([m for m in messages(client) if m.job == f"{EXT}/every-second"]) >= 2,
             6,
-            "the healthy job to fire twice",
+            what="the healthy job to fire twice",
         )
         assert beat.is_leader
         assert not [m for m in messages(client) if m.job == bad]
@@ -198,7 +199,9 @@ def test_a_tick_without_template_is_stamped_with_its_send_time(client: redis.Red
     """Parameters holding '@@' rule out the shared template: the whole message is built
     ahead, yet its enqueued_at is the send time, not the scheduled instant."""
     workdir = Path(tempfile.mkdtemp(prefix="sp-beat-"))
-    registry = build_registry(load_profile(str(write_profile(workdir / "profile.yaml"))))
+    registry = build_registry(
+        load_profile(str(write_profile(workdir / "profile.yaml", beat_profile())))
+    )
     plain = registry.jobs[f"{EXT}/every-second"]
     odd = dataclasses.replace(
         registry.jobs[f"{EXT}/also-every-second"], parameters={"note": "a@@b", "n": 1}

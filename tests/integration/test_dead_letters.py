@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from jobs_core.wire import Keys, job_kwargs, task_message, task_name
-from tests.procs import running, service_env, start_worker, wait_for
+from tests.procs import running, service_env, start_worker, wait_for, write_profile
 from worker.dead_letter import entries
 from worker.factory import create_app
 
-from .worker_support import History, registry_for, send, write_profile
+from .worker_support import WORKER_PROFILE, History, registry_for, send
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 def setup(tmp_path: Path, redis_url: str, database_url: str) -> Iterator[dict[str, Any]]:
     from jobs_core.profile import load_profile
 
-    profile_path = write_profile(tmp_path)
+    profile_path = write_profile(tmp_path / "profile.yaml", WORKER_PROFILE)
     env = service_env(
         REDIS_URL=redis_url, DATABASE_URL=database_url, SYSTEMPROMPT_PROFILE=str(profile_path)
     )

@@ -21,9 +21,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from cli.embedded import RedisServer
 from jobs_core.alerts import SIGNATURE_HEADER, verify
 from jobs_core.wire import Keys
-from tests import beat_fixtures
-from tests.beat_fixtures import EXT, beat_procs, messages, wait_for
-from tests.procs import REPO, free_port_for_tests, running, service_env, start_worker
+from tests.beat_fixtures import EXT, beat_procs, beat_profile, messages
+from tests.procs import (
+    REPO,
+    free_port_for_tests,
+    running,
+    service_env,
+    start_worker,
+    wait_for,
+    write_profile,
+)
 from worker.factory import create_app
 
 from .worker_support import History, registry_for, send
@@ -75,13 +82,13 @@ def test_beat_metrics_count_every_tick_and_readyz_follows_redis(
     tmp_path: Path, own_redis: RedisServer
 ) -> None:
     port = free_port_for_tests()
-    profile = beat_fixtures.write_profile(tmp_path / "profile.yaml")
+    profile = write_profile(tmp_path / "profile.yaml", beat_profile())
     client = redis_lib.Redis.from_url(own_redis.url)
     first, second = f"{EXT}/every-second", f"{EXT}/also-every-second"
     with beat_procs(tmp_path) as beats:
         beats.start("b1", profile, own_redis.url, extra=("--metrics-port", str(port)))
-        wait_for(lambda: get(port, "/healthz")[0] == 200, 30, "/healthz")
-        wait_for(lambda: len(messages(client)) >= 6, 30, "six ticks")
+        wait_for(lambda: get(port, "/healthz")[0] == 200, 30, what="/healthz")
+        wait_for(lambda: len(messages(client)) >= 6, 30, what="six ticks")
         # Pause both jobs: their ticks are then refused (outcome skipped) and the
         # counts of sent ticks stop moving, so they can be compared with the queue.
         client.sadd(Keys.DISABLED, first, second)
@@ -92,7 +99,7 @@ def test_beat_metrics_count_every_tick_and_readyz_follows_redis(
                 >= 1
             ),
             30,
-            "paused ticks",
+            what="paused ticks",
         )
         sent = messages(client)
         m = scrape(port)
@@ -106,16 +113,16 @@ def test_beat_metrics_count_every_tick_and_readyz_follows_redis(
         assert value(m, "systemprompt_lease_renewals_total", result="ok") >= 1
         # refreshed by the monitor every scheduler.alerting.check_every (15 s by default)
         wait_for(
-            lambda: value(scrape(port), "systemprompt_jobs", state="paused") == 2, 40, "states"
+            lambda: value(scrape(port), "systemprompt_jobs", state="paused") == 2, 40, what="states"
         )
 
         status, body = get(port, "/readyz")
         assert status == 200 and json.loads(body)["role"] == "leader"
         own_redis.stop()
-        wait_for(lambda: get(port, "/readyz")[0] == 503, 30, "/readyz to fail without Redis")
+        wait_for(lambda: get(port, "/readyz")[0] == 503, 30, what="/readyz to fail without Redis")
         assert get(port, "/healthz")[0] == 200  # alive: it keeps reconnecting
         own_redis.start()
-        wait_for(lambda: get(port, "/readyz")[0] == 200, 60, "/readyz back with Redis")
+        wait_for(lambda: get(port, "/readyz")[0] == 200, 60, what="/readyz back with Redis")
 
 
 # ------------------------------------------------------------------ worker
@@ -165,7 +172,7 @@ def test_prefork_worker_metrics_sum_every_process(obs: dict[str, Any]) -> None:
     env = {**obs["env"], "SYSTEMPROMPT_METRICS_PORT": str(port)}
     worker = start_worker(obs["tmp"], env, concurrency=2, pool="prefork")
     with running([worker]):
-        wait_for(lambda: get(port, "/readyz")[0] == 200, 30, "worker /readyz")
+        wait_for(lambda: get(port, "/readyz")[0] == 200, 30, what="worker /readyz")
         app, history = obs["app"], obs["history"]
         ids = [send(app, "obstest/toggle") for _ in range(6)]
         ids.append(send(app, "obstest/toggle", parameters={"mode": "raise"}))
@@ -175,13 +182,13 @@ def test_prefork_worker_metrics_sum_every_process(obs: dict[str, Any]) -> None:
             runs = [history.run(r) for r in ids]
             return all(r is not None and r.finished for r in runs)
 
-        wait_for(done, 90, "the runs to finish")
+        wait_for(done, 90, what="the runs to finish")
         job = "obstest/toggle"
         # The history row is written before the task returns; the counters right after.
         wait_for(
             lambda: value(scrape(port), "systemprompt_runs_total", job=job, status="failed") == 2,
             30,
-            "the last outcome counted",
+            what="the last outcome counted",
         )
         m = scrape(port)
         assert value(m, "systemprompt_runs_total", job=job, status="succeeded") == 6
@@ -241,12 +248,12 @@ def test_failing_job_alerts_once_and_resolves_once(obs: dict[str, Any], redis_ur
     worker = start_worker(obs["tmp"], obs["env"], concurrency=2)
     with running([worker]), beat_procs(obs["tmp"]) as beats:
         beats.start("b1", obs["profile"], redis_url, extra=("--metrics-port", str(port)))
-        wait_for(lambda: get(port, "/readyz")[0] == 200, 30, "beat /readyz")
+        wait_for(lambda: get(port, "/readyz")[0] == 200, 30, what="beat /readyz")
         failed = []
         for _ in range(3):
             failed.append(send(app, job, parameters={"mode": "refuse"}))
-            wait_for(lambda: (r := history.run(failed[-1])) and r.finished, 60, "a failure")
-        wait_for(lambda: hooks.events(job), 30, "the failing alert")
+            wait_for(lambda: (r := history.run(failed[-1])) and r.finished, 60, what="a failure")
+        wait_for(lambda: hooks.events(job), 30, what="the failing alert")
         (fired,) = hooks.events(job)
         assert fired["kind"] == "failing" and fired["state"] == "firing"
         assert sorted(fired["run_ids"]) == sorted(failed)
@@ -258,12 +265,12 @@ def test_failing_job_alerts_once_and_resolves_once(obs: dict[str, Any], redis_ur
 
         checks = value(scrape(port), "systemprompt_alert_checks_total")
         ok = send(app, job)
-        wait_for(lambda: len(hooks.events(job)) >= 2, 30, "the resolution")
+        wait_for(lambda: len(hooks.events(job)) >= 2, 30, what="the resolution")
         # A few more evaluations must announce nothing new.
         wait_for(
             lambda: value(scrape(port), "systemprompt_alert_checks_total") >= checks + 5,
             30,
-            "more alert checks",
+            what="more alert checks",
         )
         events = hooks.events(job)
         assert [(e["kind"], e["state"]) for e in events] == [
@@ -298,13 +305,15 @@ def test_late_job_and_disabled_job_and_health_exit_codes(
             alerts = json.loads(result.stdout) if result.returncode == 1 else []
             return [a for a in alerts if a["kind"] == "late"]
 
-        found = wait_for(lambda: [a for a in late() if a["job"].startswith("obstest/")], 60, "late")
+        found = wait_for(
+            lambda: [a for a in late() if a["job"].startswith("obstest/")], 60, what="late"
+        )
         assert {a["job"] for a in found} == {"obstest/every-second"}
         checks = value(scrape(port), "systemprompt_alert_checks_total")
         wait_for(
             lambda: value(scrape(port), "systemprompt_alert_checks_total") >= checks + 5,
             30,
-            "more alert checks",
+            what="more alert checks",
         )
         late_jobs = {a["job"] for a in late()}
         assert "obstest/every-second" in late_jobs and "obstest/paused" not in late_jobs

@@ -18,8 +18,9 @@ from jobs_core.liveness import Heartbeat
 from jobs_core.redis_url import parse_redis_url
 from jobs_core.status import RunStatus, Trigger
 from jobs_core.wire import Keys, RunMessage, decode
+from tests.procs import write_profile
 
-from .worker_support import History, registry_for, write_profile
+from .worker_support import WORKER_PROFILE, History, registry_for
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,9 @@ DEAD, LIVE = "dead@node", "live@node"
 
 
 def _beat(tmp: Path, redis_url: str, database_url: str, leader: bool = True) -> Any:
-    registry = registry_for(write_profile(tmp), redis_url, database_url)
+    registry = registry_for(
+        write_profile(tmp / "profile.yaml", WORKER_PROFILE), redis_url, database_url
+    )
     return SimpleNamespace(
         is_leader=leader,
         profile=SimpleNamespace(database_url=database_url),

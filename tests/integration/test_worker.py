@@ -24,10 +24,11 @@ from tests.procs import (
     service_env,
     start_worker,
     wait_for,
+    write_profile,
 )
 from worker.factory import create_app
 
-from .worker_support import WORKER_PROFILE, History, registry_for, send, write_profile
+from .worker_support import WORKER_PROFILE, History, registry_for, send
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +39,7 @@ def _stack(
 ) -> Iterator[dict[str, Any]]:
     from jobs_core.profile import load_profile
 
-    profile_path = write_profile(tmp_path, profile_text)
+    profile_path = write_profile(tmp_path / "profile.yaml", profile_text)
     env = service_env(
         REDIS_URL=redis_url, DATABASE_URL=database_url, SYSTEMPROMPT_PROFILE=str(profile_path)
     )

@@ -28,12 +28,6 @@ scheduler:
 """
 
 
-def write_profile(tmp: Path, text: str = WORKER_PROFILE) -> Path:
-    path = tmp / "profile.yaml"
-    path.write_text(text)
-    return path
-
-
 def registry_for(profile_path: Path, redis_url: str, database_url: str) -> JobRegistry:
     env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url}
     return build_registry(load_profile(profile_path, env=env))
