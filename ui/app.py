@@ -27,6 +27,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from cli.context import CliContext
+from jobs_core.alerts import Incident
 from jobs_core.errors import JobsError
 from jobs_core.history import Cursor, Run, RunFilter
 from jobs_core.registry import JobDefinition, JobRegistry
@@ -44,6 +45,9 @@ HISTORY_PAGE = 50
 #: seconds, would cost the server and the browser for rows nobody reads.
 JOBS_PAGE = 100
 LEDGER_SIZE = 20
+#: Active alerts listed in the overview's banner; the rest are counted (and the
+#: ``alerting`` filter lists every job with one).
+ALERTS_LISTED = 20
 WORKER_PING_EVERY = 10.0
 T = TypeVar("T")
 
@@ -71,6 +75,7 @@ class JobRow:
     next_relative: str
     stats: views.Stats
     median: str
+    alerts: list[Incident]
 
 
 class HttpError(Exception):
@@ -146,12 +151,20 @@ async def overview(request: Request) -> Response:
     deps = _deps(request)
     q = request.query_params
     tag, extension, state, text = q.get("tag"), q.get("extension"), q.get("state"), q.get("q")
-    paused, leader, actions = await _blocking(
-        lambda: (deps.cluster.paused(), deps.cluster.leader(), deps.cluster.actions(limit=8))
+    alerting = q.get("alerting") == "1"
+    paused, leader, actions, incidents = await _blocking(
+        lambda: (
+            deps.cluster.paused(),
+            deps.cluster.leader(),
+            deps.cluster.actions(limit=8),
+            deps.cluster.incidents(),
+        )
     )
     shown: list[tuple[JobDefinition, str]] = []
     for jd in deps.registry:
         jstate = views.job_state(jd, paused)
+        if alerting and jd.key not in incidents:
+            continue
         if tag and tag not in jd.tags:
             continue
         if extension and jd.extension != extension:
@@ -188,9 +201,11 @@ async def overview(request: Request) -> Response:
                 views.relative(nxt, now),
                 stats,
                 views.ms(stats.median_ms),
+                incidents.get(jd.key, []),
             )
         )
     registry = deps.registry
+    firing = [i for job_incidents in incidents.values() for i in job_incidents]
     return _render(
         request,
         "overview.html",
@@ -213,7 +228,19 @@ async def overview(request: Request) -> Response:
         tags=views.tags_of(registry),
         extensions=sorted({jd.extension for jd in registry}),
         states=views.State.ALL,
-        filters={"tag": tag, "extension": extension, "state": state, "q": text},
+        filters={
+            "tag": tag,
+            "extension": extension,
+            "state": state,
+            "q": text,
+            "alerting": alerting,
+        },
+        alerts=[
+            (i, _job_url(known) if (known := registry.jobs.get(i.job)) else None)
+            for i in firing[:ALERTS_LISTED]
+        ],
+        alert_count=len(firing),
+        alerting_jobs=len(incidents),
         history=deps.queries is not None,
         now=now,
     )
@@ -231,11 +258,12 @@ async def job_page(request: Request) -> Response:
         until=_parse_time(q.get("until"), "until"),
     )
     after = Cursor.decode(q["after"]) if q.get("after") else None
-    paused, last_tick, actions = await _blocking(
+    paused, last_tick, actions, incidents = await _blocking(
         lambda: (
             deps.cluster.paused(),
             deps.cluster.last_tick(jd.key),
             deps.cluster.actions(jd.key, limit=10),
+            deps.cluster.incidents(),
         )
     )
     state = views.job_state(jd, paused)
@@ -263,6 +291,7 @@ async def job_page(request: Request) -> Response:
         jd=jd,
         state=state,
         pause=paused.get(jd.key),
+        alerts=incidents.get(jd.key, []),
         words=views.schedule_words(jd.schedule),
         tz=tz,
         policies=views.policies(jd),

@@ -1,5 +1,5 @@
-"""The live state kept in Redis and Celery: paused jobs, the beat leader, the workers
-online, and the log of what dashboard users did."""
+"""The live state kept in Redis and Celery: paused jobs, active alerts, the beat leader,
+the workers online, and the log of what dashboard users did."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from typing import Any
 import redis
 
 from beat.control import Pause, last_sent, leader_status, pauses
+from beat.incidents import active_incidents
+from jobs_core.alerts import Incident
 from jobs_core.wire import Keys
 
 log = logging.getLogger("ui.actions")
@@ -51,6 +53,14 @@ class Cluster:
     def paused(self) -> dict[str, Pause]:
         """Paused jobs with who paused them, when and why."""
         return pauses(self.client)
+
+    def incidents(self) -> dict[str, list[Incident]]:
+        """The alerts firing now (as the leading beat keeps them), by job key, each job's
+        in kind order: one read of the whole set, whatever the number of jobs."""
+        by_job: dict[str, list[Incident]] = {}
+        for incident in sorted(active_incidents(self.client).values(), key=_incident_order):
+            by_job.setdefault(incident.job, []).append(incident)
+        return by_job
 
     def leader(self) -> dict[str, Any] | None:
         return leader_status(self.client)
@@ -112,6 +122,10 @@ class Cluster:
             names, error = [], type(exc).__name__  # its text may hold the broker URL
         with self._lock:
             self.workers = Workers(names, time.time(), error)
+
+
+def _incident_order(incident: Incident) -> tuple[str, str]:
+    return incident.job, incident.kind.value
 
 
 def now() -> datetime:

@@ -325,6 +325,79 @@ def test_job_messages_and_parameters_are_escaped(stack: Stack) -> None:
         assert escaped in page, path
 
 
+def test_active_alerts_on_the_overview_and_the_job_page(stack: Stack) -> None:
+    import redis
+
+    from beat.incidents import store_incidents
+    from jobs_core.alerts import AlertKind, Incident
+    from jobs_core.wire import Keys
+
+    since = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    hostile_run = '"><img src=x onerror=alert(2)>'
+    failing = Incident(
+        "testjobs/broken", AlertKind.FAILING, since, (stack.broken_run,), f"failed {SCRIPT}"
+    )
+    late = Incident("testjobs/broken", AlertKind.LATE, since + timedelta(hours=1))
+    gone = Incident("gone/job", AlertKind.TOO_LONG, since, (hostile_run,), "still running")
+    client = redis.Redis.from_url(stack.redis_url)
+    try:
+        assert 'id="alerts">No active alerts.' in stack.page("/")
+        # As the leading beat's monitor stores what the evaluator found.
+        store_incidents(client, {i.key: i for i in (failing, late, gone)}, [])
+        page = stack.page("/")
+        banner = page[
+            page.index('id="alerts"') : page.index("</section>", page.index('id="alerts"'))
+        ]
+        assert "3 active alerts on 2 jobs" in banner
+        for key in ("testjobs/broken|failing", "testjobs/broken|late", "gone/job|too_long"):
+            assert f'data-alert="{key}"' in banner, key
+        assert f'<a href="/runs/{stack.broken_run}"' in banner
+        assert 'href="/jobs/testjobs/broken"' in banner and "not in this profile" in banner
+        assert "since 2024-05-01 12:00:00 UTC" in banner
+        broken = _row(page, "testjobs/broken")
+        assert 'data-alert="failing"' in broken and 'data-alert="late"' in broken
+        assert "a-failing" in broken and f'href="/runs/{stack.broken_run}"' in broken
+        assert "since 2024-05-01 13:00:00 UTC" in broken  # the late one
+        assert "data-alert" not in _row(page, "testjobs/ok")
+        assert _jobs(stack.page("/?alerting=1")) == ["testjobs/broken"]
+        job = stack.page("/jobs/testjobs/broken")
+        section = job[job.index('id="alerts"') : job.index("</section>", job.index('id="alerts"'))]
+        assert "Active alerts" in section
+        assert 'data-alert="failing"' in section and 'data-alert="late"' in section
+        assert f'<a href="/runs/{stack.broken_run}"' in section
+        assert "failed &lt;script&gt;alert(1)&lt;/script&gt;" in section
+        assert 'id="alerts">No active alerts.' in stack.page("/jobs/testjobs/ok")
+        for html in (page, job):
+            assert SCRIPT not in html and "<img src=x" not in html
+        assert "&lt;img src=x" in page  # the hostile run id, printed as text
+        # Resolved, as the monitor drops them: gone from both pages.
+        store_incidents(client, {}, [i.key for i in (failing, late, gone)])
+        assert "data-alert" not in stack.page("/")
+        assert 'id="alerts">No active alerts.' in stack.page("/jobs/testjobs/broken")
+    finally:
+        client.delete(Keys.ALERTS)
+        client.close()
+
+
+def test_ledger_lists_backfilled_ticks(stack: Stack) -> None:
+    from jobs_core.wire import tick_run_id
+
+    result = _cli(
+        stack.env,
+        *("infra", "jobs", "backfill", "maintenance/cleanup"),
+        *("--from", "2024-01-01T00:00:00+00:00", "--to", "2024-01-01T01:00:00+00:00", "--json"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["enqueued"] == 2
+    page = stack.page("/jobs/maintenance/cleanup")
+    ledger = page[page.index("<h2>Tick ledger</h2>") : page.index("<h2>History</h2>")]
+    for at in (datetime(2024, 1, 1, 0, 0, tzinfo=UTC), datetime(2024, 1, 1, 0, 30, tzinfo=UTC)):
+        run_id = tick_run_id("maintenance/cleanup", at)
+        row = ledger[ledger.index(f"{at:%Y-%m-%d %H:%M:%S} GMT") :]
+        row = row[: row.index("</tr>")]
+        assert "<td>backfill" in row and "by " in row and f'href="/runs/{run_id}"' in row
+
+
 # ---------------------------------------------------------------- actions
 
 
