@@ -369,7 +369,9 @@ def test_active_alerts_on_the_overview_and_the_job_page(stack: Stack) -> None:
         assert 'id="alerts">No active alerts.' in stack.page("/jobs/testjobs/ok")
         for html in (page, job):
             assert SCRIPT not in html and "<img src=x" not in html
-        assert "&lt;img src=x" in page  # the hostile run id, printed as text
+        # The hostile run id: quoted in its link, escaped in its text.
+        assert 'href="/runs/%22%3E%3Cimg%20src%3Dx%20onerror' in page
+        assert ">&#34;&gt;&lt;img s</a>" in page
         # Resolved, as the monitor drops them: gone from both pages.
         store_incidents(client, {}, [i.key for i in (failing, late, gone)])
         assert "data-alert" not in stack.page("/")
@@ -393,7 +395,9 @@ def test_ledger_lists_backfilled_ticks(stack: Stack) -> None:
     ledger = page[page.index("<h2>Tick ledger</h2>") : page.index("<h2>History</h2>")]
     for at in (datetime(2024, 1, 1, 0, 0, tzinfo=UTC), datetime(2024, 1, 1, 0, 30, tzinfo=UTC)):
         run_id = tick_run_id("maintenance/cleanup", at)
-        row = ledger[ledger.index(f"{at:%Y-%m-%d %H:%M:%S} GMT") :]
+        label = f"{at:%Y-%m-%d %H:%M:%S} GMT"
+        assert label in ledger, f"the backfilled tick {label} is not in the ledger"
+        row = ledger[ledger.index(label) :]
         row = row[: row.index("</tr>")]
         assert "<td>backfill" in row and "by " in row and f'href="/runs/{run_id}"' in row
 
