@@ -78,10 +78,6 @@ class _ChildServer:
         _stop_process(self.proc, signal.SIGKILL if kill else self.stop_signal, self.stop_timeout)
         self.proc = None
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

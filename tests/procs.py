@@ -10,7 +10,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -29,6 +31,14 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def missing_tool(what: str) -> NoReturn:
+    """A tool a test needs is not installed: fail under CI (which must install it), skip
+    elsewhere, so a green CI never hides a test that did not run."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} (CI must provide it: see .ci/run)")
+    pytest.skip(what)
 
 
 def write_profile(path: Path, text: str) -> Path:

@@ -24,7 +24,7 @@ import pytest
 
 from cli.embedded import PostgresServer, RedisServer
 from cli.local_servers import postgres_binaries, redis_binaries, supports_tls
-from tests.procs import Proc, running, service_env, start_worker, wait_for
+from tests.procs import Proc, missing_tool, running, service_env, start_worker, wait_for
 
 from .worker_support import History, registry_for, send
 
@@ -58,7 +58,7 @@ def _openssl(*args: str, cwd: Path) -> None:
 def make_certs(directory: Path) -> dict[str, str]:
     """A throw-away CA and a server certificate for 127.0.0.1 / localhost it signed."""
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
+        missing_tool("openssl is not installed")
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
              "-subj", "/CN=systemprompt test CA", cwd=directory)  # fmt: skip

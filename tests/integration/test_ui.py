@@ -32,6 +32,7 @@ from tests.procs import (
     VENV_BIN,
     Proc,
     free_port_for_tests,
+    missing_tool,
     service_env,
     start_worker,
     wait_for,
@@ -544,9 +545,7 @@ def _chromium() -> str:
     )
     if path:
         return path
-    if os.environ.get("CI"):
-        pytest.fail("no chromium: the browser test must run in CI (.ci/run installs it)")
-    pytest.skip("no chromium on this machine (apt-get install chromium)")
+    missing_tool("chromium is not installed (apt-get install chromium)")
 
 
 def test_in_a_real_browser(stack: Stack) -> None:

@@ -4,14 +4,12 @@ Grafana dashboard query is one the beat or the worker really exports."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -19,6 +17,7 @@ from beat.metrics import BeatMetrics
 from beat.monitor import _JobCollector
 from jobs_core.alerts import AlertKind, Incident, JobHealth
 from jobs_core.status import Action, RunStatus, Trigger
+from tests.procs import missing_tool
 from worker.metrics import WorkerMetrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,9 +29,7 @@ METRIC = re.compile(r"\bsystemprompt_[a-z_]+\b")
 def promtool() -> str:
     found = shutil.which("promtool")
     if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is missing (Debian package prometheus; .ci/run installs it)")
-        pytest.skip("promtool not installed (apt-get install prometheus)")
+        missing_tool("promtool is not installed (Debian package prometheus)")
     return found
 
 
