@@ -12,9 +12,7 @@ tick. Without a database there is no history, hence no alert and no per-job metr
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -38,9 +36,9 @@ from jobs_core.urls import mask_url
 from jobs_core.wire import Keys
 
 from .alerting import WebhookSender
+from .chore import Chore
 from .control import disabled_jobs
 from .incidents import active_incidents, store_incidents
-from .redis_client import connect
 
 if TYPE_CHECKING:
     from .metrics import BeatMetrics
@@ -113,17 +111,18 @@ def _active(registry: JobRegistry, key: str, paused: set[str]) -> bool:
     return registry.scheduler_enabled and jd.enabled and jd.cron is not None and key not in paused
 
 
-class Monitor:
+class Monitor(Chore):
     """Started by :func:`beat.run_beat` next to the loop; :meth:`close` stops it."""
 
+    name = "beat-monitor"
+    what = "job health check"
+
     def __init__(self, beat: Beat, metrics: BeatMetrics | None) -> None:
-        self.beat = beat
+        super().__init__(beat, log)
         self.metrics = metrics
         self.jobs = _JobCollector()
         if metrics is not None:
             metrics.registry.register(self.jobs)
-        self._stop = threading.Event()
-        self._client: redis.Redis | None = None
         self._db: Any = None
         self._sender: WebhookSender | None = None
         self._db_warned = False
@@ -143,40 +142,19 @@ class Monitor:
                 ["kind", "state", "result"],
                 registry=metrics.registry,
             )
-        self._thread = threading.Thread(target=self._run, name="beat-monitor", daemon=True)
-
-    def start(self) -> Monitor:
-        self._thread.start()
-        return self
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
+        super().close()
         if self._sender is not None:
             self._sender.close()
-        self._disconnect()
 
     # ------------------------------------------------------------------ loop
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            profile = self.beat.profile
-            try:
-                self.check(profile)
-            except Exception as exc:
-                log.warning("job health check failed: %s: %s", type(exc).__name__, exc)
-                self._disconnect()
-            self._stop.wait(profile.scheduler.alerting.check_every)
+    def interval(self) -> float:
+        return self.beat.profile.scheduler.alerting.check_every
 
-    def _redis(self) -> redis.Redis:
-        if self._client is None:
-            self._client = connect(
-                self.beat.redis_target,
-                decode_responses=True,
-                socket_timeout=5,
-                socket_connect_timeout=2,
-            )
-        return self._client
+    def round(self) -> None:
+        self.check(self.beat.profile)
 
     def _database(self, url: str) -> Any:
         if self._db is None or self._db.closed:
@@ -191,12 +169,12 @@ class Monitor:
             )
         return self._db
 
+    def _connections(self) -> list[Any]:
+        return [*super()._connections(), self._db]
+
     def _disconnect(self) -> None:
-        for conn in (self._client, self._db):
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    conn.close()
-        self._client = self._db = None
+        super()._disconnect()
+        self._db = None
 
     def _senders(self, profile: Profile) -> WebhookSender | None:
         hooks = profile.scheduler.alerting.webhooks

@@ -13,9 +13,7 @@ next attempt sent only after a mark that succeeded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import threading
 from typing import TYPE_CHECKING
 
 import redis
@@ -33,7 +31,7 @@ from jobs_core.policy import Overlap
 from jobs_core.urls import mask_url
 from jobs_core.wire import RELEASE_LOCK_LUA, Keys
 
-from .redis_client import connect
+from .chore import Chore
 
 if TYPE_CHECKING:
     from .service import Beat
@@ -68,52 +66,25 @@ return 0
 """
 
 
-class Reaper:
+class Reaper(Chore):
     """Started by :func:`beat.observability.observed` when there is a database."""
 
+    name = "beat-reaper"
+    what = "dead-worker check"
+    first_round_at_start = False
+
     def __init__(self, beat: Beat, every: float = REAP_EVERY_S) -> None:
-        self.beat = beat
         self.every = every
-        self._stop = threading.Event()
-        self._client: redis.Redis | None = None
+        super().__init__(beat, log)
         #: Next attempts marked in history but not yet sent (Redis failed in between).
         self._unsent: list[tuple[str, str, str]] = []
-        self._thread = threading.Thread(target=self._run, name="beat-reaper", daemon=True)
 
-    def start(self) -> Reaper:
-        self._thread.start()
-        return self
+    def interval(self) -> float:
+        return self.every
 
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self._disconnect()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            if not self.beat.is_leader:
-                continue
-            try:
-                asyncio.run(self.reap())
-            except Exception as exc:
-                log.warning("dead-worker check failed: %s: %s", type(exc).__name__, exc)
-                self._disconnect()
-
-    def _redis(self) -> redis.Redis:
-        if self._client is None:
-            self._client = connect(
-                self.beat.redis_target,
-                decode_responses=True,
-                socket_timeout=5,
-                socket_connect_timeout=2,
-            )
-        return self._client
-
-    def _disconnect(self) -> None:
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                self._client.close()
-        self._client = None
+    def round(self) -> None:
+        if self.beat.is_leader:
+            asyncio.run(self.reap())
 
     # ------------------------------------------------------------------ one round
 
