@@ -15,8 +15,8 @@ celery beat through :class:`CronEntry`, a ``celery.schedules.BaseSchedule`` whos
   messages share a template), in :data:`MIXED_ZONE` (UTC+05:45). One parameter, not
   more: the profile (where parameters live) may hold at most 100,000 YAML values, about
   11 per job entry with two parameters, so 10,000 entries with two would be refused.
-  The beat has one zone per profile (per-job zones are not in the product yet), so
-  both sides use that zone for every entry.
+  Every entry uses that one zone: a per-job ``timezone`` entry as well would take the
+  profile of K = 10,000 past that limit.
 
 One definition of each figure for both sides:
 
