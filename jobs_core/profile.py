@@ -789,8 +789,10 @@ def _nearest_line(lines: Mapping[KeyPath, int], keypath: KeyPath) -> int | None:
 
 #: A profile is a few kilobytes; these bounds refuse hostile files before they cost memory.
 MAX_PROFILE_CHARS = 1_000_000
-#: Nodes of the document with every alias expanded (a "billion laughs" file has 10^9).
-MAX_PROFILE_NODES = 100_000
+#: Values that aliases may add once expanded (a "billion laughs" file adds 10^9). What is
+#: written out is bounded by MAX_PROFILE_CHARS alone, so a large profile with many job
+#: entries and no aliases is never refused for its size in values.
+MAX_ALIAS_NODES = 100_000
 
 
 def _read_yaml(text: str, path: str | None) -> tuple[Any, dict[KeyPath, int], int]:
@@ -806,10 +808,12 @@ def _read_yaml(text: str, path: str | None) -> tuple[Any, dict[KeyPath, int], in
         lines: dict[KeyPath, int] = {}
         if node is None:
             return None, lines, 1
-        if _expanded_size(node, {}, set()) > MAX_PROFILE_NODES:
+        written = _written_size(node, set())
+        limit = written + MAX_ALIAS_NODES
+        if _expanded_size(node, {}, set(), limit) > limit:
             raise ProfileError(
-                f"invalid YAML: with its aliases (*name) expanded the document has more than "
-                f"{MAX_PROFILE_NODES:,} values; write the values out instead of nesting aliases",
+                f"invalid YAML: its aliases (*name) expand to more than {MAX_ALIAS_NODES:,} "
+                "values beyond those written; write the values out instead of nesting aliases",
                 file=path,
             )
         # Lines are recorded before construction: constructing flattens `<<` merges,
@@ -833,8 +837,27 @@ def _read_yaml(text: str, path: str | None) -> tuple[Any, dict[KeyPath, int], in
         loader.dispose()
 
 
-def _expanded_size(node: yaml.Node, sizes: dict[int, int], active: set[int]) -> int:
-    """How many nodes the document holds once every alias is copied out (memoised)."""
+def _written_size(node: yaml.Node, seen: set[int]) -> int:
+    """How many distinct nodes the document holds (an alias is its anchor's node)."""
+    todo = [node]
+    count = 0
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        count += 1
+        if isinstance(current, yaml.MappingNode):
+            for key_node, value_node in current.value:
+                todo += (key_node, value_node)
+        elif isinstance(current, yaml.SequenceNode):
+            todo += current.value
+    return count
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], active: set[int], limit: int) -> int:
+    """How many nodes the document holds once every alias is copied out (memoised; stops
+    counting past ``limit``)."""
     ident = id(node)
     known = sizes.get(ident)
     if known is not None:
@@ -845,14 +868,14 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int], active: set[int]) -> 
     size = 1
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            size += _expanded_size(key_node, sizes, active)
-            size += _expanded_size(value_node, sizes, active)
-            if size > MAX_PROFILE_NODES:
+            size += _expanded_size(key_node, sizes, active, limit)
+            size += _expanded_size(value_node, sizes, active, limit)
+            if size > limit:
                 break
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            size += _expanded_size(item, sizes, active)
-            if size > MAX_PROFILE_NODES:
+            size += _expanded_size(item, sizes, active, limit)
+            if size > limit:
                 break
     active.discard(ident)
     sizes[ident] = size

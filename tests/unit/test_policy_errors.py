@@ -10,7 +10,7 @@ import pytest
 from jobs_core.durations import format_duration, parse_duration
 from jobs_core.errors import ProfileError
 from jobs_core.policy import RetryPolicy
-from jobs_core.profile import MAX_PROFILE_NODES, Profile, parse_profile
+from jobs_core.profile import MAX_ALIAS_NODES, Profile, parse_profile
 
 
 @pytest.mark.parametrize(
@@ -127,14 +127,25 @@ def test_an_alert_is_turned_off_by_off_false_or_null(value: str) -> None:
 
 
 def _aliased(extra: str) -> str:
-    # Expanded: 8 nodes of structure + 232 copies of a 431-node list = 100,000 exactly.
-    items = ", ".join(["1"] * 430)
-    aliases = ", ".join(["*x"] * 231)
-    return f"config:\n  x:\n    a: &x [{items}]\n    b: [{aliases}{extra}]\n"
+    # 250 aliases of a 400-node list (the list and its 399 items) add 100,000 values
+    # beyond those written, exactly the bound; `*y`, an alias of a scalar, adds one more.
+    items = ", ".join(["1"] * 399)
+    aliases = ", ".join(["*x"] * 250)
+    return f"config:\n  x:\n    a: &x [{items}]\n    y: &y 2\n    b: [{aliases}{extra}]\n"
 
 
-def test_aliases_are_counted_expanded_up_to_the_bound() -> None:
-    assert MAX_PROFILE_NODES == 100_000
-    assert parse_profile(_aliased("")).config["x"]["b"][0] == [1] * 430
-    with pytest.raises(ProfileError, match="with its aliases"):
-        parse_profile(_aliased(", 1"))
+def test_aliases_may_add_values_up_to_the_bound() -> None:
+    assert MAX_ALIAS_NODES == 100_000
+    assert parse_profile(_aliased("")).config["x"]["b"][0] == [1] * 399
+    assert parse_profile(_aliased(", 3")).config["x"]["b"][-1] == 3  # written, not added
+    with pytest.raises(ProfileError, match="its aliases"):
+        parse_profile(_aliased(", *y"))
+
+
+def test_a_large_profile_without_aliases_is_not_refused_for_its_values() -> None:
+    # 15,000 job entries hold about 135,000 values, more than aliases may add, none aliased.
+    entries = "".join(
+        f"    - {{extension: e{i}, job: j, parameters: {{a: 1, b: 2}}}}\n" for i in range(15_000)
+    )
+    profile = parse_profile(f"scheduler:\n  jobs:\n{entries}")
+    assert len(profile.scheduler.jobs) == 15_000
