@@ -18,11 +18,32 @@ _RNG = random.Random()
 
 
 class Overlap(StrEnum):
-    """What a tick does while a run of the same job is still active."""
+    """What a tick does while a run of the same job is still active.
+
+    ``queue`` (the older name of ``buffer_all``) is accepted and read as ``buffer_all``.
+    """
 
     SKIP = "skip"
     ALLOW = "allow"
-    QUEUE = "queue"
+    BUFFER_ONE = "buffer_one"
+    BUFFER_ALL = "buffer_all"
+    CANCEL_OTHER = "cancel_other"
+    TERMINATE_OTHER = "terminate_other"
+    QUEUE = "buffer_all"  # alias: Overlap.QUEUE is Overlap.BUFFER_ALL
+
+    @classmethod
+    def _missing_(cls, value: object) -> Overlap | None:
+        return cls.BUFFER_ALL if value == "queue" else None
+
+    @property
+    def buffers(self) -> bool:
+        """Ticks wait in the job's ordered waiting set (see worker.overlap)."""
+        return self in (Overlap.BUFFER_ONE, Overlap.BUFFER_ALL)
+
+    @property
+    def preempts(self) -> bool:
+        """A new tick stops the active run instead of waiting for it."""
+        return self in (Overlap.CANCEL_OTHER, Overlap.TERMINATE_OTHER)
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,9 @@ def _overlap(value: object) -> Overlap:
     raise ValueError(
         f"{_shown(value)} is not an overlap mode; use one of {allowed} "
         "(skip: drop the tick while a run is active, allow: run concurrently, "
-        "queue: run after the active one)"
+        "buffer_one: at most one tick waits, buffer_all (alias queue): every tick waits, "
+        "in order, within the misfire grace, cancel_other: cancel the active run, "
+        "terminate_other: kill the active run's process)"
     )
 
 

@@ -59,6 +59,12 @@ class Keys:
     UI_ACTIONS = f"{PREFIX}ui:actions"
     #: Prefix of the per-job overlap lock (value: the run id holding it).
     LOCK_PREFIX = f"{PREFIX}lock:"
+    #: Prefix of a job's waiting ticks (``overlap: buffer_one|buffer_all``): sorted set
+    #: ``run id -> scheduled instant (epoch ms)``; the first one takes the lock next.
+    WAITING_PREFIX = f"{PREFIX}waiting:"
+    #: Prefix of the hash ``run id -> epoch ms (Redis clock)`` of each waiting tick's
+    #: latest try: a tick that stopped trying (its message lost) leaves the set.
+    WAITING_SEEN_PREFIX = f"{PREFIX}waiting-seen:"
     #: List of the messages workers refused (JSON :class:`DeadLetter` entries), newest
     #: first, trimmed to :data:`DEAD_LETTER_LIMIT`.
     DEAD_LETTERS = f"{PREFIX}dead-letters"
@@ -92,6 +98,14 @@ class Keys:
     @classmethod
     def lock(cls, job_key: str) -> str:
         return cls.LOCK_PREFIX + job_key
+
+    @classmethod
+    def waiting(cls, job_key: str) -> str:
+        return cls.WAITING_PREFIX + job_key
+
+    @classmethod
+    def waiting_seen(cls, job_key: str) -> str:
+        return cls.WAITING_SEEN_PREFIX + job_key
 
     @classmethod
     def worker(cls, hostname: str) -> str:

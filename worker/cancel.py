@@ -51,8 +51,10 @@ class CancelRequests:
         raw, backfilled = await self._client.mget(Keys.cancel(run_id), Keys.backfilled(run_id))
         return (CancelRequest.loads(raw) if raw is not None else None), backfilled is not None
 
-    async def request(self, run_id: str, request: CancelRequest) -> None:
-        await self._client.set(Keys.cancel(run_id), request.dumps(), ex=CANCEL_TTL_S)
+    async def request(self, run_id: str, request: CancelRequest, *, first: bool = False) -> None:
+        """Leave a cancel request; with ``first`` an earlier request (and who made it)
+        is kept."""
+        await self._client.set(Keys.cancel(run_id), request.dumps(), ex=CANCEL_TTL_S, nx=first)
 
     async def watch(self, run_id: str, job: asyncio.Future[Any]) -> CancelRequest:
         """Poll until a request arrives, then cancel ``job``; returns the request.

@@ -8,6 +8,7 @@ decided by :mod:`worker.outcome`; the Celery task in :mod:`worker.tasks` turns t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -22,8 +23,8 @@ from jobs_core.status import Action, RunStatus, Trigger
 from jobs_core.wire import RunMessage
 
 from . import outcome
-from .cancel import CancelRequests
-from .outcome import Cancelled, Execution, Outcome, Raised, Returned, TimedOut, format_error
+from .cancel import CancelRequest, CancelRequests
+from .outcome import Busy, Cancelled, Execution, Outcome, Raised, Returned, TimedOut, format_error
 from .overlap import OverlapLock, release_after_run
 from .runtime import WorkerRuntime
 
@@ -105,24 +106,18 @@ async def attempt(
         if request is not None:
             out = outcome.cancelled(req.run_id, key, req.attempt, request.by)
             await history.cancel_run(req.run_id, by=request.by, message=out.message or "")
+            if lock is not None:
+                # It may hold a place among the waiting ticks, or (re-queued after its
+                # worker died) the lock itself.
+                await lock.leave(key, req.run_id)
+                await lock.release(key, req.run_id)
             log.info("run %s %s %s", req.run_id, key, out.message)
             return out
 
     if lock is not None:
-        holder = await lock.acquire(key, req.run_id, lock_ttl(jd))
-        if holder is not None:
-            out = outcome.when_busy(
-                req.run_id,
-                key,
-                req.attempt,
-                overlap=jd.policy.overlap,
-                trigger=req.trigger,
-                holder=holder,
-            )
-            if out.status is RunStatus.SKIPPED:
-                await _record_skipped(history, jd, req, out.message or "")
-                log.info("run %s %s %s", req.run_id, key, out.message)
-            return out
+        busy = await _when_busy(history, jd, req, lock, cancels)
+        if busy is not None:
+            return busy
 
     try:
         return await _claimed_attempt(
@@ -131,6 +126,67 @@ async def attempt(
     finally:
         if lock is not None:
             await release_after_run(lock, key, req.run_id)
+
+
+def started_before(req: TaskRequest) -> bool:
+    """The run may have started already: a retry, or a message delivered again."""
+    return req.attempt > 1 or req.redelivered
+
+
+async def _when_busy(
+    history: RunHistory,
+    jd: JobDefinition,
+    req: TaskRequest,
+    lock: OverlapLock,
+    cancels: CancelRequests | None,
+) -> Outcome | None:
+    """Take the job's overlap lock, or say what this run does instead (None: taken)."""
+    key, overlap = jd.key, jd.policy.overlap
+    started = started_before(req)
+    in_turn = overlap.buffers and req.trigger.is_tick and not started
+    if in_turn and req.scheduled_for is not None:
+        places = 1 if overlap is Overlap.BUFFER_ONE else 0
+        order_ms = int(req.scheduled_for.timestamp() * 1000)
+        turn = await lock.take_turn(key, req.run_id, lock_ttl(jd), order_ms=order_ms, places=places)
+        holder, full = turn.holder, turn.full
+    else:
+        in_turn = False
+        holder, full = await lock.acquire(key, req.run_id, lock_ttl(jd)), False
+    if holder is None:
+        return None
+    late_s = None
+    if req.scheduled_for is not None:
+        late_s = (datetime.now(UTC) - req.scheduled_for).total_seconds()
+    busy = outcome.on_busy(
+        overlap,
+        req.trigger,
+        started=started,
+        late_s=late_s,
+        grace=jd.policy.misfire_grace,
+        buffer_full=full,
+    )
+    reason = outcome.busy_reason(busy, key, holder, overlap, full=full)
+    out = outcome.when_busy(req.run_id, key, req.attempt, busy, reason=reason)
+    if busy is Busy.SKIP:
+        if in_turn and not full:
+            await lock.leave(key, req.run_id)
+        await _record_skipped(history, jd, req, reason)
+        log.info("run %s %s %s", req.run_id, key, reason)
+    elif busy in (Busy.CANCEL_ACTIVE, Busy.TERMINATE_ACTIVE) and cancels is not None:
+        terminate = busy is Busy.TERMINATE_ACTIVE
+        by = f"run {req.run_id} ({reason})"
+        await cancels.request(holder, CancelRequest(by, terminate=terminate), first=True)
+        if terminate:
+            message = f"cancelled by {by}; its process was terminated"
+            if (await history.cancel_run(holder, by=by, message=message)).changed:
+                log.warning("run %s %s: terminating active run %s", req.run_id, key, holder)
+            # Its process is killed by the task (a Celery revoke); the lock it held is
+            # freed here, compare-and-delete, so this run takes it at its next try.
+            await lock.release(key, holder)
+            out = dataclasses.replace(out, terminate=holder)
+        else:
+            log.info("run %s %s: asked active run %s to cancel", req.run_id, key, holder)
+    return out
 
 
 def attempt_start(jd: JobDefinition, req: TaskRequest, hostname: str) -> AttemptStart:

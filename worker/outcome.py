@@ -8,6 +8,7 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from jobs_core.history import AttemptEnd
@@ -67,6 +68,8 @@ class Outcome:
     error: str | None = None
     retry_in: float | None = None
     duration_ms: int | None = None
+    #: The run id whose process the task kills (``overlap: terminate_other``).
+    terminate: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -185,16 +188,70 @@ def cancelled(run_id: str, job_key: str, attempt: int, by: str) -> Outcome:
     return Outcome(run_id, job_key, RunStatus.CANCELLED, Action.ACK, attempt, message=message)
 
 
-def when_busy(
-    run_id: str, job_key: str, attempt: int, *, overlap: Overlap, trigger: Trigger, holder: str
-) -> Outcome:
-    """A run that found run ``holder`` of its job still active.
+class Busy(StrEnum):
+    """What a run does when another run of its job holds the overlap lock."""
 
-    Under ``overlap: skip`` a tick is skipped; anything else waits for the active run
-    without holding a worker slot, and so do manual runs, which an operator asked for.
+    WAIT = "wait"  # re-queued after OVERLAP_WAIT_S, no record
+    SKIP = "skip"  # recorded skipped
+    CANCEL_ACTIVE = "cancel_active"  # ask the active run to cancel, then wait for it
+    TERMINATE_ACTIVE = "terminate_active"  # kill the active run's process, then wait
+
+
+def on_busy(
+    overlap: Overlap,
+    trigger: Trigger,
+    *,
+    started: bool,
+    late_s: float | None,
+    grace: float,
+    buffer_full: bool = False,
+) -> Busy:
+    """The overlap rule for a run that found another run of its job active.
+
+    Only a fresh tick (first attempt, first delivery) follows the job's overlap mode. A
+    run that already started (a retry, a redelivery) and a run an operator asked for
+    (manual, bootstrap, backfill, rerun) wait for the active run: skipping a started run
+    would leave it open for ever, and neither pre-empts anything. A buffered tick
+    (``buffer_one``, ``buffer_all``) waits while it is within the misfire grace of its
+    instant (``late_s`` is how late it is now); ``buffer_full`` says the one waiting
+    place of ``buffer_one`` is taken by another tick.
     """
-    if overlap is Overlap.SKIP and trigger.is_tick:
-        reason = f"skipped: run {holder} of {job_key} was still active (overlap: skip)"
+    if started or not trigger.is_tick:
+        return Busy.WAIT
+    if overlap is Overlap.SKIP:
+        return Busy.SKIP
+    if overlap.buffers:
+        if overlap is Overlap.BUFFER_ONE and buffer_full:
+            return Busy.SKIP
+        if late_s is not None and late_s > grace:
+            return Busy.SKIP
+        return Busy.WAIT
+    if overlap is Overlap.CANCEL_OTHER:
+        return Busy.CANCEL_ACTIVE
+    if overlap is Overlap.TERMINATE_OTHER:
+        return Busy.TERMINATE_ACTIVE
+    return Busy.WAIT
+
+
+def busy_reason(busy: Busy, job_key: str, holder: str, overlap: Overlap, *, full: bool) -> str:
+    """The message a skipped busy run records, or the ``by`` of a pre-emption."""
+    mode = overlap.value
+    if busy is Busy.SKIP and full:
+        waiting = f"a tick of {job_key} was already waiting for run {holder}"
+        return f"skipped: {waiting} (overlap: {mode})"
+    if busy is Busy.SKIP and overlap.buffers:
+        return (
+            f"skipped: run {holder} of {job_key} was still active past the misfire grace "
+            f"(overlap: {mode})"
+        )
+    if busy is Busy.SKIP:
+        return f"skipped: run {holder} of {job_key} was still active (overlap: {mode})"
+    return f"overlap: {mode}"
+
+
+def when_busy(run_id: str, job_key: str, attempt: int, busy: Busy, *, reason: str) -> Outcome:
+    """The outcome of a busy run: skipped (``reason`` recorded) or re-queued to wait."""
+    if busy is Busy.SKIP:
         return skipped(run_id, job_key, attempt, reason)
     return Outcome(run_id, job_key, None, Action.REQUEUE, attempt, retry_in=OVERLAP_WAIT_S)
 

@@ -98,6 +98,10 @@ def execute_task(
             kwargs=req.to_kwargs(), countdown=INFRA_RETRY_DELAY, max_retries=None, exc=exc
         ) from exc
     metrics.METRICS.outcome(jd.key, outcome.status, outcome.action, outcome.duration_ms)
+    if outcome.terminate is not None:
+        # overlap: terminate_other. The same kill as `jobs cancel --terminate`: the
+        # worker running that run (its task id) kills the pool child running it.
+        task.app.control.revoke(outcome.terminate, terminate=True, signal="SIGKILL")
     if outcome.action is Action.RETRY:
         raise task.retry(
             kwargs=req.next_attempt_kwargs(), countdown=outcome.retry_in, max_retries=None

@@ -18,7 +18,9 @@ from jobs_core.policy import JobPolicy, Overlap, RetryPolicy
 from jobs_core.registry import JobDefinition
 from jobs_core.status import Action, RunStatus, Trigger
 from worker import execution
+from worker.cancel import CancelRequest
 from worker.execution import TaskRequest, attempt
+from worker.overlap import Turn
 
 TICK = datetime(2030, 1, 1, 12, tzinfo=UTC)
 
@@ -354,11 +356,20 @@ class FakeLock:
         self.holders: dict[str, str] = {}
         self.holder = holder
         self.released: list[str] = []
+        self.left: list[str] = []
 
     async def acquire(self, job_key: str, run_id: str, ttl_s: float) -> str | None:
         if self.holder is not None and self.holder != run_id:
             return self.holder
         return None
+
+    async def take_turn(
+        self, job_key: str, run_id: str, ttl_s: float, *, order_ms: int, places: int
+    ) -> Turn:
+        return Turn(await self.acquire(job_key, run_id, ttl_s))
+
+    async def leave(self, job_key: str, run_id: str) -> None:
+        self.left.append(run_id)
 
     async def release(self, job_key: str, run_id: str) -> None:
         self.released.append(run_id)
@@ -421,5 +432,96 @@ def test_an_attempt_recorded_as_stuck_does_not_overwrite_its_timeout() -> None:
         run = await history.get_run(req.run_id)
         assert run is not None and run.status is RunStatus.TIMED_OUT and run.message == "stuck"
         assert [a.status for a in run.attempts] == [RunStatus.TIMED_OUT]
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize("overlap", [Overlap.SKIP, Overlap.BUFFER_ONE, Overlap.CANCEL_OTHER])
+def test_a_retry_that_finds_the_job_busy_waits_and_then_runs(overlap: Overlap) -> None:
+    """A retry of a started run is not a new tick: it waits for the active run (it was
+    once recorded skipped, which did nothing to the existing run: retrying for ever)."""
+
+    async def body() -> None:
+        history = SpyHistory()
+        jd = definition(boom, overlap=overlap)
+        req = request()
+        first = await attempt(history, jd, req, "w1@host", lock=FakeLock())  # type: ignore[arg-type]
+        assert first.action is Action.RETRY
+        retry = request(req.run_id, attempt=2)
+        lock = FakeLock(holder="newer-tick")
+        out = await attempt(history, jd, retry, "w1@host", lock=lock)  # type: ignore[arg-type]
+        assert (out.status, out.action) == (None, Action.REQUEUE)
+        run = await history.get_run(req.run_id)
+        assert run is not None and run.status is RunStatus.RETRYING and calls(jd) == [1]
+
+        lock.holder = None  # the newer tick finished: the retry runs
+        jd.job.script = succeed  # type: ignore[attr-defined]
+        done = await attempt(history, jd, retry, "w1@host", lock=lock)  # type: ignore[arg-type]
+        assert done.status is RunStatus.SUCCEEDED and calls(jd) == [1, 2]
+
+    asyncio.run(body())
+
+
+def test_a_redelivered_first_attempt_is_not_skipped_either() -> None:
+    async def body() -> None:
+        history = SpyHistory()
+        jd, req = definition(succeed), request(redelivered=True)
+        out = await attempt(history, jd, req, "w1@host", lock=FakeLock("other"))  # type: ignore[arg-type]
+        assert (out.status, out.action) == (None, Action.REQUEUE) and history.writes == []
+
+    asyncio.run(body())
+
+
+class FakeCancels:
+    """CancelRequests over a dict (the Redis one has integration tests)."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, CancelRequest] = {}
+
+    async def before_start(self, run_id: str) -> tuple[CancelRequest | None, bool]:
+        return self.requests.get(run_id), False
+
+    async def request(self, run_id: str, request: CancelRequest, *, first: bool = False) -> None:
+        if not (first and run_id in self.requests):
+            self.requests[run_id] = request
+
+
+@pytest.mark.parametrize("overlap", [Overlap.CANCEL_OTHER, Overlap.TERMINATE_OTHER])
+def test_a_tick_stops_the_active_run_then_waits_for_it(overlap: Overlap) -> None:
+    async def body() -> None:
+        history = SpyHistory()
+        jd = definition(succeed, overlap=overlap)
+        active = request(trigger=Trigger.MANUAL)
+        await history.start_attempt(execution.attempt_start(jd, active, "w2@host"))
+        lock, cancels = FakeLock(holder=active.run_id), FakeCancels()
+        req = request()
+        out = await attempt(history, jd, req, "w1@host", lock=lock, cancels=cancels)  # type: ignore[arg-type]
+        assert (out.status, out.action) == (None, Action.REQUEUE) and calls(jd) == []
+        asked = cancels.requests[active.run_id]
+        assert asked.by == f"run {req.run_id} (overlap: {overlap.value})"
+        assert asked.terminate is (overlap is Overlap.TERMINATE_OTHER)
+        run = await history.get_run(active.run_id)
+        assert run is not None
+        if overlap is Overlap.TERMINATE_OTHER:
+            # The task kills its process; its run is recorded cancelled, its lock freed.
+            assert out.terminate == active.run_id and lock.released == [active.run_id]
+            assert run.status is RunStatus.CANCELLED and run.cancelled_by == asked.by
+        else:
+            # Its own worker cancels it and frees the lock; this run waits meanwhile.
+            assert out.terminate is None and lock.released == []
+            assert run.status is RunStatus.RUNNING
+
+    asyncio.run(body())
+
+
+def test_a_cancelled_waiting_tick_gives_up_its_place() -> None:
+    async def body() -> None:
+        history = SpyHistory()
+        jd, req = definition(succeed, overlap=Overlap.BUFFER_ONE), request()
+        cancels = FakeCancels()
+        cancels.requests[req.run_id] = CancelRequest("me@host")
+        lock = FakeLock(holder="other")
+        out = await attempt(history, jd, req, "w1@host", lock=lock, cancels=cancels)  # type: ignore[arg-type]
+        assert out.status is RunStatus.CANCELLED and lock.left == [req.run_id]
 
     asyncio.run(body())

@@ -13,12 +13,15 @@ from jobs_core.policy import Overlap, RetryPolicy
 from jobs_core.status import TERMINAL, Action, RunStatus, Trigger
 from worker.outcome import (
     OVERLAP_WAIT_S,
+    Busy,
     Raised,
     Returned,
     TimedOut,
+    busy_reason,
     decide,
     duplicate,
     format_error,
+    on_busy,
     skipped,
     when_busy,
 )
@@ -129,27 +132,89 @@ def test_retry_rules_hold_for_any_attempt(
         assert end.status is RunStatus.RETRYING and end.attempt_status is RunStatus.FAILED
 
 
+def _busy(
+    overlap: Overlap,
+    trigger: Trigger = Trigger.SCHEDULE,
+    *,
+    started: bool = False,
+    late_s: float | None = 1.0,
+    full: bool = False,
+) -> Busy:
+    return on_busy(overlap, trigger, started=started, late_s=late_s, grace=300.0, buffer_full=full)
+
+
 @pytest.mark.parametrize("trigger", [Trigger.SCHEDULE, Trigger.CATCH_UP])
 def test_a_tick_under_overlap_skip_is_skipped(trigger: Trigger) -> None:
-    out = when_busy("r", "ext/job", 1, overlap=Overlap.SKIP, trigger=trigger, holder="h1")
+    busy = _busy(Overlap.SKIP, trigger)
+    assert busy is Busy.SKIP
+    reason = busy_reason(busy, "ext/job", "h1", Overlap.SKIP, full=False)
+    out = when_busy("r", "ext/job", 1, busy, reason=reason)
     assert (out.status, out.action) == (RunStatus.SKIPPED, Action.ACK)
     assert out.message == "skipped: run h1 of ext/job was still active (overlap: skip)"
 
 
 @pytest.mark.parametrize(
-    ("overlap", "trigger"),
+    ("overlap", "full", "late_s", "expected"),
     [
-        (Overlap.SKIP, Trigger.MANUAL),
-        (Overlap.SKIP, Trigger.BOOTSTRAP),
-        (Overlap.QUEUE, Trigger.SCHEDULE),
-        (Overlap.QUEUE, Trigger.CATCH_UP),
-        (Overlap.QUEUE, Trigger.MANUAL),
+        (Overlap.BUFFER_ONE, False, 1.0, Busy.WAIT),
+        (Overlap.BUFFER_ONE, True, 1.0, Busy.SKIP),  # the one waiting place is taken
+        (Overlap.BUFFER_ONE, False, 301.0, Busy.SKIP),  # past the misfire grace
+        (Overlap.BUFFER_ALL, False, 1.0, Busy.WAIT),
+        (Overlap.BUFFER_ALL, False, 300.0, Busy.WAIT),  # the grace itself still waits
+        (Overlap.BUFFER_ALL, False, 300.5, Busy.SKIP),
+        (Overlap.BUFFER_ALL, False, None, Busy.WAIT),
+        (Overlap.CANCEL_OTHER, False, 1.0, Busy.CANCEL_ACTIVE),
+        (Overlap.TERMINATE_OTHER, False, 1.0, Busy.TERMINATE_ACTIVE),
     ],
 )
-def test_other_busy_runs_wait_without_a_record(overlap: Overlap, trigger: Trigger) -> None:
-    out = when_busy("r", "ext/job", 2, overlap=overlap, trigger=trigger, holder="h1")
+def test_a_fresh_tick_follows_its_overlap_mode(
+    overlap: Overlap, full: bool, late_s: float | None, expected: Busy
+) -> None:
+    assert _busy(overlap, late_s=late_s, full=full) is expected
+
+
+@given(
+    overlap=st.sampled_from([o for o in Overlap if o is not Overlap.ALLOW]),
+    trigger=st.sampled_from(list(Trigger)),
+    started=st.booleans(),
+    late_s=st.one_of(st.none(), st.floats(-1e6, 1e6)),
+    full=st.booleans(),
+)
+def test_started_and_operator_runs_always_wait(
+    overlap: Overlap, trigger: Trigger, started: bool, late_s: float | None, full: bool
+) -> None:
+    """A retry or redelivery (started) and a manual/bootstrap/backfill/rerun run are never
+    skipped and never pre-empt: skipping a started run would leave it open for ever."""
+    busy = _busy(overlap, trigger, started=started, late_s=late_s, full=full)
+    if started or not trigger.is_tick:
+        assert busy is Busy.WAIT
+    elif overlap is Overlap.SKIP:
+        assert busy is Busy.SKIP
+    elif overlap.preempts:
+        assert busy in (Busy.CANCEL_ACTIVE, Busy.TERMINATE_ACTIVE)
+
+
+@pytest.mark.parametrize("busy", [Busy.WAIT, Busy.CANCEL_ACTIVE, Busy.TERMINATE_ACTIVE])
+def test_busy_runs_that_do_not_skip_wait_without_a_record(busy: Busy) -> None:
+    out = when_busy("r", "ext/job", 2, busy, reason="x")
     assert (out.status, out.action, out.retry_in) == (None, Action.REQUEUE, OVERLAP_WAIT_S)
     assert out.attempt == 2
+
+
+def test_busy_reasons_name_the_mode_and_the_active_run() -> None:
+    full = busy_reason(Busy.SKIP, "e/j", "h1", Overlap.BUFFER_ONE, full=True)
+    assert full == "skipped: a tick of e/j was already waiting for run h1 (overlap: buffer_one)"
+    late = busy_reason(Busy.SKIP, "e/j", "h1", Overlap.BUFFER_ALL, full=False)
+    assert "past the misfire grace" in late and "(overlap: buffer_all)" in late
+    assert busy_reason(Busy.CANCEL_ACTIVE, "e/j", "h1", Overlap.CANCEL_OTHER, full=False) == (
+        "overlap: cancel_other"
+    )
+
+
+def test_queue_is_an_alias_of_buffer_all() -> None:
+    assert Overlap("queue") is Overlap.BUFFER_ALL is Overlap.QUEUE
+    assert Overlap.QUEUE.value == "buffer_all"
+    assert "queue" not in [o.value for o in Overlap]
 
 
 def test_skipped_and_duplicate() -> None:

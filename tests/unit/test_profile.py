@@ -410,7 +410,7 @@ def test_top_level_not_a_mapping(tmp_path: Path) -> None:
             "scheduler:\n  defaults:\n    overlap: never\n",
             3,
             "scheduler.defaults.overlap",
-            ['"never"', "skip|allow|queue"],
+            ['"never"', "skip|allow|buffer_one|buffer_all|cancel_other|terminate_other"],
         ),
         (
             "scheduler:\n  timezone: Mars/Olympus\n",

@@ -207,7 +207,12 @@ BAD_VALUES = [
     ("retry", {"max_attemps": 3}, "retry.max_attemps", "did you mean 'max_attempts'"),
     ("retry", {"backoff": "-5s"}, "retry.backoff", "backoff must not be negative"),
     ("retry", 3, "retry", "must be a mapping"),
-    ("overlap", "never", "overlap", "use one of skip|allow|queue"),
+    (
+        "overlap",
+        "never",
+        "overlap",
+        "use one of skip|allow|buffer_one|buffer_all|cancel_other|terminate_other",
+    ),
     ("overlap", 1, "overlap", "is not an overlap mode"),
     ("timeout", "soon", "timeout", '"soon" is not a duration; use e.g. 30s'),
     ("misfire_grace", -1, "misfire_grace", "must not be negative"),

@@ -36,8 +36,9 @@ class DictRedis:
     async def mget(self, *keys: str) -> list[str | None]:
         return [self.data.get(k) for k in keys]
 
-    async def set(self, key: str, value: str, ex: int | None = None) -> None:
-        self.data[key] = value
+    async def set(self, key: str, value: str, ex: int | None = None, nx: bool = False) -> None:
+        if not (nx and key in self.data):
+            self.data[key] = value
 
 
 def test_decide_a_cancelled_execution() -> None:
