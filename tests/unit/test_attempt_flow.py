@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -523,5 +524,59 @@ def test_a_cancelled_waiting_tick_gives_up_its_place() -> None:
         lock = FakeLock(holder="other")
         out = await attempt(history, jd, req, "w1@host", lock=lock, cancels=cancels)  # type: ignore[arg-type]
         assert out.status is RunStatus.CANCELLED and lock.left == [req.run_id]
+
+    asyncio.run(body())
+
+
+class TurnLock(FakeLock):
+    """Records what a buffered tick asks the waiting-set script for."""
+
+    def __init__(self, holder: str | None = None, full: bool = False) -> None:
+        super().__init__(holder)
+        self.full = full
+        self.turns: list[tuple[str, int, int]] = []
+
+    async def take_turn(
+        self, job_key: str, run_id: str, ttl_s: float, *, order_ms: int, places: int
+    ) -> Turn:
+        self.turns.append((run_id, order_ms, places))
+        return Turn(self.holder, full=self.full)
+
+
+@pytest.mark.parametrize(("overlap", "places"), [(Overlap.BUFFER_ONE, 1), (Overlap.BUFFER_ALL, 0)])
+def test_a_buffered_tick_waits_in_the_order_of_its_instant(overlap: Overlap, places: int) -> None:
+    async def body() -> None:
+        history = SpyHistory()
+        jd, req = definition(succeed, overlap=overlap), request()
+        lock = TurnLock(holder="active")
+        out = await attempt(history, jd, req, "w1@host", lock=lock)  # type: ignore[arg-type]
+        assert (out.status, out.action) == (None, Action.REQUEUE)
+        assert lock.turns == [(req.run_id, int(TICK.timestamp() * 1000), places)]
+        assert history.writes == [] and lock.left == []
+
+        # A manual run does not take a place: it waits for the lock like under skip.
+        manual = request(trigger=Trigger.MANUAL)
+        await attempt(history, jd, manual, "w1@host", lock=lock)  # type: ignore[arg-type]
+        assert len(lock.turns) == 1
+
+    asyncio.run(body())
+
+
+def test_a_tick_refused_a_place_or_past_the_grace_is_recorded_skipped() -> None:
+    async def body() -> None:
+        history = SpyHistory()
+        jd, req = definition(succeed, overlap=Overlap.BUFFER_ONE), request()
+        full = TurnLock(holder="active", full=True)
+        out = await attempt(history, jd, req, "w1@host", lock=full)  # type: ignore[arg-type]
+        assert out.status is RunStatus.SKIPPED and full.left == []  # it had no place
+        assert "already waiting" in (out.message or "")
+
+        late = dataclasses.replace(request(), scheduled_for=datetime(2020, 1, 1, tzinfo=UTC))
+        lock = TurnLock(holder="active")
+        out = await attempt(history, jd, late, "w1@host", lock=lock)  # type: ignore[arg-type]
+        assert out.status is RunStatus.SKIPPED and lock.left == [late.run_id]
+        assert "past the misfire grace" in (out.message or "")
+        run = await history.get_run(late.run_id)
+        assert run is not None and run.status is RunStatus.SKIPPED
 
     asyncio.run(body())
