@@ -178,12 +178,15 @@ async def _when_busy(
         await cancels.request(holder, CancelRequest(by, terminate=terminate), first=True)
         if terminate:
             message = f"cancelled by {by}; its process was terminated"
-            if (await history.cancel_run(holder, by=by, message=message)).changed:
+            done = await history.cancel_run(holder, by=by, message=message)
+            # Killed only once recorded cancelled: a run not yet recorded (its claim
+            # is under way) or finishing by itself is waited for instead.
+            if done.changed or done.status is RunStatus.CANCELLED:
                 log.warning("run %s %s: terminating active run %s", req.run_id, key, holder)
-            # Its process is killed by the task (a Celery revoke); the lock it held is
-            # freed here, compare-and-delete, so this run takes it at its next try.
-            await lock.release(key, holder)
-            out = dataclasses.replace(out, terminate=holder)
+                # The task kills its process (a Celery revoke); the lock it held is
+                # freed here, compare-and-delete, so this run takes it at its next try.
+                await lock.release(key, holder)
+                out = dataclasses.replace(out, terminate=holder)
         else:
             log.info("run %s %s: asked active run %s to cancel", req.run_id, key, holder)
     return out
@@ -276,11 +279,14 @@ async def _claimed_attempt(
     start = attempt_start(jd, req, hostname)
     # A tick that both a backfill and the beat sent has two first deliveries: claim
     # before running, so the second finds the run taken (or finished) and is refused.
+    # Under terminate_other the run is recorded before it runs: a newer tick records
+    # it cancelled before killing its process, which then cannot record anything.
     lazy = (
         req.attempt == 1
         and not req.redelivered
         and req.trigger is not Trigger.BACKFILL
         and not backfilled
+        and jd.policy.overlap is not Overlap.TERMINATE_OTHER
     )
     recorder = AttemptRecorder(history, start, lazy=lazy)
     claim = await recorder.claim()

@@ -127,7 +127,7 @@ scheduler:
 
 
 def _run_beat(
-    tmp_path: Path, redis_url: str, database_url: str, *, text: str, ticks: int
+    tmp_path: Path, redis_url: str, database_url: str, *, text: str, ticks: int, job: str = JOB
 ) -> list[Run]:
     """A beat and a worker until ``ticks`` runs exist; then, the beat stopped, every run
     finished. Returns the runs."""
@@ -145,9 +145,9 @@ def _run_beat(
     )
     with running([worker]):
         with running([beat]):
-            wait_for(lambda: len(history.runs(JOB)) >= ticks, 120, 0.5, what=f"{ticks} runs")
+            wait_for(lambda: len(history.runs(job)) >= ticks, 120, 0.5, what=f"{ticks} runs")
         return wait_for(
-            lambda: (r := history.runs(JOB)) and all(x.status not in ACTIVE for x in r) and r,
+            lambda: (r := history.runs(job)) and all(x.status not in ACTIVE for x in r) and r,
             120,
             0.5,
             what="every run finished",
@@ -195,3 +195,20 @@ def test_cancel_other_cancels_the_active_run_for_the_new_tick(
             by = r.cancelled_by.split()[1]
             assert by in ids and by != r.id
             assert r.duration_ms is not None and r.duration_ms < 8000
+
+
+def test_terminate_other_kills_the_process_of_the_active_run(
+    tmp_path: Path, redis_url: str, database_url: str
+) -> None:
+    # The job blocks its event loop (it cannot be cancelled): only a kill stops it.
+    text = PROFILE.format(schedule="*/4 * * * * *", overlap="terminate_other", seconds=9)
+    text = text.replace("job: slow", "job: stubborn")
+    runs = _run_beat(tmp_path, redis_url, database_url, text=text, ticks=3, job="testjobs/stubborn")
+    counts = Counter(r.status for r in runs)
+    assert counts == {RunStatus.CANCELLED: len(runs) - 1, RunStatus.SUCCEEDED: 1}, counts
+    for r in runs:
+        if r.status is RunStatus.CANCELLED:
+            assert r.message is not None and "its process was terminated" in r.message
+            assert r.cancelled_by is not None and "(overlap: terminate_other)" in r.cancelled_by
+            # Celery killed the pool child that ran it.
+            assert f"Terminating {r.id} (9)" in (tmp_path / "worker-ovl.log").read_text()

@@ -580,3 +580,27 @@ def test_a_tick_refused_a_place_or_past_the_grace_is_recorded_skipped() -> None:
         assert run is not None and run.status is RunStatus.SKIPPED
 
     asyncio.run(body())
+
+
+def test_terminate_other_waits_for_an_active_run_not_yet_recorded() -> None:
+    """No kill before the active run is recorded cancelled: killed unrecorded, it would
+    vanish from history (its process cannot record anything any more)."""
+
+    async def body() -> None:
+        history = SpyHistory()
+        jd, req = definition(succeed, overlap=Overlap.TERMINATE_OTHER), request()
+        lock, cancels = FakeLock(holder="claim-under-way"), FakeCancels()
+        out = await attempt(history, jd, req, "w1@host", lock=lock, cancels=cancels)  # type: ignore[arg-type]
+        assert (out.action, out.terminate) == (Action.REQUEUE, None) and lock.released == []
+
+    asyncio.run(body())
+
+
+def test_under_terminate_other_a_first_attempt_is_recorded_before_it_runs() -> None:
+    async def body() -> None:
+        history = SpyHistory()
+        jd, req = definition(succeed, overlap=Overlap.TERMINATE_OTHER), request()
+        out = await attempt(history, jd, req, "w1@host", lock=FakeLock())  # type: ignore[arg-type]
+        assert out.status is RunStatus.SUCCEEDED and history.writes == ["start", "finish"]
+
+    asyncio.run(body())
