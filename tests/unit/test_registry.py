@@ -82,6 +82,8 @@ scheduler:
     assert tuned.policy.retry.max_attempts == 5 and tuned.policy.retry.backoff == 30
     assert tuned.policy.retry.max_backoff == 60
     assert tuned.policy.timeout == 120 and tuned.policy.overlap is Overlap.QUEUE
+    # `queue` (the Job attribute here) is shown by its canonical name.
+    assert tuned.policy.overlap is Overlap.BUFFER_ALL and tuned.to_json()["overlap"] == "buffer_all"
     assert tuned.policy.queue == "heavy" and tuned.parameters == {"days": 3}
     assert tuned.sources["retry"] == "profile" and tuned.sources["timeout"] == "code"
     assert tuned.cron is not None and str(tuned.cron.tz) == "Europe/London"
@@ -176,6 +178,9 @@ SAME_SPELLING = [
     ("overlap", "SKIP", lambda p: p.overlap is Overlap.SKIP),
     ("overlap", " Allow ", lambda p: p.overlap is Overlap.ALLOW),
     ("overlap", "queue", lambda p: p.overlap is Overlap.QUEUE),
+    ("overlap", "Buffer_One", lambda p: p.overlap is Overlap.BUFFER_ONE),
+    ("overlap", "cancel_other", lambda p: p.overlap is Overlap.CANCEL_OTHER),
+    ("overlap", "terminate_other", lambda p: p.overlap is Overlap.TERMINATE_OTHER),
     ("timeout", "1h30m", lambda p: p.timeout == 5400),
     ("timeout", 45, lambda p: p.timeout == 45),
     ("misfire_grace", "500ms", lambda p: p.misfire_grace == 0.5),
