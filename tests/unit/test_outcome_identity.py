@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 import pytest
 
 from jobs_core import JobResult
-from jobs_core.policy import Overlap, RetryPolicy
-from jobs_core.status import RunStatus, Trigger
+from jobs_core.policy import RetryPolicy
+from jobs_core.status import RunStatus
 from worker.outcome import (
     MAX_ERROR_CHARS,
+    Busy,
     Outcome,
     Raised,
     Returned,
@@ -48,8 +49,8 @@ def _decide(execution: Returned | Raised | TimedOut, *, last: bool = False) -> O
         _decide(Raised("ValueError: broken"), last=True),
         _decide(TimedOut("timed out after 30s"), last=True),
         skipped(RUN, JOB, ATTEMPT, "missed"),
-        when_busy(RUN, JOB, ATTEMPT, overlap=Overlap.SKIP, trigger=Trigger.SCHEDULE, holder="r1"),
-        when_busy(RUN, JOB, ATTEMPT, overlap=Overlap.QUEUE, trigger=Trigger.SCHEDULE, holder="r1"),
+        when_busy(RUN, JOB, ATTEMPT, Busy.SKIP, reason="skipped: run r1 was still active"),
+        when_busy(RUN, JOB, ATTEMPT, Busy.WAIT, reason="overlap: buffer_all"),
         duplicate(RUN, JOB, ATTEMPT, RunStatus.SUCCEEDED),
     ],
     ids=["returned", "retried", "failed", "timed-out", "skipped", "busy-skip", "busy-wait", "dup"],
