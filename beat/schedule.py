@@ -113,10 +113,15 @@ class DueHeap:
         return due, self._buckets.pop(due)
 
     def discard(self, job_key: str) -> None:
-        """Remove ``job_key`` wherever it waits (rare: a scan of the buckets)."""
-        for bucket in self._buckets.values():
+        """Remove ``job_key`` wherever it waits (rare: a scan of the buckets). An instant
+        left with no job goes too: :meth:`next_due` must not wake the beat for nothing."""
+        for due, bucket in self._buckets.items():
             if job_key in bucket:
                 bucket.remove(job_key)
+                if not bucket:
+                    del self._buckets[due]
+                    self._instants.remove(due)
+                    heapq.heapify(self._instants)
                 return
 
     def pop_due(self, now_ms: int) -> list[tuple[int, str]]:

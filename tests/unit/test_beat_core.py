@@ -683,3 +683,166 @@ def test_a_dropped_job_fires_no_more() -> None:
     sends = run_on_time(core, T0 + 6000)
     assert {s.job_key for s in sends} == {"e/b"}
     assert fires(sends, "e/b") == [T0 + i * 1000 for i in range(3, 7)]
+
+
+def test_dropping_a_jittered_job_removes_its_pending_delayed_tick() -> None:
+    core = Scheduler()
+    core.start(
+        [job("e/hourly", "0 0 * * * *"), job("e/j", "0 * * * * *", jitter_ms=30_000)], T0, {}
+    )
+    pending = T0 + 60_000 + jitter_offset_ms("e/j", T0 + 60_000, 30_000, 60_000)
+    assert len(core) == 2 and core.jittered() == {"e/j": T0 + 60_000}
+    assert core.next_due() == pending
+    core.drop("e/j")
+    # Nothing waits for the dropped tick: the beat next wakes for the hourly job.
+    assert len(core) == 1 and core.jittered() == {}
+    assert core.next_due() == T0 + 3_600_000
+    assert wake(core, pending) == []
+    # A reload handing it in again restarts it after now, like a job added.
+    table = [job("e/hourly", "0 0 * * * *"), job("e/j", "0 * * * * *", jitter_ms=30_000)]
+    assert core.reload(table, T0 + 90_000) == (1, [])
+    assert core.jittered() == {"e/j": T0 + 120_000}
+
+
+def test_a_job_dropped_while_its_instant_is_being_sent_is_not_scheduled_again() -> None:
+    # The claim script reports max_runs used up while the on-time batch goes out,
+    # between pop_head and advance.
+    core = Scheduler()
+    core.start([job("e/a"), job("e/b")], T0, {})
+    assert core.on_time(T0 + 1000) is not None
+    due, keys = core.pop_head()
+    core.drop("e/a")
+    assert core.advance(due, keys) == []
+    assert core.head() == (T0 + 2000, ["e/b"]) and len(core) == 1
+
+
+def test_a_fresh_or_cleared_scheduler_has_nothing_due() -> None:
+    core = Scheduler()
+    assert (len(core), core.next_due(), core.head(), core.jittered()) == (0, None, None, {})
+    assert core.take(T0).sends == []
+    core.drop("e/unknown")  # harmless
+    core.start([job("e/a"), job("e/j", jitter_ms=500)], T0, {})
+    assert len(core) == 2 and core.jittered() == {"e/j": T0 + 1000}
+    core.clear()
+    assert (len(core), core.next_due(), core.head(), core.jittered()) == (0, None, None, {})
+    assert core.take(T0 + 10_000).sends == []
+
+
+def test_reload_keeps_a_jittered_job_s_pending_tick_and_it_still_goes_out() -> None:
+    table = [
+        job("e/j", "0 * * * * *", jitter_ms=30_000),
+        job("e/k", "0 * * * * *", jitter_ms=30_000),
+        job("e/plain", "*/20 * * * * *"),
+    ]
+    core = Scheduler()
+    core.start(table, T0, {})
+    due = core.next_due()
+    assert core.reload(table, T0 + 10) == (0, [])
+    assert core.jittered() == {"e/j": T0 + 60_000, "e/k": T0 + 60_000}
+    assert core.next_due() == due and len(core) == 3
+    sends = run_on_time(core, T0 + 3 * 60_000 + 30_000)
+    minutes = [T0 + i * 60_000 for i in range(1, 4)]
+    for key in ("e/j", "e/k"):
+        mine = [s for s in sends if s.job_key == key]
+        assert [s.due_ms for s in mine] == minutes
+        assert all(s.jitter_ms == jitter_offset_ms(key, s.due_ms, 30_000, 60_000) for s in mine)
+    assert fires(sends, "e/plain") == [T0 + i * 20_000 for i in range(1, 11)]
+
+
+def test_reload_counts_every_restarted_job_jittered_or_not() -> None:
+    core = Scheduler()
+    core.start([job("e/j", "0 * * * * *", jitter_ms=30_000), job("e/k", jitter_ms=500)], T0, {})
+    changed, failures = core.reload(
+        [
+            job("e/j", "0 * * * * *", jitter_ms=20_000),  # jitter changed
+            job("e/k", "*/2 * * * * *", jitter_ms=500),  # schedule changed
+            job("e/new", "*/5 * * * * *"),  # added, after the jittered ones
+        ],
+        T0 + 10,
+    )
+    assert (changed, failures) == (3, [])
+    assert core.jittered() == {"e/j": T0 + 60_000, "e/k": T0 + 2000}
+    assert core.head() == (T0 + 5000, ["e/new"]) and len(core) == 3
+
+
+def test_a_stall_catches_up_every_jittered_job_not_just_the_first() -> None:
+    table = [job(f"e/j{i}", "*/10 * * * * *", grace=300, jitter_ms=5000) for i in range(3)]
+    core = Scheduler()
+    core.start(table, T0, {})
+    sends = wake(core, T0 + 35_500)  # three or four ticks of each came due while asleep
+    got = {(s.job_key, s.due_ms, s.trigger) for s in sends if s.kind is Kind.FIRE}
+    # The newest tick is T0+30s, or T0+20s when T0+30s's delayed instant is still ahead.
+    assert {key for key, _, _ in got} == {"e/j0", "e/j1", "e/j2"} and len(got) == 3
+    assert all(trigger is Trigger.CATCH_UP for _, _, trigger in got)
+    # Each goes on with its next tick.
+    later = run_on_time(core, T0 + 60_000)
+    for entry in table:
+        assert fires(later, entry.key)[-2:] == [T0 + 40_000, T0 + 50_000]
+
+
+def test_a_jittered_tick_is_stalled_once_the_next_one_s_delayed_instant_has_come() -> None:
+    # Woken exactly at the second tick's delayed instant without having sent the first:
+    # both are due, so the first is folded into a catch-up run of the second.
+    core = Scheduler()
+    core.start([job("e/j", "*/10 * * * * *", grace=300, jitter_ms=5000)], T0, {})
+    second = T0 + 20_000
+    at = second + jitter_offset_ms("e/j", second, 5000, 10_000)
+    [sent] = wake(core, at)
+    assert (sent.due_ms, sent.trigger, sent.kind, sent.count) == (
+        second,
+        Trigger.CATCH_UP,
+        Kind.FIRE,
+        1,
+    )
+    assert core.jittered() == {"e/j": T0 + 30_000}
+    # A millisecond earlier, only the first is due: it goes out on schedule.
+    core = Scheduler()
+    core.start([job("e/j", "*/10 * * * * *", grace=300, jitter_ms=5000)], T0, {})
+    [sent] = wake(core, at - 1)
+    assert (sent.due_ms, sent.trigger) == (T0 + 10_000, Trigger.SCHEDULE)
+    assert core.jittered() == {"e/j": second} and core.next_due() == at
+
+
+def test_a_new_leader_sends_a_jittered_tick_whose_capped_delay_has_passed() -> None:
+    # Jitter wider than the period: the offset is capped below the gap to the next tick
+    # (740 ms here, 24.74 s uncapped), and the new leader judges by the capped one.
+    waiting = T0 + 10_000
+    offset = jitter_offset_ms("e/j", waiting, 30_000, 1000)
+    assert 0 < offset < jitter_offset_ms("e/j", waiting, 30_000, None)
+    table = [job("e/j", jitter_ms=30_000)]
+    core = Scheduler()
+    assert core.start(table, waiting + offset - 1, {"e/j": waiting - 1000}).sends == []
+    assert core.next_due() == waiting + offset
+    core = Scheduler()
+    [sent] = core.start(table, waiting + offset, {"e/j": waiting - 1000}).sends
+    assert (sent.due_ms, sent.trigger, sent.kind) == (waiting, Trigger.CATCH_UP, Kind.FIRE)
+    assert core.jittered() == {"e/j": waiting + 1000}
+
+
+def test_a_broken_jittered_schedule_drops_that_job_only() -> None:
+    bad = Entry("e/bad", _Exploding(), 300, 500)
+    core = Scheduler()
+    plan = core.start([bad, job("e/a")], T0, {})
+    assert [(f.job_key, f.during) for f in plan.failures] == [("e/bad", "schedule")]
+    assert core.jittered() == {} and len(core) == 1
+    assert fires(run_on_time(core, T0 + 3000)) == [T0 + 1000, T0 + 2000, T0 + 3000]
+    changed, failures = core.reload([bad, job("e/a")], T0 + 3500)
+    assert changed == 1 and [(f.job_key, f.during) for f in failures] == [("e/bad", "schedule")]
+    assert core.head() == (T0 + 4000, ["e/a"]) and len(core) == 1
+    # Handled before: catching it up raises too, and the jobs after it still start.
+    plan = Scheduler().start([bad, job("e/a")], T0, {"e/bad": T0 - 5000, "e/a": T0 - 1000})
+    assert [(f.job_key, f.during) for f in plan.failures] == [("e/bad", "catch-up")]
+    assert fires(plan.sends) == [T0]
+
+
+def test_a_jittered_job_in_its_window_s_last_tick_is_done_after_it() -> None:
+    core = Scheduler()
+    core.start([job("e/w", "*/2 * * * * *", jitter_ms=1500, end=T0 + 2000)], T0, {})
+    assert core.jittered() == {"e/w": T0 + 2000}
+    sends: list[Send] = []
+    while (due := core.next_due()) is not None:
+        sends += wake(core, due)
+    assert fires(sends) == [T0 + 2000] and len(core) == 0
+    ended = Scheduler()
+    plan = ended.start([job("e/w", jitter_ms=500, end=T0 - 1)], T0, {})
+    assert plan.sends == plan.failures == [] and len(ended) == 0 and ended.next_due() is None
