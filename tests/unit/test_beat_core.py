@@ -829,10 +829,13 @@ def test_a_broken_jittered_schedule_drops_that_job_only() -> None:
     changed, failures = core.reload([bad, job("e/a")], T0 + 3500)
     assert changed == 1 and [(f.job_key, f.during) for f in failures] == [("e/bad", "schedule")]
     assert core.head() == (T0 + 4000, ["e/a"]) and len(core) == 1
-    # Handled before: catching it up raises too, and the jobs after it still start.
-    plan = Scheduler().start([bad, job("e/a")], T0, {"e/bad": T0 - 5000, "e/a": T0 - 1000})
-    assert [(f.job_key, f.during) for f in plan.failures] == [("e/bad", "catch-up")]
-    assert fires(plan.sends) == [T0]
+    # Handled before: catching it up raises too (jittered or not), and the jobs after
+    # it still start.
+    for broken in (bad, Entry("e/bad", _Exploding(), 300)):
+        core = Scheduler()
+        plan = core.start([broken, job("e/a")], T0, {"e/bad": T0 - 5000, "e/a": T0 - 1000})
+        assert [(f.job_key, f.during) for f in plan.failures] == [("e/bad", "catch-up")]
+        assert fires(plan.sends) == [T0] and core.head() == (T0 + 1000, ["e/a"])
 
 
 def test_a_jittered_job_in_its_window_s_last_tick_is_done_after_it() -> None:
