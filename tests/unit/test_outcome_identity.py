@@ -3,6 +3,7 @@ printed them, up to the bound."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -41,21 +42,24 @@ def _decide(execution: Returned | Raised | TimedOut, *, last: bool = False) -> O
     return outcome
 
 
+# Built inside the test, not at collection: a mutation tool that forks after collecting
+# would otherwise judge outcomes made before the mutant was switched on.
 @pytest.mark.parametrize(
-    "outcome",
+    "make",
     [
-        _decide(Returned(JobResult.success())),
-        _decide(Raised("ValueError: broken")),  # retried
-        _decide(Raised("ValueError: broken"), last=True),
-        _decide(TimedOut("timed out after 30s"), last=True),
-        skipped(RUN, JOB, ATTEMPT, "missed"),
-        when_busy(RUN, JOB, ATTEMPT, Busy.SKIP, reason="skipped: run r1 was still active"),
-        when_busy(RUN, JOB, ATTEMPT, Busy.WAIT, reason="overlap: buffer_all"),
-        duplicate(RUN, JOB, ATTEMPT, RunStatus.SUCCEEDED),
+        lambda: _decide(Returned(JobResult.success())),
+        lambda: _decide(Raised("ValueError: broken")),  # retried
+        lambda: _decide(Raised("ValueError: broken"), last=True),
+        lambda: _decide(TimedOut("timed out after 30s"), last=True),
+        lambda: skipped(RUN, JOB, ATTEMPT, "missed"),
+        lambda: when_busy(RUN, JOB, ATTEMPT, Busy.SKIP, reason="skipped: run r1 was still active"),
+        lambda: when_busy(RUN, JOB, ATTEMPT, Busy.WAIT, reason="overlap: buffer_all"),
+        lambda: duplicate(RUN, JOB, ATTEMPT, RunStatus.SUCCEEDED),
     ],
     ids=["returned", "retried", "failed", "timed-out", "skipped", "busy-skip", "busy-wait", "dup"],
 )
-def test_every_outcome_names_its_run_job_and_attempt(outcome: Outcome) -> None:
+def test_every_outcome_names_its_run_job_and_attempt(make: Callable[[], Outcome]) -> None:
+    outcome = make()
     assert (outcome.run_id, outcome.job_key, outcome.attempt) == (RUN, JOB, ATTEMPT)
 
 
