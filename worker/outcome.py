@@ -204,7 +204,7 @@ def on_busy(
     started: bool,
     late_s: float | None,
     grace: float,
-    buffer_full: bool = False,
+    buffer_full: bool,
 ) -> Busy:
     """The overlap rule for a run that found another run of its job active.
 
