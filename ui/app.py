@@ -27,6 +27,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from cli.context import CliContext
+from cli.render import ms as render_ms
 from jobs_core.alerts import Incident
 from jobs_core.errors import JobsError
 from jobs_core.history import Cursor, Run, RunFilter
@@ -200,7 +201,7 @@ async def overview(request: Request) -> Response:
                 views.when(nxt, jd.cron.tz if jd.cron else None),
                 views.relative(nxt, now),
                 stats,
-                views.ms(stats.median_ms),
+                render_ms(stats.median_ms),
                 incidents.get(jd.key, []),
             )
         )
@@ -521,7 +522,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.globals["job_url"] = _job_url
-    env.globals["ms"] = views.ms
+    env.globals["ms"] = render_ms
     env.globals["when"] = views.when
     env.globals["relative"] = views.relative
     return env

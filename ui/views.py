@@ -50,16 +50,6 @@ def schedule_words(expr: str | None) -> str:
         return expr
 
 
-def ms(value: int | None) -> str:
-    if value is None:
-        return "-"
-    if value < 1000:
-        return f"{value} ms"
-    if value < 60_000:
-        return f"{value / 1000:.1f} s"
-    return f"{value // 60_000} min {value % 60_000 // 1000} s"
-
-
 def when(value: datetime | None, tz: ZoneInfo | None = None) -> str:
     if value is None:
         return "-"

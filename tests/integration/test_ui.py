@@ -38,6 +38,7 @@ from tests.procs import (
     wait_for,
 )
 
+from .test_cli import CLI_PROFILE
 from .worker_support import History
 
 pytestmark = pytest.mark.integration
@@ -47,22 +48,7 @@ VIEWER = ("viewer", "s3cret-viewer")
 SCRIPT = "<script>alert(1)</script>"
 FLOWER = "http://flower.example:5555"
 
-UI_PROFILE = """
-extensions:
-  - tests.worker_fixtures:WorkerTestExtension
-  - tests.worker_fixtures:OtherExtension
-scheduler:
-  timezone: Europe/London
-  defaults:
-    retry: {max_attempts: 2, backoff: 100ms, max_backoff: 1s, jitter: false}
-    timeout: 20s
-  jobs:
-    - extension: maintenance
-      job: cleanup
-      schedule: "0 */30 * * * *"
-      parameters: {batch_size: 500}
-    - {extension: maintenance, job: prune-history, enabled: false}
-"""
+UI_PROFILE = CLI_PROFILE + "    - {extension: maintenance, job: prune-history, enabled: false}\n"
 
 
 @dataclass
