@@ -23,6 +23,10 @@ from jobs_core.wire import decode
 ROOT = Path(__file__).resolve().parent.parent
 EXT = "beattest"
 QUEUE = "beattest"
+JOB = f"{EXT}/every-second"
+JOB2 = f"{EXT}/also-every-second"
+#: Lease TTL of the test beats, seconds.
+TTL = 2.0
 
 
 class _Nop(Job):

@@ -10,10 +10,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -24,31 +22,18 @@ from beat import control
 from cli.embedded import RedisServer
 from tests.beat_fixtures import (
     EXT,
+    JOB,
+    JOB2,
     ROOT,
+    TTL,
     BeatProcs,
     Msg,
-    beat_procs,
     beat_profile,
     messages,
 )
 from tests.procs import wait_for, write_profile
 
 pytestmark = pytest.mark.integration
-
-JOB = f"{EXT}/every-second"
-JOB2 = f"{EXT}/also-every-second"
-TTL = 2.0
-
-
-@pytest.fixture
-def workdir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="sp-beat-test-"))
-
-
-@pytest.fixture
-def procs(workdir: Path) -> Iterator[BeatProcs]:
-    with beat_procs(workdir) as p:
-        yield p
 
 
 def now_ms() -> int:

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import re
 import signal
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -21,25 +19,10 @@ import redis
 from beat import control
 from beat.schedule import from_ms, jitter_offset_ms
 from jobs_core.wire import Keys, decode
-from tests.beat_fixtures import EXT, QUEUE, BeatProcs, Msg, beat_procs, messages
+from tests.beat_fixtures import EXT, JOB, JOB2, QUEUE, TTL, BeatProcs, Msg, messages
 from tests.procs import wait_for
 
 pytestmark = pytest.mark.integration
-
-JOB = f"{EXT}/every-second"
-JOB2 = f"{EXT}/also-every-second"
-TTL = 2.0
-
-
-@pytest.fixture
-def workdir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="sp-beat-sched-test-"))
-
-
-@pytest.fixture
-def procs(workdir: Path) -> Iterator[BeatProcs]:
-    with beat_procs(workdir) as p:
-        yield p
 
 
 def profile(path: Path, job_lines: str) -> Path:
