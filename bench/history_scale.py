@@ -40,7 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,15 +51,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (
     FAST_PG,
     add_fast_flag,
+    ms,
+    percentile,
     pg_settings,
     print_header,
     private_postgres,
 )
+from jobs_core.history import AttemptEnd, AttemptStart, RunFilter
 from jobs_core.history_pg import PostgresHistory
+from jobs_core.job_health import fetch_job_health
+from jobs_core.status import RunStatus, Trigger
+from ui.app import HISTORY_PAGE, JOBS_PAGE, LEDGER_SIZE
+from ui.queries import Queries
+from ui.views import RECENT_RUNS
 
 TARGET_MS = 50.0
 
 FILL_SQL = """
+WITH runs AS (
 INSERT INTO job_runs (id, job_key, trigger, status, scheduled_for, enqueued_at, started_at,
     finished_at, attempt, max_attempts, duration_ms, message, error, worker, items_processed,
     items_failed, data, parameters, updated_at)
@@ -78,10 +87,11 @@ SELECT gen_random_uuid(), r.job_key, r.trigger, r.status,
     r.t + r.dur * interval '1 ms'
 FROM (
     SELECT 'bench/job-' || lpad(c.k::text, 5, '0') AS job_key, c.k, s.n,
-        date_trunc('second', %(now)s::timestamptz) - s.n * c.period * interval '1 s' AS t,
+        %(now)s::timestamptz - s.n * c.period * interval '1 s' AS t,
         CASE WHEN s.n %% 50 = 7 THEN 'manual' ELSE 'schedule' END AS trigger,
         CASE
             WHEN s.n = 1 AND c.k %% 37 = 0 THEN 'running'
+            WHEN c.k %% 5 = 1 THEN 'succeeded'
             WHEN (s.n * 7 + c.k) %% 200 < 4 THEN 'failed'
             WHEN (s.n * 7 + c.k) %% 200 = 4 THEN 'timed_out'
             WHEN (s.n * 7 + c.k) %% 200 = 5 THEN 'skipped'
@@ -89,17 +99,16 @@ FROM (
         END AS status,
         20 + (s.n::bigint * 7919 + c.k) %% 4000 AS dur
     FROM unnest(%(counts)s::int[], %(periods)s::int[]) WITH ORDINALITY AS c(cnt, period, k)
-    CROSS JOIN LATERAL generate_series(1, c.cnt) AS s(n)
+    CROSS JOIN LATERAL generate_series(
+        greatest(1, ceil(%(lo)s::float8 / c.period)::int),
+        least(c.cnt, ceil(%(hi)s::float8 / c.period)::int - 1)) AS s(n)
 ) AS r
 ORDER BY r.t
-"""
-
-ATTEMPTS_SQL = """
+RETURNING id, status, started_at, finished_at, duration_ms, message, error, worker
+)
 INSERT INTO job_run_attempts (run_id, attempt, status, started_at, finished_at, duration_ms,
     message, error, worker)
-SELECT id, 1, CASE WHEN status = 'running' THEN 'running' ELSE status END,
-    started_at, finished_at, duration_ms, message, error, worker
-FROM job_runs WHERE started_at IS NOT NULL
+SELECT id, 1, status, started_at, finished_at, duration_ms, message, error, worker FROM runs
 """
 
 
@@ -113,42 +122,65 @@ def shares(rows: int, jobs: int, window_s: int) -> tuple[list[int], list[int]]:
     return counts, periods
 
 
+#: Rows generated per INSERT: each slice of the window is sorted in memory and appended
+#: oldest first, so the heap is in time order without one 10-million-row sort.
+SLICE_ROWS = 500_000
+
+
 def fill(url: str, rows: int, jobs: int, months: int, now: datetime) -> dict[str, float]:
+    """Fills the history with no index or constraint but the checks (the primary keys,
+    the other indexes and the attempts' foreign key are dropped and re-created from
+    their own definitions afterwards, read back from the catalogue)."""
     import psycopg
 
-    counts, periods = shares(rows, jobs, months * 30 * 86400)
+    window_s = months * 30 * 86400
+    counts, periods = shares(rows, jobs, window_s)
     took: dict[str, float] = {}
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SET maintenance_work_mem = '256MB'")
-        recreate = [
-            r[0]
+        conn.execute("SET maintenance_work_mem = '512MB'")
+        conn.execute("SET work_mem = '512MB'")
+        tables = "('job_runs'::regclass, 'job_run_attempts'::regclass)"
+        constraints = conn.execute(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), contype"
+            f" FROM pg_constraint WHERE conrelid IN {tables} AND contype IN ('p', 'u', 'f')"
+            " ORDER BY contype = 'f', conname"
+        ).fetchall()
+        indexes = [
+            (r[0], r[1])
             for r in conn.execute(
-                "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i"
-                " WHERE i.indrelid = 'job_runs'::regclass AND NOT i.indisprimary"
+                "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index"
+                f" WHERE indrelid IN {tables} AND NOT EXISTS (SELECT 1 FROM pg_constraint c"
+                " WHERE c.conindid = pg_index.indexrelid)"
             )
         ]
-        fks = conn.execute(
-            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
-            " WHERE conrelid = 'job_run_attempts'::regclass AND contype = 'f'"
-        ).fetchall()
-        for name, _ in fks:
-            conn.execute(f"ALTER TABLE job_run_attempts DROP CONSTRAINT {name}")
-        for row in conn.execute(
-            "SELECT indexrelid::regclass::text FROM pg_index"
-            " WHERE indrelid = 'job_runs'::regclass AND NOT indisprimary"
-        ).fetchall():
-            conn.execute(f"DROP INDEX {row[0]}")
+        for table, name, _, _ in sorted(constraints, key=lambda c: c[3] != "f"):
+            conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
+        for name, _ in indexes:
+            conn.execute(f"DROP INDEX {name}")
         t0 = time.perf_counter()
-        conn.execute(FILL_SQL, {"now": now, "counts": counts, "periods": periods})
-        took["runs"] = time.perf_counter() - t0
+        slices = max(1, -(-rows // SLICE_ROWS))
+        step = -(-(window_s + 1) // slices)
+        for i in reversed(range(slices)):
+            conn.execute(
+                FILL_SQL,
+                {
+                    "now": now,
+                    "counts": counts,
+                    "periods": periods,
+                    "lo": i * step,
+                    "hi": (i + 1) * step,
+                },
+            )
+        took["runs and attempts"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        conn.execute(ATTEMPTS_SQL)
-        took["attempts"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for sql in recreate:
-            conn.execute(sql)
-        for name, definition in fks:
-            conn.execute(f"ALTER TABLE job_run_attempts ADD CONSTRAINT {name} {definition}")
+        for table, name, definition, kind in constraints:
+            if kind != "f":
+                conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")
+        for _, definition in indexes:
+            conn.execute(definition)
+        for table, name, definition, kind in constraints:
+            if kind == "f":
+                conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")
         took["indexes"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         conn.execute("VACUUM ANALYZE job_runs")
@@ -183,16 +215,36 @@ class _RecordingConnection:
 
 
 class RecordingPool:
-    """A pool for :class:`PostgresHistory` that records the statements sent through it."""
+    """A pool for :class:`PostgresHistory` that records the statements sent through it,
+    and how long each connection was held (a prune's batch is one transaction on one)."""
 
     def __init__(self, pool: Any, rec: Recorder) -> None:
         self._pool = pool
         self._rec = rec
+        self.held_ms: list[float] = []
 
     @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[_RecordingConnection]:
-        async with self._pool.connection() as conn:
+    async def connection(self, **kw: Any) -> AsyncIterator[_RecordingConnection]:
+        t0 = time.perf_counter()  # to after the commit: the whole transaction
+        async with self._pool.connection(**kw) as conn:
             yield _RecordingConnection(conn, self._rec)
+        self.held_ms.append((time.perf_counter() - t0) * 1000)
+
+
+class _RecordingSyncConnection:
+    """The same, for a blocking connection (the beat's job health)."""
+
+    def __init__(self, conn: Any, rec: Recorder) -> None:
+        self._conn = conn
+        self._rec = rec
+
+    def execute(self, query: Any, params: Any = None, **kw: Any) -> Any:
+        if self._rec.on:
+            self._rec.statements.append((query, params))
+        return self._conn.execute(query, params, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
 
 
 @dataclass
@@ -226,8 +278,12 @@ async def timed(
     )
 
 
-async def explain(pool: Any, sql: str, params: Any) -> str:
+async def explain(pool: Any, sql: str, params: Any, settings: Sequence[str] = ()) -> str:
+    """The plan of one statement, run in a rolled-back transaction after the ``SET
+    LOCAL`` statements its caller sent before it."""
     async with pool.connection() as conn, conn.transaction(force_rollback=True):
+        for setting in settings:
+            await conn.execute(setting)
         cur = await conn.execute("EXPLAIN (ANALYZE, BUFFERS, SETTINGS) " + sql, params)
         return "\n".join(r[0] for r in await cur.fetchall())
 
@@ -285,6 +341,63 @@ async def bench(url: str, opts: argparse.Namespace, now: datetime) -> list[Timed
 
         out.append(await timed(f"jobs list LAST column ({len(keys)} jobs)", rec, last, opts.repeat))
 
+        # What one view of the dashboard runs: the overview's first page (jobs in key
+        # order, their last runs), a job's page (newest page of runs, the tick ledger),
+        # the same filtered to failed runs, and a run's page.
+        queries = Queries(RecordingPool(pool, rec))  # type: ignore[arg-type]
+        page = sorted(keys)[:JOBS_PAGE]
+
+        async def overview() -> None:
+            await queries.recent(page, RECENT_RUNS)
+
+        out.append(
+            await timed(
+                f"dashboard overview ({len(page)} jobs, last {RECENT_RUNS} runs each)",
+                rec,
+                overview,
+                opts.repeat,
+            )
+        )
+        for key, n in ((heavy, heavy_n), (median, median_n)):
+            label = f"{key} ({n:,} runs)"
+
+            async def job_page(key: str = key, status: RunStatus | None = None) -> None:
+                await queries.history(RunFilter(job_key=key, status=status), limit=HISTORY_PAGE)
+                await queries.ticks(key, LEDGER_SIZE)
+
+            async def job_failed(key: str = key) -> None:
+                await job_page(key, RunStatus.FAILED)
+
+            out.append(await timed(f"dashboard job page {label}", rec, job_page, opts.repeat))
+            out.append(
+                await timed(
+                    f"dashboard job page, failed runs {label}", rec, job_failed, opts.repeat
+                )
+            )
+        newest = await store.history(heavy, limit=1)
+
+        async def run_page() -> None:
+            await queries.get_run(newest[0].id)
+
+        out.append(await timed("dashboard run page", rec, run_page, opts.repeat))
+
+        # The leading beat's alerting cycle: the health of every job, one statement.
+        with psycopg.connect(url, autocommit=True) as sync_conn:
+            beat_conn = _RecordingSyncConnection(sync_conn, rec)
+
+            async def health() -> None:
+                fetch_job_health(beat_conn, keys)
+
+            out.append(
+                await timed(
+                    f"beat alerting cycle: job health of {len(keys)} jobs",
+                    rec,
+                    health,
+                    opts.repeat,
+                    note=f"{sum(1 for k in keys if int(k[-5:]) % 5 == 1)} jobs never failed",
+                )
+            )
+
         retention_days = opts.months * 30 - 1
         cutoff = now - timedelta(days=retention_days)
         async with pool.connection() as aconn:
@@ -320,14 +433,206 @@ async def bench(url: str, opts: argparse.Namespace, now: datetime) -> list[Timed
         )
         plans: list[tuple[Timed, str, str]] = []
         for t in out:
+            settings: list[str] = []
             for sql, params in t.statements:
-                plans.append((t, short(sql, params), await explain(pool, str(sql), params)))
+                if str(sql).startswith("SET LOCAL"):
+                    settings.append(str(sql))
+                    continue
+                plan = await explain(pool, str(sql), params, settings)
+                plans.append((t, "; ".join([*settings, short(sql, params)]), plan))
+                settings = []
         print("\nplans (EXPLAIN (ANALYZE, BUFFERS, SETTINGS), as the store sends them):")
         for t, text, plan in plans:
             print(f"\n--- {t.name}\n{text}\n{plan}")
+        if opts.inflow > 0 and opts.backlog_days > 0:
+            weights = [n for _, n in per_job]
+            await prune_under_inflow(url, opts, now, pool, keys, weights)
     finally:
         await pool.close()
     return out
+
+
+# ---------------------------------------------------------------- prune under inflow
+
+
+def inflow_process(
+    url: str,
+    rate: float,
+    keys: list[str],
+    weights: list[int],
+    tick: tuple[datetime, int, int],
+    stop: Any,
+    ready: Any,
+    out: Any,
+) -> None:
+    """Runs arriving at ``rate`` per second, each written as the worker writes it: the
+    claim (``start_attempt``) then the outcome (``finish_attempt``, which also records
+    the attempt), one transaction each, until ``stop``; sends back (due, done) instants
+    (CLOCK_MONOTONIC, shared across processes) of every run."""
+    asyncio.run(_inflow(url, rate, keys, weights, tick, stop, ready, out))
+
+
+async def _inflow(
+    url: str,
+    rate: float,
+    keys: list[str],
+    weights: list[int],
+    tick: tuple[datetime, int, int],
+    stop: Any,
+    ready: Any,
+    out: Any,
+) -> None:
+    import itertools
+    import random
+    import uuid
+
+    from psycopg_pool import AsyncConnectionPool
+
+    base, nth, of = tick  # this process writes ticks base + (i * of + nth) microseconds
+    rng = random.Random(7 + nth)
+    cumulative = list(itertools.accumulate(weights))
+    concurrency = 16
+    pool = AsyncConnectionPool(
+        url,
+        min_size=concurrency,
+        max_size=concurrency,
+        open=False,
+        kwargs={"autocommit": True},  # as the worker's history pool
+    )
+    await pool.open(wait=True, timeout=60)
+    store = PostgresHistory(pool)
+    todo: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
+    done: list[tuple[float, float]] = []
+    ok = AttemptEnd(
+        RunStatus.SUCCEEDED,
+        duration_ms=42,
+        message="Deleted 12 records",
+        items_processed=12,
+        items_failed=0,
+    )
+
+    async def worker() -> None:
+        while (item := await todo.get()) is not None:
+            i, due = item
+            start = AttemptStart(
+                run_id=str(uuid.uuid4()),
+                job_key=rng.choices(keys, cum_weights=cumulative)[0],
+                trigger=Trigger.SCHEDULE,
+                attempt=1,
+                max_attempts=3,
+                worker="celery@inflow",
+                scheduled_for=base + timedelta(microseconds=i * of + nth),  # a tick each
+                enqueued_at=None,
+                parameters={},
+            )
+            await store.start_attempt(start)
+            await store.finish_attempt(start.run_id, 1, ok)
+            done.append((due, time.monotonic()))
+
+    workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    ready.set()
+    t0 = time.monotonic()
+    i = 0
+    while not stop.is_set():
+        due = t0 + i / rate
+        wait = due - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        todo.put_nowait((i, due))
+        i += 1
+    for _ in workers:
+        todo.put_nowait(None)
+    await asyncio.gather(*workers)
+    await pool.close()
+    out.send(done)
+    out.close()
+
+
+async def prune_under_inflow(
+    url: str,
+    opts: argparse.Namespace,
+    now: datetime,
+    pool: Any,
+    keys: list[str],
+    weights: list[int],
+) -> None:
+    """``prune-history`` over a backlog of ``--backlog-days`` days of runs while runs
+    keep arriving at ``--inflow`` per second: the delete rate against the inflow, each
+    batch's transaction time, and the inflow's latency before and during the prune."""
+    import multiprocessing
+
+    retention_days = opts.months * 30 - 1 - opts.backlog_days
+    cutoff = now - timedelta(days=retention_days)
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    procs = opts.inflow_procs
+    base = datetime.now(UTC)
+    children = []
+    for nth in range(procs):
+        ready = ctx.Event()
+        recv, send = ctx.Pipe(duplex=False)
+        child = ctx.Process(
+            target=inflow_process,
+            args=(url, opts.inflow / procs, keys, weights, (base, nth, procs), stop, ready, send),
+        )
+        child.start()
+        children.append((child, ready, recv))
+    for _, ready, _ in children:
+        ready.wait(120)
+    warm = time.monotonic()
+    await asyncio.sleep(opts.inflow_warmup)
+    rec = Recorder()
+    timing = RecordingPool(pool, rec)
+    store = PostgresHistory(timing)  # type: ignore[arg-type]
+    progress: list[tuple[float, int]] = []
+    p0 = time.monotonic()
+    deleted = await store.prune(cutoff, progress=lambda n: progress.append((time.monotonic(), n)))
+    p1 = time.monotonic()
+    await asyncio.sleep(opts.inflow_warmup)
+    stop.set()
+    done: list[tuple[float, float]] = []
+    for child, _, recv in children:
+        done += recv.recv()
+        child.join(60)
+    prune_s = p1 - p0
+    before = [d for d in done if warm <= d[0] < p0]
+    during = [d for d in done if p0 <= d[1] < p1]
+    lat_before = [(b - a) * 1000 for a, b in before]
+    lat_during = [(b - a) * 1000 for a, b in done if p0 <= a < p1]
+    arrived = sum(1 for a, _ in done if p0 <= a < p1)
+    inflow_rate = len(during) / prune_s if prune_s > 0 else 0.0
+    delete_rate = deleted / prune_s if prune_s > 0 else 0.0
+    batches = timing.held_ms
+    print(
+        f"\nprune-history under inflow (retention_days={retention_days}, a backlog of "
+        f"{opts.backlog_days} days; runs arriving at {opts.inflow:.0f}/s through "
+        f"start_attempt + finish_attempt, {procs} processes of 16 connections):"
+    )
+    print(
+        f"  deleted {deleted:,} runs in {prune_s:.1f} s, {len(batches)} batches:"
+        f" {delete_rate:,.0f} runs/s deleted"
+    )
+    print(
+        f"  batch transaction: median {statistics.median(batches):.0f} ms,"
+        f" p99 {percentile(batches, 0.99) or 0:.0f} ms, max {max(batches):.0f} ms"
+    )
+    print(f"  progress logged {len(progress)} times (one per batch that deleted)")
+    print(
+        f"  inflow during the prune: {arrived:,} due, {len(during):,} written"
+        f" ({inflow_rate:,.0f} runs/s, target {opts.inflow:.0f}/s)"
+    )
+    print(
+        f"  inflow latency (due to written), before the prune: p50"
+        f" {ms(percentile(lat_before, 0.5))} ms, p99 {ms(percentile(lat_before, 0.99))} ms;"
+        f" during: p50 {ms(percentile(lat_during, 0.5))} ms,"
+        f" p99 {ms(percentile(lat_during, 0.99))} ms"
+    )
+    keeps = delete_rate > inflow_rate and len(during) >= 0.95 * arrived
+    print(
+        f"  keeps up: {'yes' if keeps else 'NO'} (deletes {delete_rate / max(inflow_rate, 1):.1f}x"
+        " the inflow; a day of this inflow is pruned in"
+        f" {86400 * opts.inflow / max(delete_rate, 1) / 60:.0f} min)"
+    )
 
 
 def main() -> int:
@@ -337,6 +642,14 @@ def main() -> int:
     parser.add_argument("--months", type=int, default=6)
     parser.add_argument("--repeat", type=int, default=5, help="timed calls per read query")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    parser.add_argument(
+        "--inflow", type=float, default=1000.0, help="runs/s written during the backlog prune"
+    )
+    parser.add_argument(
+        "--backlog-days", type=int, default=30, help="days of runs the prune under inflow deletes"
+    )
+    parser.add_argument("--inflow-warmup", type=float, default=5.0, help="seconds before/after")
+    parser.add_argument("--inflow-procs", type=int, default=2, help="processes writing runs")
     add_fast_flag(parser, FAST_PG)
     opts = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="sp-bench-history-"))
@@ -371,7 +684,7 @@ def run(opts: argparse.Namespace, url: str) -> int:
         },
         [FAST_PG] if opts.fast else [],
     )
-    now = datetime.now(UTC)
+    now = datetime.now(UTC).replace(microsecond=0)
     took = fill(url, opts.rows, opts.jobs, opts.months, now)
     with psycopg.connect(url) as conn:
         sizes = conn.execute(

@@ -7,7 +7,7 @@ come from :mod:`jobs_core.status`.
 
 from __future__ import annotations
 
-from .status import TERMINAL, RunStatus
+from .status import TERMINAL, RunStatus, Trigger
 
 _FINISHED = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL))
 _RUNNING = f"'{RunStatus.RUNNING.value}'"
@@ -226,6 +226,84 @@ WITH batch AS (
 )
 SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM batch), enqueued_at, id
 FROM batch ORDER BY enqueued_at DESC, id DESC LIMIT 1
+"""
+
+# ---------------------------------------------------------------- dashboard and alerts
+
+#: The last ``per_job`` runs of each job, newest first: one probe of (job_key,
+#: enqueued_at) per job that stops after ``per_job`` rows (the dashboard's overview).
+RECENT_OF_JOBS = """
+SELECT k.key, r.ids[1], r.statuses[1], r.statuses, r.durations
+FROM unnest(%(job_keys)s::text[]) AS k(key)
+CROSS JOIN LATERAL (
+    SELECT array_agg(id::text ORDER BY enqueued_at DESC) AS ids,
+           array_agg(status ORDER BY enqueued_at DESC) AS statuses,
+           array_agg(duration_ms ORDER BY enqueued_at DESC) AS durations
+    FROM (SELECT id, status, duration_ms, enqueued_at FROM job_runs
+          WHERE job_key = k.key ORDER BY enqueued_at DESC LIMIT %(per_job)s) AS last
+) AS r
+WHERE r.ids IS NOT NULL
+"""
+
+#: Triggers of runs that are ticks of the schedule (backfills included): the rows of the
+#: tick ledger, written into the SQL as literals so PostgreSQL can use the partial index
+#: on ticks (migration 0003).
+TICK_TRIGGERS = tuple(t.value for t in Trigger if t.carries_tick)
+_TICKS = ", ".join(f"'{t}'" for t in TICK_TRIGGERS)
+
+#: The tick ledger: a job's latest ticks by scheduled instant, skipped ones too.
+TICKS = (
+    f"SELECT {RUN_COLUMNS} FROM job_runs WHERE job_key = %(job_key)s"
+    f" AND trigger IN ({_TICKS})"
+    " ORDER BY scheduled_for DESC LIMIT %(limit)s"
+)
+
+#: Statuses that count as failures for the alerts (skipped and cancelled runs do not).
+FAILURES = (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.LOST)
+_FAILURES = ", ".join(f"'{status.value}'" for status in FAILURES)
+
+#: Runs of each job the job health reads whatever happened: the runs still running
+#: and the latest finished run are looked for among these only.
+HEALTH_RECENT_RUNS = 50
+
+#: The health of every job of ``keys`` in one round trip (the leading beat's alerting
+#: cycle). Every lateral walks ``job_runs_job_page`` from a job's newest run and stops
+#: early: at its latest success, at the first run older than that success, or after
+#: HEALTH_RECENT_RUNS runs. Nothing looks for a failure older than the latest success
+#: beyond those runs: for a job that has never failed that walk would read every run of
+#: the job (status is not indexed, see migration 0001), seconds at 10 million runs.
+JOB_HEALTH = f"""
+SELECT k.job_key, s.ref_at, s.enqueued_at, c.last_failed_at, c.failures, c.ids, r.recent
+FROM unnest(%(keys)s::text[]) AS k(job_key)
+LEFT JOIN LATERAL (
+    SELECT coalesce(scheduled_for, started_at, enqueued_at) AS ref_at, enqueued_at
+    FROM job_runs
+    WHERE job_key = k.job_key AND status = '{RunStatus.SUCCEEDED.value}'
+    ORDER BY enqueued_at DESC LIMIT 1
+) s ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS failures,
+           (array_agg(id::text ORDER BY enqueued_at DESC))[1:%(max_ids)s] AS ids,
+           (array_agg(coalesce(finished_at, updated_at) ORDER BY enqueued_at DESC))[1]
+               AS last_failed_at
+    FROM job_runs
+    WHERE job_key = k.job_key AND status IN ({_FAILURES})
+      AND enqueued_at > coalesce(s.enqueued_at, '-infinity'::timestamptz)
+) c ON true
+LEFT JOIN LATERAL (
+    SELECT array_agg(
+               ARRAY[id::text, status,
+                     extract(epoch FROM coalesce(started_at, enqueued_at))::text,
+                     extract(epoch FROM coalesce(finished_at, updated_at))::text]
+               ORDER BY enqueued_at DESC
+           ) AS recent
+    FROM (
+        SELECT id, status, started_at, enqueued_at, finished_at, updated_at
+        FROM job_runs
+        WHERE job_key = k.job_key
+        ORDER BY enqueued_at DESC LIMIT {HEALTH_RECENT_RUNS}
+    ) last
+) r ON true
 """
 
 # ---------------------------------------------------------------- migrations

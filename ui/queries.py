@@ -1,25 +1,20 @@
 """The dashboard's reads of run history: the store's public methods plus the few
 queries only the dashboard needs (recent runs of many jobs at once, the tick ledger),
-kept here in one place. Filtered, paged history is the store's (shared with the CLI)."""
+whose SQL is in :mod:`jobs_core.history_queries` with the rest. Filtered, paged history
+is the store's (shared with the CLI)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from jobs_core import history_queries as q
 from jobs_core.history import Cursor, Run, RunFilter, RunHistory
 from jobs_core.history_pg import PostgresHistory, run_from_row
-from jobs_core.history_queries import RUN_COLUMNS
-from jobs_core.status import RunStatus, Trigger
+from jobs_core.status import RunStatus
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
-
-#: Triggers of runs that are ticks of the schedule (backfills included): the rows of the
-#: tick ledger. Written into
-#: the SQL as literals so PostgreSQL can use the partial index on ticks.
-TICK_TRIGGERS = tuple(t.value for t in Trigger if t.carries_tick)
-_TICKS_SQL = ", ".join(f"'{t}'" for t in TICK_TRIGGERS)
 
 
 @dataclass(frozen=True)
@@ -44,20 +39,8 @@ class Queries:
         """The last ``per_job`` runs of each job: one index probe per job, one row each."""
         if not job_keys:
             return {}
-        sql = """
-        SELECT k.key, r.ids[1], r.statuses[1], r.statuses, r.durations
-        FROM unnest(%s::text[]) AS k(key)
-        CROSS JOIN LATERAL (
-            SELECT array_agg(id::text ORDER BY enqueued_at DESC) AS ids,
-                   array_agg(status ORDER BY enqueued_at DESC) AS statuses,
-                   array_agg(duration_ms ORDER BY enqueued_at DESC) AS durations
-            FROM (SELECT id, status, duration_ms, enqueued_at FROM job_runs
-                  WHERE job_key = k.key ORDER BY enqueued_at DESC LIMIT %s) AS last
-        ) AS r
-        WHERE r.ids IS NOT NULL
-        """
         async with self.pool.connection() as conn:
-            cur = await conn.execute(sql, (job_keys, per_job))
+            cur = await conn.execute(q.RECENT_OF_JOBS, {"job_keys": job_keys, "per_job": per_job})
             rows = await cur.fetchall()
         return {
             key: Recent(last_id, RunStatus(last_status), statuses[::-1], durations[::-1])
@@ -72,10 +55,6 @@ class Queries:
 
     async def ticks(self, job_key: str, limit: int) -> list[Run]:
         """The tick ledger: the job's latest ticks by scheduled instant, skipped ones too."""
-        sql = (
-            f"SELECT {RUN_COLUMNS} FROM job_runs WHERE job_key = %s"
-            f" AND trigger IN ({_TICKS_SQL}) ORDER BY scheduled_for DESC LIMIT %s"
-        )
         async with self.pool.connection() as conn:
-            cur = await conn.execute(sql, (job_key, limit))
+            cur = await conn.execute(q.TICKS, {"job_key": job_key, "limit": limit})
             return [run_from_row(r) for r in await cur.fetchall()]
