@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (
     FAST_PG,
     add_fast_flag,
+    cpu_seconds,
     ms,
     percentile,
     pg_settings,
@@ -61,7 +62,7 @@ from jobs_core.history import AttemptEnd, AttemptStart, RunFilter
 from jobs_core.history_pg import PostgresHistory
 from jobs_core.job_health import fetch_job_health
 from jobs_core.status import RunStatus, Trigger
-from ui.app import HISTORY_PAGE, JOBS_PAGE, LEDGER_SIZE
+from ui.app import HISTORY_PAGE, HISTORY_SCAN, JOBS_PAGE, LEDGER_SIZE
 from ui.queries import Queries
 from ui.views import RECENT_RUNS
 
@@ -362,7 +363,9 @@ async def bench(url: str, opts: argparse.Namespace, now: datetime) -> list[Timed
             label = f"{key} ({n:,} runs)"
 
             async def job_page(key: str = key, status: RunStatus | None = None) -> None:
-                await queries.history(RunFilter(job_key=key, status=status), limit=HISTORY_PAGE)
+                await queries.history(
+                    RunFilter(job_key=key, status=status), limit=HISTORY_PAGE, scan=HISTORY_SCAN
+                )
                 await queries.ticks(key, LEDGER_SIZE)
 
             async def job_failed(key: str = key) -> None:
@@ -581,13 +584,25 @@ async def prune_under_inflow(
         ready.wait(120)
     warm = time.monotonic()
     await asyncio.sleep(opts.inflow_warmup)
+    from psycopg_pool import AsyncConnectionPool
+
+    # One connection, autocommit as the worker's pool: its server process's CPU time is
+    # the prune's whole cost on the server, a figure the machine's load does not change.
+    one = AsyncConnectionPool(url, min_size=1, max_size=1, open=False, kwargs={"autocommit": True})
+    await one.open(wait=True, timeout=60)
+    async with one.connection() as conn:
+        row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
+    backend = int(row[0]) if row else 0
+    cpu0 = cpu_seconds(backend)
     rec = Recorder()
-    timing = RecordingPool(pool, rec)
+    timing = RecordingPool(one, rec)
     store = PostgresHistory(timing)  # type: ignore[arg-type]
     progress: list[tuple[float, int]] = []
     p0 = time.monotonic()
     deleted = await store.prune(cutoff, progress=lambda n: progress.append((time.monotonic(), n)))
     p1 = time.monotonic()
+    prune_cpu = cpu_seconds(backend) - cpu0
+    await one.close()
     await asyncio.sleep(opts.inflow_warmup)
     stop.set()
     done: list[tuple[float, float]] = []
@@ -595,12 +610,13 @@ async def prune_under_inflow(
         done += recv.recv()
         child.join(60)
     prune_s = p1 - p0
-    before = [d for d in done if warm <= d[0] < p0]
+    before = [d for d in done if warm <= d[1] < p0]
     during = [d for d in done if p0 <= d[1] < p1]
     lat_before = [(b - a) * 1000 for a, b in before]
     lat_during = [(b - a) * 1000 for a, b in done if p0 <= a < p1]
     arrived = sum(1 for a, _ in done if p0 <= a < p1)
     inflow_rate = len(during) / prune_s if prune_s > 0 else 0.0
+    before_rate = len(before) / max(p0 - warm, 1e-9)
     delete_rate = deleted / prune_s if prune_s > 0 else 0.0
     batches = timing.held_ms
     print(
@@ -616,10 +632,17 @@ async def prune_under_inflow(
         f"  batch transaction: median {statistics.median(batches):.0f} ms,"
         f" p99 {percentile(batches, 0.99) or 0:.0f} ms, max {max(batches):.0f} ms"
     )
+    per_run_us = prune_cpu / max(deleted, 1) * 1e6
+    day_cpu_min = 86400 * opts.inflow * per_run_us / 1e6 / 60
+    print(
+        f"  server CPU of the prune: {prune_cpu:.1f} s, {per_run_us:.0f} us per deleted run:"
+        f" a day of runs at {opts.inflow:.0f}/s costs {day_cpu_min:.0f} CPU-minutes to prune"
+    )
     print(f"  progress logged {len(progress)} times (one per batch that deleted)")
     print(
-        f"  inflow during the prune: {arrived:,} due, {len(during):,} written"
-        f" ({inflow_rate:,.0f} runs/s, target {opts.inflow:.0f}/s)"
+        f"  inflow written: {before_rate:,.0f} runs/s before the prune, {inflow_rate:,.0f}"
+        f" runs/s during it ({len(during):,} written of {arrived:,} due; target"
+        f" {opts.inflow:.0f}/s)"
     )
     print(
         f"  inflow latency (due to written), before the prune: p50"
@@ -627,11 +650,13 @@ async def prune_under_inflow(
         f" during: p50 {ms(percentile(lat_during, 0.5))} ms,"
         f" p99 {ms(percentile(lat_during, 0.99))} ms"
     )
-    keeps = delete_rate > inflow_rate and len(during) >= 0.95 * arrived
+    keeps = delete_rate > max(inflow_rate, opts.inflow)
+    held = len(during) >= 0.95 * arrived
     print(
-        f"  keeps up: {'yes' if keeps else 'NO'} (deletes {delete_rate / max(inflow_rate, 1):.1f}x"
-        " the inflow; a day of this inflow is pruned in"
-        f" {86400 * opts.inflow / max(delete_rate, 1) / 60:.0f} min)"
+        f"  keeps up: {'yes' if keeps else 'NO'} (deletes {delete_rate:,.0f} runs/s,"
+        f" {delete_rate / opts.inflow:.1f}x the target inflow; a day of runs at"
+        f" {opts.inflow:.0f}/s is pruned in {86400 * opts.inflow / max(delete_rate, 1) / 60:.0f}"
+        f" min); the inflow {'held' if held else 'did NOT hold'} its rate during the prune"
     )
 
 

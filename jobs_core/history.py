@@ -303,10 +303,21 @@ class RunHistory(Protocol):
         ...
 
     async def runs(
-        self, filters: RunFilter, *, limit: int, after: Cursor | None = None
+        self,
+        filters: RunFilter,
+        *,
+        limit: int,
+        after: Cursor | None = None,
+        scan: int | None = None,
     ) -> tuple[list[Run], Cursor | None]:
         """One page of the runs that match, newest enqueued first (ties: higher id
-        first), and the cursor of the next page (None: this is the last)."""
+        first), and the cursor of the next page (None: this is the last).
+
+        ``scan`` bounds the work of a page filtered by status (or, for one job, by
+        trigger), which no index answers: of the runs that match the other filters,
+        only the ``scan`` newest after the cursor are looked at. The page then holds
+        the matching ones among those, possibly fewer than ``limit`` or none, and the
+        cursor continues after the last one looked at while older runs are left."""
         ...
 
     async def last_runs(self, job_keys: Sequence[str]) -> dict[str, Run]:

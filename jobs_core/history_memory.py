@@ -296,23 +296,43 @@ class MemoryHistory:
         return runs
 
     async def runs(
-        self, filters: RunFilter, *, limit: int, after: Cursor | None = None
+        self,
+        filters: RunFilter,
+        *,
+        limit: int,
+        after: Cursor | None = None,
+        scan: int | None = None,
     ) -> tuple[list[Run], Cursor | None]:
-        def wanted(run: Run) -> bool:
-            f = filters
+        if scan is not None and scan < 1:
+            raise ValueError(f"scan must be at least 1, got {scan}")
+        f = filters
+        # What no index answers in PostgreSQL (see history_queries.unindexed).
+        trigger_unindexed = f.trigger is not None and f.job_key is not None
+        bounded = scan is not None and (f.status is not None or trigger_unindexed)
+
+        def indexed(run: Run) -> bool:
             return (
                 (f.job_key is None or run.job_key == f.job_key)
-                and (f.status is None or run.status is f.status)
-                and (f.trigger is None or run.trigger is f.trigger)
+                and (f.trigger is None or trigger_unindexed or run.trigger is f.trigger)
                 and (f.since is None or run.enqueued_at >= f.since)
                 and (f.until is None or run.enqueued_at < f.until)
                 and (after is None or (run.enqueued_at, run.id) < (after.enqueued_at, after.id))
             )
 
-        matching = self._newest_first([r.run for r in self._rows.values() if wanted(r.run)])
+        def others(run: Run) -> bool:
+            return (f.status is None or run.status is f.status) and (
+                not trigger_unindexed or run.trigger is f.trigger
+            )
+
+        candidates = self._newest_first([r.run for r in self._rows.values() if indexed(r.run)])
+        looked_at = candidates[:scan] if bounded and scan is not None else candidates
+        matching = [run for run in looked_at if others(run)]
         page = matching[:limit]
-        more = len(matching) > limit and page
-        return page, (Cursor.after_run(page[-1]) if more else None)
+        if len(matching) > limit and page:
+            return page, Cursor.after_run(page[-1])
+        if len(candidates) > len(looked_at):
+            return page, Cursor.after_run(looked_at[-1])
+        return page, None
 
     async def last_runs(self, job_keys: Sequence[str]) -> dict[str, Run]:
         wanted = set(job_keys)

@@ -269,7 +269,12 @@ class PostgresHistory:
         return runs
 
     async def runs(
-        self, filters: RunFilter, *, limit: int, after: Cursor | None = None
+        self,
+        filters: RunFilter,
+        *,
+        limit: int,
+        after: Cursor | None = None,
+        scan: int | None = None,
     ) -> tuple[list[Run], Cursor | None]:
         params: dict[str, Any] = {
             "job_key": filters.job_key,
@@ -283,12 +288,27 @@ class PostgresHistory:
         if after is not None:
             used.add("after")
             params.update(after_enqueued_at=after.enqueued_at, after_id=after.id)
+        if scan is not None and scan < 1:
+            raise ValueError(f"scan must be at least 1, got {scan}")
+        conditions = frozenset(used)
+        bounded = scan is not None and bool(q.unindexed(conditions))
         async with self.pool.connection() as conn:
-            cur = await conn.execute(q.runs(frozenset(used)), params)
+            if bounded:
+                params["scan"] = scan
+                cur = await conn.execute(q.scanned_runs(conditions), params)
+            else:
+                cur = await conn.execute(q.runs(conditions), params)
             rows = await cur.fetchall()
-        page = [run_from_row(r) for r in rows[:limit]]
-        more = len(rows) > limit and page
-        return page, (Cursor.after_run(page[-1]) if more else None)
+            page = [run_from_row(r) for r in rows[:limit]]
+            if len(rows) > limit:
+                return page, Cursor.after_run(page[-1])
+            if not bounded:
+                return page, None
+            # A short page: the scan ended before enough runs matched, or nothing older
+            # is left; in the first case the next page starts after the last run read.
+            cur = await conn.execute(q.scan_end(conditions), params)
+            end = await cur.fetchall()
+        return page, (Cursor(end[0][0], end[0][1]) if len(end) > 1 else None)
 
     async def last_runs(self, job_keys: Sequence[str]) -> dict[str, Run]:
         if not job_keys:

@@ -179,17 +179,70 @@ _RUN_FILTERS = {
 }
 
 
+def _known(conditions: frozenset[str]) -> None:
+    unknown = conditions - _RUN_FILTERS.keys()
+    if unknown:
+        raise ValueError(f"unknown run filters: {sorted(unknown)}")
+
+
+def _where(conditions: frozenset[str] | set[str]) -> str:
+    return " AND ".join(_RUN_FILTERS[c] for c in _RUN_FILTERS if c in conditions) or "true"
+
+
+#: The order of every page: the indexes' (enqueued_at, id), the column and not the
+#: ``id::text`` of RUN_COLUMNS (ordering by that text the planner cannot walk an index
+#: in order, and adds a sort).
+_NEWEST_FIRST = "ORDER BY enqueued_at DESC, job_runs.id DESC"
+
+
 def runs(conditions: frozenset[str]) -> str:
     """Filtered, keyset-paged runs, newest first; ``conditions`` names the filters used
     (keys of ``_RUN_FILTERS``). The order matches the indexes of migration 0003, so a
     page is an index range scan, with or without a job."""
-    unknown = conditions - _RUN_FILTERS.keys()
-    if unknown:
-        raise ValueError(f"unknown run filters: {sorted(unknown)}")
-    where = " AND ".join(_RUN_FILTERS[c] for c in _RUN_FILTERS if c in conditions) or "true"
+    _known(conditions)
     return (
-        f"SELECT {RUN_COLUMNS} FROM job_runs WHERE {where}"
-        " ORDER BY enqueued_at DESC, id DESC LIMIT %(limit)s"
+        f"SELECT {RUN_COLUMNS} FROM job_runs WHERE {_where(conditions)}"
+        f" {_NEWEST_FIRST} LIMIT %(limit)s"
+    )
+
+
+def unindexed(conditions: frozenset[str]) -> frozenset[str]:
+    """The conditions no index answers, so a page filtered by them reads runs until
+    it has ``limit`` matching ones: status (never indexed, see migration 0001) and,
+    for one job, trigger (the trigger index leads with the trigger, not the job)."""
+    return frozenset(
+        c for c in conditions if c == "status" or (c == "trigger" and "job_key" in conditions)
+    )
+
+
+def scanned_runs(conditions: frozenset[str]) -> str:
+    """:func:`runs` reading at most ``%(scan)s`` runs of the indexed conditions' range
+    and keeping the ones that match the others (:func:`unindexed`): a page costs at most
+    that many rows whatever the filters, and may come back short while older runs match
+    (:func:`scan_end` says where to go on from)."""
+    _known(conditions)
+    wanted = _where(unindexed(conditions))
+    return f"""
+WITH scanned AS (
+    SELECT job_runs.id AS run_id, enqueued_at AS at, {wanted} AS wanted FROM job_runs
+    WHERE {_where(conditions - unindexed(conditions))}
+    {_NEWEST_FIRST} LIMIT %(scan)s
+), page AS (
+    SELECT run_id, at FROM scanned WHERE wanted ORDER BY at DESC, run_id DESC LIMIT %(limit)s
+)
+SELECT {RUN_COLUMNS} FROM page JOIN job_runs ON job_runs.id = page.run_id
+ORDER BY page.at DESC, page.run_id DESC
+"""
+
+
+def scan_end(conditions: frozenset[str]) -> str:
+    """The last run :func:`scanned_runs` read and the one after it (fewer than two
+    rows: it read them all): the next page starts after the first."""
+    _known(conditions)
+    return (
+        f"SELECT enqueued_at, id::text FROM job_runs"
+        f" WHERE {_where(conditions - unindexed(conditions))}"
+        f" {_NEWEST_FIRST} OFFSET %(scan)s - 1 LIMIT 2"
     )
 
 

@@ -48,10 +48,16 @@ class Queries:
         }
 
     async def history(
-        self, filters: RunFilter, *, limit: int, after: Cursor | None = None
+        self,
+        filters: RunFilter,
+        *,
+        limit: int,
+        after: Cursor | None = None,
+        scan: int | None = None,
     ) -> tuple[list[Run], Cursor | None]:
-        """One page of runs, newest first, and the cursor of the next page."""
-        return await self.store.runs(filters, limit=limit, after=after)
+        """One page of runs, newest first, and the cursor of the next page (``scan``:
+        see :meth:`jobs_core.history.RunHistory.runs`)."""
+        return await self.store.runs(filters, limit=limit, after=after, scan=scan)
 
     async def ticks(self, job_key: str, limit: int) -> list[Run]:
         """The tick ledger: the job's latest ticks by scheduled instant, skipped ones too."""

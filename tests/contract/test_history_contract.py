@@ -647,6 +647,71 @@ def test_runs_filters_and_pages(in_history: InHistory[None]) -> None:
     in_history(body)
 
 
+def test_runs_with_a_bounded_scan(in_history: InHistory[None]) -> None:
+    """``scan`` bounds the runs a page filtered by status (or, for one job, trigger)
+    looks at: pages may come back short or empty, with a cursor while older runs are
+    left, and paging on yields exactly the runs an unbounded page would."""
+
+    async def body(h: RunHistory) -> None:
+        ids = []
+        for i in range(10):
+            rid = new_id()
+            ids.append(rid)
+            trigger = Trigger.MANUAL if i == 8 else Trigger.SCHEDULE
+            await h.start_attempt(
+                start(
+                    rid,
+                    job=JOB if i % 4 != 2 else "ext/other",
+                    trigger=trigger,
+                    scheduled_for=TICK + timedelta(minutes=i) if trigger.is_tick else None,
+                    # Runs 4 and 5 enqueued at the same instant: ordered by id.
+                    enqueued_at=TICK + timedelta(seconds=i - (i == 5)),
+                )
+            )
+            failed = i in (1, 4, 5, 6)
+            await h.finish_attempt(rid, 1, end(RunStatus.FAILED if failed else RunStatus.SUCCEEDED))
+
+        async def pages(f: RunFilter, limit: int, scan: int | None) -> list[list[str]]:
+            out, cursor = [], None
+            while True:
+                runs, cursor = await h.runs(f, limit=limit, after=cursor, scan=scan)
+                out.append([r.id for r in runs])
+                if cursor is None:
+                    return out
+
+        failed = RunFilter(job_key=JOB, status=RunStatus.FAILED)
+        everything = (await h.runs(failed, limit=100))[0]
+        assert {r.id for r in everything} == {ids[1], ids[4], ids[5]}  # 6 is another job's
+        # JOB's runs, newest first: 9 8 7 5|4 3 1 0 (run 5 and 4 tie); scan 3 at a time.
+        got = await pages(failed, limit=2, scan=3)
+        assert [rid for page in got for rid in page] == [r.id for r in everything]
+        assert got[0] == [] and len(got) == 3  # 9 8 7 | 5 4 3 | 1 0
+        # A page fills up within the scan: the usual cursor, after its last run.
+        runs, cursor = await h.runs(failed, limit=1, scan=100)
+        assert [r.id for r in runs] == [everything[0].id] and cursor is not None
+        # Whatever the limit and the scan, paging yields what one unbounded page does.
+        filters = [
+            failed,
+            RunFilter(job_key=JOB, trigger=Trigger.MANUAL),
+            RunFilter(status=RunStatus.SUCCEEDED),
+            RunFilter(status=RunStatus.FAILED, until=TICK + timedelta(seconds=6)),
+            RunFilter(job_key="ext/none", status=RunStatus.FAILED),
+        ]
+        for f in filters:
+            want = [r.id for r in (await h.runs(f, limit=100))[0]]
+            for limit, scan in ((1, 1), (2, 3), (1, 4), (5, 2), (100, 100)):
+                got = await pages(f, limit=limit, scan=scan)
+                assert [rid for page in got for rid in page] == want, (f, limit, scan)
+                assert all(len(page) <= limit for page in got)
+        # Filters an index answers are not bounded: the whole page at once.
+        manual, cursor = await h.runs(RunFilter(trigger=Trigger.MANUAL), limit=100, scan=1)
+        assert [r.id for r in manual] == [ids[8]] and cursor is None
+        alone, cursor = await h.runs(RunFilter(job_key=JOB), limit=100, scan=1)
+        assert len(alone) == 8 and cursor is None
+
+    in_history(body)
+
+
 def test_prune_walks_past_unfinished_runs_in_batches_and_reports_progress(
     in_history: InHistory[None],
 ) -> None:

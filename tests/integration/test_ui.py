@@ -293,6 +293,37 @@ def test_history_is_paged(stack: Stack) -> None:
     assert 'rel="next"' not in second
 
 
+def test_a_filtered_page_looks_at_a_bounded_number_of_runs(stack: Stack) -> None:
+    """A status filter no index answers: the page reads at most HISTORY_SCAN runs, says
+    so when none of them matched, and links on to the older runs."""
+    import psycopg
+
+    from ui.app import HISTORY_SCAN
+
+    job = "maintenance/prune-history"
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        failed = conn.execute(
+            "INSERT INTO job_runs (id, job_key, trigger, status, enqueued_at, finished_at)"
+            " VALUES (gen_random_uuid(), %s, 'manual', 'failed', now() - interval '2 hours',"
+            " now() - interval '2 hours') RETURNING id::text",
+            (job,),
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO job_runs (id, job_key, trigger, status, enqueued_at, finished_at)"
+            " SELECT gen_random_uuid(), %s, 'manual', 'succeeded',"
+            " now() - interval '1 hour' + n * interval '1 ms', now()"
+            " FROM generate_series(1, %s) AS n",
+            (job, HISTORY_SCAN),
+        )
+    assert failed is not None
+    first = _history(stack.page(f"/jobs/{job}?status=failed"))
+    assert f"No runs match these filters among the {HISTORY_SCAN:,} runs looked at" in first
+    older = re.search(r'href="(/jobs/maintenance/prune-history\?[^"]+)" rel="next"', first)
+    assert older, "no link to the older runs"
+    second = _history(stack.page(older.group(1).replace("&amp;", "&")))
+    assert f"/runs/{failed[0]}" in second and 'rel="next"' not in second
+
+
 def test_run_page_shows_attempts_errors_parameters_and_flower(stack: Stack) -> None:
     page = stack.page(f"/runs/{stack.broken_run}")
     assert "s-failed" in page and "2 of 2" in page

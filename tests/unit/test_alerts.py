@@ -190,6 +190,24 @@ def test_health_row_from_history() -> None:
     assert health_from_row(("a/b", None, None, None, None, None, None)) == JobHealth("a/b")
 
 
+def test_health_row_last_failure_from_the_recent_runs() -> None:
+    """No failure since the latest success: the latest failure is the newest failed run
+    among the recent ones (their 4th field: when it ended), if any."""
+    recent = [
+        ["s2", "succeeded", "1714568400", "1714568410"],
+        ["f1", "timed_out", "1714568300", "1714568310.25"],
+        ["f0", "failed", "1714568200", "1714568210"],
+    ]
+    h = health_from_row(("a/b", T0, T0, None, 0, None, recent))
+    assert h.last_failure_at == datetime.fromtimestamp(1714568310.25, UTC)
+    assert h.consecutive_failures == 0 and h.last_finished == ("s2", "succeeded")
+    # A failure since the latest success comes from the query itself and wins.
+    h = health_from_row(("a/b", T0, T0, T0, 1, ["f9"], recent))
+    assert h.last_failure_at == T0
+    skipped = [["k", "skipped", "1714568400", "1714568410"]]
+    assert health_from_row(("a/b", T0, T0, None, 0, None, skipped)).last_failure_at is None
+
+
 # ----------------------------------------------------------------- profile keys
 
 
