@@ -458,6 +458,36 @@ async def bench(url: str, opts: argparse.Namespace, now: datetime) -> list[Timed
 # ---------------------------------------------------------------- prune under inflow
 
 
+class _OneConnection:
+    """A "pool" of one connection, for a writer that owns it."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    @contextlib.asynccontextmanager
+    async def connection(self, **_: Any) -> AsyncIterator[Any]:
+        yield self._conn
+
+
+def server_cpu(postmaster: int) -> dict[int, float]:
+    """CPU seconds so far of the server's processes (the postmaster and its children)."""
+    out = {postmaster: cpu_seconds(postmaster)}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
+                out[int(entry.name)] = cpu_seconds(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(v - before.get(pid, 0.0) for pid, v in after.items())
+
+
 def inflow_process(
     url: str,
     rate: float,
@@ -489,21 +519,17 @@ async def _inflow(
     import random
     import uuid
 
-    from psycopg_pool import AsyncConnectionPool
+    import psycopg
 
     base, nth, of = tick  # this process writes ticks base + (i * of + nth) microseconds
     rng = random.Random(7 + nth)
     cumulative = list(itertools.accumulate(weights))
     concurrency = 16
-    pool = AsyncConnectionPool(
-        url,
-        min_size=concurrency,
-        max_size=concurrency,
-        open=False,
-        kwargs={"autocommit": True},  # as the worker's history pool
-    )
-    await pool.open(wait=True, timeout=60)
-    store = PostgresHistory(pool)
+    # Autocommit, as the worker's history pool; one connection per writer (a pool's
+    # checkout costs this process more CPU than the statements, on a busy machine).
+    conns = [
+        await psycopg.AsyncConnection.connect(url, autocommit=True) for _ in range(concurrency)
+    ]
     todo: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
     done: list[tuple[float, float]] = []
     ok = AttemptEnd(
@@ -514,7 +540,8 @@ async def _inflow(
         items_failed=0,
     )
 
-    async def worker() -> None:
+    async def worker(conn: Any) -> None:
+        store = PostgresHistory(_OneConnection(conn))  # type: ignore[arg-type]
         while (item := await todo.get()) is not None:
             i, due = item
             start = AttemptStart(
@@ -532,7 +559,7 @@ async def _inflow(
             await store.finish_attempt(start.run_id, 1, ok)
             done.append((due, time.monotonic()))
 
-    workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    workers = [asyncio.create_task(worker(conn)) for conn in conns]
     ready.set()
     t0 = time.monotonic()
     i = 0
@@ -546,7 +573,8 @@ async def _inflow(
     for _ in workers:
         todo.put_nowait(None)
     await asyncio.gather(*workers)
-    await pool.close()
+    for conn in conns:
+        await conn.close()
     out.send(done)
     out.close()
 
@@ -583,7 +611,9 @@ async def prune_under_inflow(
     for _, ready, _ in children:
         ready.wait(120)
     warm = time.monotonic()
+    cpu_warm = server_cpu(opts.server_pid)
     await asyncio.sleep(opts.inflow_warmup)
+    cpu_p0 = server_cpu(opts.server_pid)
     from psycopg_pool import AsyncConnectionPool
 
     # One connection, autocommit as the worker's pool: its server process's CPU time is
@@ -602,6 +632,7 @@ async def prune_under_inflow(
     deleted = await store.prune(cutoff, progress=lambda n: progress.append((time.monotonic(), n)))
     p1 = time.monotonic()
     prune_cpu = cpu_seconds(backend) - cpu0
+    cpu_p1 = server_cpu(opts.server_pid)
     await one.close()
     await asyncio.sleep(opts.inflow_warmup)
     stop.set()
@@ -637,6 +668,13 @@ async def prune_under_inflow(
     print(
         f"  server CPU of the prune: {prune_cpu:.1f} s, {per_run_us:.0f} us per deleted run:"
         f" a day of runs at {opts.inflow:.0f}/s costs {day_cpu_min:.0f} CPU-minutes to prune"
+    )
+    before_us = cpu_between(cpu_warm, cpu_p0) / max(len(before), 1) * 1e6
+    during_us = (cpu_between(cpu_p0, cpu_p1) - prune_cpu) / max(len(during), 1) * 1e6
+    print(
+        f"  server CPU of the inflow: {before_us:.0f} us per run written before the prune,"
+        f" {during_us:.0f} us during it (all server processes but the prune's);"
+        f" {opts.inflow:.0f} runs/s take {opts.inflow * before_us / 1e6:.2f} CPUs"
     )
     print(f"  progress logged {len(progress)} times (one per batch that deleted)")
     print(
@@ -680,6 +718,7 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="sp-bench-history-"))
     try:
         with private_postgres(base, durable=not opts.fast) as pg:
+            opts.server_pid = pg.proc.pid if pg.proc is not None else 0
             return run(opts, pg.url)
     finally:
         if opts.keep:

@@ -315,18 +315,29 @@ TICKS = (
 FAILURES = (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.LOST)
 _FAILURES = ", ".join(f"'{status.value}'" for status in FAILURES)
 
-#: Runs of each job the job health reads whatever happened: the runs still running
-#: and the latest finished run are looked for among these only.
+#: Runs of each job the job health reads whatever happened: the runs still running,
+#: the latest finished run and a failure older than the latest success are looked for
+#: among these only.
 HEALTH_RECENT_RUNS = 50
+
+_ENDED = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL))
+_HEALTH_WINDOW = (
+    "SELECT id, status, started_at, enqueued_at, finished_at, updated_at FROM job_runs"
+    f" WHERE job_key = k.job_key ORDER BY enqueued_at DESC LIMIT {HEALTH_RECENT_RUNS}"
+)
 
 #: The health of every job of ``keys`` in one round trip (the leading beat's alerting
 #: cycle). Every lateral walks ``job_runs_job_page`` from a job's newest run and stops
-#: early: at its latest success, at the first run older than that success, or after
-#: HEALTH_RECENT_RUNS runs. Nothing looks for a failure older than the latest success
-#: beyond those runs: for a job that has never failed that walk would read every run of
-#: the job (status is not indexed, see migration 0001), seconds at 10 million runs.
+#: early: at its latest success, at the first run older than that success, at its
+#: latest finished run, or after HEALTH_RECENT_RUNS runs, which are summed up in the
+#: server (a few values per job come back, not the runs, and only the few running or
+#: failed runs are turned into text: building arrays of all 50 cost more than reading
+#: them). Nothing looks for a failure older than the latest success beyond those runs:
+#: for a job that has never failed that walk would read every run of the job (status
+#: is not indexed, see migration 0001), seconds at 10 million runs.
 JOB_HEALTH = f"""
-SELECT k.job_key, s.ref_at, s.enqueued_at, c.last_failed_at, c.failures, c.ids, r.recent
+SELECT k.job_key, s.ref_at, s.enqueued_at, c.last_failed_at, c.failures, c.ids,
+       r.running_ids, r.running_since, e.id, e.status, r.failed_at
 FROM unnest(%(keys)s::text[]) AS k(job_key)
 LEFT JOIN LATERAL (
     SELECT coalesce(scheduled_for, started_at, enqueued_at) AS ref_at, enqueued_at
@@ -344,19 +355,19 @@ LEFT JOIN LATERAL (
       AND enqueued_at > coalesce(s.enqueued_at, '-infinity'::timestamptz)
 ) c ON true
 LEFT JOIN LATERAL (
-    SELECT array_agg(
-               ARRAY[id::text, status,
-                     extract(epoch FROM coalesce(started_at, enqueued_at))::text,
-                     extract(epoch FROM coalesce(finished_at, updated_at))::text]
-               ORDER BY enqueued_at DESC
-           ) AS recent
-    FROM (
-        SELECT id, status, started_at, enqueued_at, finished_at, updated_at
-        FROM job_runs
-        WHERE job_key = k.job_key
-        ORDER BY enqueued_at DESC LIMIT {HEALTH_RECENT_RUNS}
-    ) last
+    SELECT array_agg(id::text ORDER BY enqueued_at DESC)
+               FILTER (WHERE status = {_RUNNING}) AS running_ids,
+           array_agg(coalesce(started_at, enqueued_at) ORDER BY enqueued_at DESC)
+               FILTER (WHERE status = {_RUNNING}) AS running_since,
+           (array_agg(coalesce(finished_at, updated_at) ORDER BY enqueued_at DESC)
+               FILTER (WHERE status IN ({_FAILURES})))[1] AS failed_at
+    FROM ({_HEALTH_WINDOW}) AS last
 ) r ON true
+LEFT JOIN LATERAL (
+    SELECT id::text, status FROM ({_HEALTH_WINDOW}) AS last
+    WHERE status IN ({_ENDED})
+    ORDER BY enqueued_at DESC LIMIT 1
+) e ON true
 """
 
 # ---------------------------------------------------------------- migrations

@@ -174,38 +174,26 @@ def test_signature_is_hmac_sha256_of_the_body() -> None:
 
 
 def test_health_row_from_history() -> None:
-    row = (
-        "a/b",
-        T0,
-        T0,
-        T0 + timedelta(hours=1),
-        2,
-        ["f2", "f1"],
-        [["r3", "running", "1714568400.5"], ["f2", "failed", "1714568000"], ["x", "skipped", "1"]],
-    )
-    h = health_from_row(row)
+    started = datetime.fromtimestamp(1714568400.5, UTC)
+    row = ("a/b", T0, T0, T0 + timedelta(hours=1), 2, ["f2", "f1"], ["r3"], [started])
+    h = health_from_row((*row, "f2", "failed", T0))
     assert h.consecutive_failures == 2 and h.failing_run_ids == ("f2", "f1")
-    assert h.running == (("r3", datetime.fromtimestamp(1714568400.5, UTC)),)
+    assert h.running == (("r3", started),)
     assert h.last_finished == ("f2", "failed")
-    assert health_from_row(("a/b", None, None, None, None, None, None)) == JobHealth("a/b")
+    # A failure since the latest success comes from the query's count and wins.
+    assert h.last_failure_at == T0 + timedelta(hours=1)
+    nothing = ("a/b", None, None, None, None, None, None, None, None, None, None)
+    assert health_from_row(nothing) == JobHealth("a/b")
 
 
 def test_health_row_last_failure_from_the_recent_runs() -> None:
     """No failure since the latest success: the latest failure is the newest failed run
-    among the recent ones (their 4th field: when it ended), if any."""
-    recent = [
-        ["s2", "succeeded", "1714568400", "1714568410"],
-        ["f1", "timed_out", "1714568300", "1714568310.25"],
-        ["f0", "failed", "1714568200", "1714568210"],
-    ]
-    h = health_from_row(("a/b", T0, T0, None, 0, None, recent))
-    assert h.last_failure_at == datetime.fromtimestamp(1714568310.25, UTC)
-    assert h.consecutive_failures == 0 and h.last_finished == ("s2", "succeeded")
-    # A failure since the latest success comes from the query itself and wins.
-    h = health_from_row(("a/b", T0, T0, T0, 1, ["f9"], recent))
-    assert h.last_failure_at == T0
-    skipped = [["k", "skipped", "1714568400", "1714568410"]]
-    assert health_from_row(("a/b", T0, T0, None, 0, None, skipped)).last_failure_at is None
+    among the recent ones, if any."""
+    h = health_from_row(("a/b", T0, T0, None, 0, None, None, None, "s2", "succeeded", T0))
+    assert h.last_failure_at == T0 and h.consecutive_failures == 0
+    assert h.last_finished == ("s2", "succeeded") and h.running == ()
+    h = health_from_row(("a/b", T0, T0, None, 0, None, None, None, "s2", "succeeded", None))
+    assert h.last_failure_at is None
 
 
 # ----------------------------------------------------------------- profile keys
