@@ -1,33 +1,50 @@
-"""History at scale: the CLI's run-history queries on millions of rows, with their plans.
+"""History at scale: the run-history queries of the CLI, the dashboard and the alerts on
+millions of rows, with their plans, and prune-history under an inflow of runs.
 
 Run: ``.venv/bin/python bench/history_scale.py [--rows 1000000] [--jobs 500]
 [--months 6]`` (``--rows 10000000`` is the issue's size). It starts a private, durable
 PostgreSQL, applies the migrations and fills ``job_runs`` (and one
 ``job_run_attempts`` row per run) with ``--rows`` runs of ``--jobs`` jobs over
-``--months`` months, in one INSERT ... SELECT over generate_series:
+``--months`` months, one INSERT ... SELECT over generate_series per slice of
+``SLICE_ROWS`` runs of the window, oldest slice first, each writing the runs and
+their attempts in one statement:
 
 - job ``k`` (1-based) gets a share of the rows proportional to 1/k (a few jobs fire
   every few seconds, most a few times a day: the catalogue of the seed's jobs), its
   runs one period apart, back from now;
-- 2% manual runs (no scheduled instant), 2% failed with an error text, 0.5% timed out,
-  0.5% skipped, the newest run of every 37th job still running; durations, messages,
-  worker names vary; rows are written oldest first, as a table filled over time is.
+- every fifth job (k = 1, 6, 11, ..., the busiest among them) never fails; of the
+  others' runs 2% failed with an error text, 0.5% timed out, 0.5% skipped; 2% manual
+  runs (no scheduled instant); the newest run of every 37th job still running;
+  durations, messages, worker names vary; rows are written oldest first, as a table
+  filled over time is.
 
-The table's secondary indexes and the attempts' foreign key are dropped for the load
-and re-created with their own definitions afterwards (read back from the catalogue),
-then ``VACUUM ANALYZE``: the indexes are therefore freshly built and compact, a
-best case compared with a table grown by months of inserts, updates and prunes.
+Every index, primary key and the attempts' foreign key are dropped for the load and
+re-created with their own definitions afterwards (read back from the catalogue), then
+``VACUUM ANALYZE``: the indexes are therefore freshly built and compact, a best case
+compared with a table grown by months of inserts, updates and prunes.
 
-Then, for the job with the most rows and for a median one, it times the queries the
-CLI runs, through :class:`jobs_core.history_pg.PostgresHistory` itself (so it measures
-what the run history does today): ``jobs status NAME`` (``history(limit=1)``, ``get_run``,
-``counts_since(24 h)``), ``jobs history NAME --limit 50``, the LAST column of ``jobs
-list`` (``last_runs`` of every job) and one nightly ``prune-history`` (the cutoff the
-job computes with ``retention_days`` = the window minus one day, so it deletes about
-one day of runs: the steady state). Each read is run once untimed, then ``--repeat``
-times (median); the statements the store sent are recorded and shown with their
-``EXPLAIN (ANALYZE, BUFFERS)`` plans (the prune's first batch inside a rolled-back
-transaction).
+Then, warm, median of ``--repeat``, with each statement's ``EXPLAIN (ANALYZE,
+BUFFERS)`` printed:
+
+- for the job with the most rows and for a median one, the CLI's ``jobs status NAME``
+  (``history(limit=1)``, ``get_run``, ``counts_since(24 h)``) and ``jobs history NAME
+  --limit 50``, through :class:`jobs_core.history_pg.PostgresHistory` itself; the LAST
+  column of ``jobs list`` (``last_runs`` of every job);
+- what one view of the dashboard runs, through :class:`ui.queries.Queries`: the
+  overview's first page (its jobs' last runs), a job's page (its newest page of runs
+  and the tick ledger), the same filtered to failed runs (for the busiest job, which
+  never fails, the worst case of a filter no index answers), a run's page;
+- the leading beat's alerting cycle: :func:`jobs_core.job_health.fetch_job_health` of
+  every job;
+- one nightly ``prune-history`` (the cutoff the job computes with ``retention_days`` =
+  the window minus one day, so it deletes about one day of runs: the steady state).
+
+Last, prune-history under inflow: ``--inflow-procs`` processes write runs at
+``--inflow`` per second in all (each as the worker writes it: ``start_attempt`` then
+``finish_attempt``, autocommit) while ``prune-history`` deletes a backlog of
+``--backlog-days`` days; it reports the delete rate against the inflow, each batch's
+transaction time, the server CPU time per deleted and per written run (figures the
+machine's load does not change) and the inflow's rate and latency before and during.
 """
 
 from __future__ import annotations
@@ -737,14 +754,17 @@ def run(opts: argparse.Namespace, url: str) -> int:
     with psycopg.connect(url) as conn:
         version = conn.execute("SHOW server_version").fetchone()
     print_header(
-        "history at scale: the CLI's run-history queries (issue 15)",
+        "history at scale: the run-history queries of the CLI, the dashboard and the"
+        " alerts; prune-history under inflow",
         {
             "history": f"{opts.rows:,} runs (+ one attempt row each) of {opts.jobs} jobs over"
             f" {opts.months} months; rows per job ~ 1/k",
             "server": f"private PostgreSQL {version[0] if version else '?'},"
             f" {pg_settings(url)}, shared_buffers=64MB (cli/embedded.py)",
-            "timing": "through jobs_core.history_pg.PostgresHistory, warm,"
-            f" median of {opts.repeat}",
+            "timing": "through jobs_core.history_pg.PostgresHistory, ui.queries.Queries and"
+            f" jobs_core.job_health, warm, median of {opts.repeat}",
+            "inflow": f"{opts.inflow:.0f} runs/s from {opts.inflow_procs} processes while"
+            f" prune-history deletes {opts.backlog_days} days of runs",
         },
         [FAST_PG] if opts.fast else [],
     )
