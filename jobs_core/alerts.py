@@ -44,12 +44,16 @@ class JobHealth:
     job: str
     #: The instant the latest successful run stood for: its tick, else its start.
     last_success_at: datetime | None = None
+    #: When the latest failed, timed-out or lost run ended: the newest one since the
+    #: latest success, else the newest among the job's 50 newest runs
+    #: (``jobs_core.history_queries.HEALTH_RECENT_RUNS``; None when an older one is all
+    #: there is: looking further would read every run of a job that never fails).
     last_failure_at: datetime | None = None
     #: Failed, timed-out or lost runs since the latest success (skipped ones do not count).
     consecutive_failures: int = 0
     #: Ids of those failed runs, newest first (at most MAX_RUN_IDS).
     failing_run_ids: tuple[str, ...] = ()
-    #: ``(run id, started_at)`` of the runs running now.
+    #: ``(run id, started_at)`` of the runs running now among the job's 50 newest.
     running: tuple[tuple[str, datetime], ...] = ()
     #: ``(run id, status)`` of the latest finished run.
     last_finished: tuple[str, str] | None = None
