@@ -17,6 +17,7 @@ COPY jobs_core ./jobs_core
 COPY extensions ./extensions
 COPY worker ./worker
 COPY beat ./beat
+COPY control ./control
 COPY cli ./cli
 COPY ui ./ui
 # Runtime dependencies plus Flower; never the dev extras (pytest, ruff, mypy ...).

@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from jobs_core.durations import human_ms
+
 
 def dumps(value: Any) -> str:
     return json.dumps(value, indent=2, default=str)
@@ -34,14 +36,7 @@ def when(value: datetime | None, tz: ZoneInfo | None = None) -> str:
     return local.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
 
 
-def ms(value: int | None) -> str:
-    if value is None:
-        return "-"
-    if value < 1000:
-        return f"{value} ms"
-    if value < 60_000:
-        return f"{value / 1000:.1f} s"
-    return f"{value // 60_000} min {value % 60_000 // 1000} s"
+ms = human_ms
 
 
 def seconds(value: float) -> str:

@@ -1,4 +1,5 @@
-"""Manual runs from the CLI: enqueue to the workers, follow a run, or run inline."""
+"""Manual runs from the CLI: follow a run, or run one inline (enqueueing lives in
+:mod:`control.actions`, shared with the dashboard)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from control.actions import enqueue as enqueue
 from jobs_core.history import Run, RunHistory
 from jobs_core.registry import JobDefinition
 from jobs_core.status import Action, RunStatus, Trigger
@@ -17,56 +19,6 @@ from jobs_core.status import Action, RunStatus, Trigger
 from .context import CliContext
 
 POLL_INTERVAL = 0.2
-
-
-def enqueue(
-    ctx: CliContext,
-    jobs: list[JobDefinition],
-    overrides: dict[str, Any],
-    *,
-    triggered_by: str | None = None,
-    reason: str | None = None,
-    trigger: Trigger = Trigger.MANUAL,
-    rerun_of: str | None = None,
-) -> list[str]:
-    """Record a queued run per job (when history is configured), then send it."""
-    from jobs_core.wire import job_kwargs, task_name
-    from worker.factory import create_app
-
-    ctx.redis()  # fail early, with the URL, if the broker is unreachable
-    runs = [(jd, str(uuid.uuid4())) for jd in jobs]
-    if ctx.profile.database_url:
-
-        async def record(history: RunHistory) -> None:
-            for jd, run_id in runs:
-                await history.create_run(
-                    run_id=run_id,
-                    job_key=jd.key,
-                    trigger=trigger,
-                    max_attempts=jd.policy.retry.max_attempts,
-                    parameters={**jd.parameters, **overrides},
-                    triggered_by=triggered_by,
-                    reason=reason,
-                    rerun_of=rerun_of,
-                )
-
-        ctx.with_history("jobs run", record)
-    app, _, _ = create_app(ctx.profile, ctx.registry)
-    try:
-        for jd, run_id in runs:
-            kwargs = job_kwargs(
-                run_id=run_id,
-                trigger=trigger,
-                scheduled_for=None,
-                enqueued_at=datetime.now(UTC),
-                parameters=overrides,
-                triggered_by=triggered_by,
-                reason=reason,
-            )
-            app.send_task(task_name(jd.key), kwargs=kwargs, task_id=run_id, queue=jd.policy.queue)
-    finally:
-        app.close()
-    return [run_id for _, run_id in runs]
 
 
 def follow(

@@ -96,3 +96,15 @@ def bounded_duration(value: object, *, low: float, high: float, key: str = "dura
             f"got {format_duration(seconds)}"
         )
     return seconds
+
+
+def human_ms(value: int | None) -> str:
+    """A measured duration for people (``"850 ms"``, ``"2.5 s"``, ``"3 min 5 s"``); ``-``
+    when there is none. Shared by the CLI and the dashboard."""
+    if value is None:
+        return "-"
+    if value < 1000:
+        return f"{value} ms"
+    if value < 60_000:
+        return f"{value / 1000:.1f} s"
+    return f"{value // 60_000} min {value % 60_000 // 1000} s"

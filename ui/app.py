@@ -1,6 +1,6 @@
 """The dashboard's ASGI application: routes, page assembly and actions.
 
-Reads the same profile, Redis and history as the CLI (through a :class:`CliContext`);
+Reads the same profile, Redis and history as the CLI (through a :class:`Context`);
 actions go through the same code as ``jobs run`` and ``jobs disable|enable``.
 """
 
@@ -26,9 +26,9 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from cli.context import CliContext
-from cli.render import ms as render_ms
+from control.context import Context
 from jobs_core.alerts import Incident
+from jobs_core.durations import human_ms
 from jobs_core.errors import JobsError
 from jobs_core.history import Cursor, Run, RunFilter
 from jobs_core.registry import JobDefinition, JobRegistry
@@ -60,7 +60,7 @@ T = TypeVar("T")
 
 @dataclass
 class Deps:
-    ctx: CliContext
+    ctx: Context
     settings: UiSettings
     registry: JobRegistry
     cluster: Cluster
@@ -206,7 +206,7 @@ async def overview(request: Request) -> Response:
                 views.when(nxt, jd.cron.tz if jd.cron else None),
                 views.relative(nxt, now),
                 stats,
-                render_ms(stats.median_ms),
+                human_ms(stats.median_ms),
                 incidents.get(jd.key, []),
             )
         )
@@ -397,7 +397,7 @@ async def run_now(request: Request) -> Response:
     asked = _confirm(request, jd, f"Run {jd.key} now", values)
     if asked is not None:
         return asked
-    from cli.runs import enqueue
+    from control.actions import enqueue
 
     [run_id] = await run_in_threadpool(
         lambda: enqueue(deps.ctx, [jd], overrides, triggered_by=_dashboard_user(user))
@@ -468,7 +468,7 @@ async def cancel_run(request: Request) -> Response:
     deps, user, run, _ = await _run_action_form(request)
     if run.finished:
         raise HttpError(409, f"run {run.id} already {run.status}")
-    from cli.control import cancel
+    from control.actions import cancel
 
     report = await run_in_threadpool(
         lambda: cancel(deps.ctx, run.id, terminate=False, by=_dashboard_user(user))
@@ -488,7 +488,7 @@ async def rerun(request: Request) -> Response:
     jd = deps.registry.jobs.get(run.job_key)
     if jd is None:
         raise HttpError(404, f"{run.job_key} is not in the profile any more")
-    from cli.runs import enqueue
+    from control.actions import enqueue
 
     [run_id] = await run_in_threadpool(
         lambda: enqueue(
@@ -530,7 +530,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.globals["job_url"] = _job_url
-    env.globals["ms"] = render_ms
+    env.globals["ms"] = human_ms
     env.globals["when"] = views.when
     env.globals["relative"] = views.relative
     return env
@@ -548,7 +548,7 @@ def _ping_workers(deps: Deps, stop: threading.Event) -> None:
         celery_app.close()
 
 
-def create_app(ctx: CliContext, settings: UiSettings, *, ping_workers: bool = True) -> Starlette:
+def create_app(ctx: Context, settings: UiSettings, *, ping_workers: bool = True) -> Starlette:
     """The dashboard for the profile of ``ctx``; checks Redis (and PostgreSQL) at start."""
     deps = Deps(
         ctx=ctx,

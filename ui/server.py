@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from cli.context import CliContext
+from control.context import Context
 
 from .settings import load_settings
 
 
-def serve(ctx: CliContext, host: str, port: int) -> None:
+def serve(ctx: Context, host: str, port: int) -> None:
     """Refuses to start (ConfigError: exit 2) without credentials or reachable servers."""
     import uvicorn
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cli.control import TooManyTicks, ticks_between
+from control.actions import TooManyTicks, ticks_between
 from jobs_core import JobContext, JobResult
 from jobs_core.errors import ConfigError
 from jobs_core.history_memory import MemoryHistory
