@@ -9,14 +9,16 @@ import json
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jobs_core.errors import ConfigError
+from jobs_core.errors import ConfigError, ServiceUnavailable
 from jobs_core.history import Run, RunHistory
 from jobs_core.registry import JobDefinition
 from jobs_core.status import RunStatus, Trigger
+from jobs_core.text import cut
 from jobs_core.wire import (
     CANCEL_TTL_S,
     RELEASE_LOCK_LUA,
@@ -105,10 +107,11 @@ def backfill(ctx: Context, jd: JobDefinition, ticks: list[datetime]) -> Backfill
     index covers schedule, catch-up and backfill runs), so two backfills of one range,
     or a backfill and the beat's catch-up, never run a tick twice. The run id is the
     tick's own (:func:`tick_run_id`), as the beat's, so a later message of the beat for
-    the same instant lands on the same row and is refused once it has run.
+    the same instant lands on the same row and is refused once it has run. All or
+    nothing: see :func:`send_or_withdraw`.
     """
     ctx.require_database("jobs backfill")
-    client = ctx.redis()
+    ctx.redis()  # fail early, with the URL, if the broker is unreachable
     by = operator()
     ids = {tick_run_id(jd.key, t): t for t in ticks}
 
@@ -124,14 +127,15 @@ def backfill(ctx: Context, jd: JobDefinition, ticks: list[datetime]) -> Backfill
 
     created = ctx.with_history("jobs backfill", record)
     now = datetime.now(UTC)
-    pipe = client.pipeline(transaction=False)
+    messages: list[tuple[str, str]] = []
+    marks: list[tuple[str, int]] = []
     # Ticks the beat may still send (catch-up within the misfire grace) are marked, so
     # the worker claims their run before running either message.
     horizon = now - timedelta(seconds=jd.policy.misfire_grace + BACKFILL_MARK_MARGIN_S)
     for rid in created:
         if ids[rid] >= horizon:
             keep = (ids[rid] - horizon).total_seconds() + BACKFILL_MARK_MARGIN_S
-            pipe.set(Keys.backfilled(rid), "1", ex=max(1, int(keep)))
+            marks.append((Keys.backfilled(rid), max(1, int(keep))))
         kwargs = job_kwargs(
             run_id=rid,
             trigger=Trigger.BACKFILL,
@@ -139,9 +143,8 @@ def backfill(ctx: Context, jd: JobDefinition, ticks: list[datetime]) -> Backfill
             enqueued_at=now,
             triggered_by=by,
         )
-        queue, payload = task_message(task_name(jd.key), kwargs, queue=jd.policy.queue, task_id=rid)
-        pipe.lpush(queue, payload)
-    pipe.execute()
+        messages.append(task_message(task_name(jd.key), kwargs, queue=jd.policy.queue, task_id=rid))
+    send_or_withdraw(ctx, "jobs backfill", created, messages, marks)
     return BackfillResult(jd.key, len(ticks), sorted(ids[rid] for rid in created))
 
 
@@ -196,6 +199,82 @@ def enqueue(
     finally:
         app.close()
     return [run_id for _, run_id in runs]
+
+
+# ---------------------------------------------------------------- sending
+
+
+class NotEnqueued(ServiceUnavailable):
+    """Redis failed while runs were being sent: nothing was enqueued (exit 2)."""
+
+
+def send_or_withdraw(
+    ctx: Context,
+    what: str,
+    recorded: list[str],
+    messages: list[tuple[str, str]],
+    marks: Sequence[tuple[str, int]] = (),
+) -> None:
+    """Send ``messages`` (``(queue, payload)``, and the ``(key, ttl)`` marks) in one
+    MULTI/EXEC: Redis applies all of them or none.
+
+    When Redis fails, the runs ``recorded`` for them are withdrawn (deleted while still
+    queued: a run left queued with no message would show as waiting for ever, and a
+    backfilled tick would count as present to the next backfill), and
+    :class:`NotEnqueued` names Redis's URL, password masked. Should Redis have applied
+    the send after all (its reply lost), each run still runs once: a withdrawn run is
+    recorded again by the worker that claims it, and a run a worker already claimed is
+    not withdrawn.
+    """
+    import redis
+
+    if not messages:
+        return
+    try:
+        pipe = ctx.redis().pipeline(transaction=True)
+        for key, ttl in marks:
+            pipe.set(key, "1", ex=ttl)
+        for queue, payload in messages:
+            pipe.lpush(queue, payload)
+        pipe.execute()
+    except redis.RedisError as exc:
+        raise NotEnqueued(_not_enqueued(ctx, what, recorded, exc)) from None
+
+
+def _not_enqueued(ctx: Context, what: str, recorded: list[str], exc: BaseException) -> str:
+    from jobs_core.urls import mask_secrets_in, mask_url
+
+    url = ctx.redis_url
+    lines = str(exc).strip().splitlines()
+    reason = mask_secrets_in(lines[0] if lines else type(exc).__name__, url)
+    failed = f"{what}: Redis at {mask_url(url)} failed while sending: {reason}"
+    if not recorded:
+        return f"{failed}; nothing was enqueued"
+    n = len(recorded)
+
+    async def withdraw(history: RunHistory) -> list[str]:
+        return await history.withdraw_queued(recorded)
+
+    try:
+        gone = ctx.with_history(what, withdraw)
+    except Exception as err:
+        return (
+            f"{failed}; nothing was enqueued, but the {_runs(n)} recorded for it could not "
+            f"be withdrawn from the history ({cut(str(err), 200)}): they show as queued "
+            "with no message; `jobs cancel` them"
+        )
+    if len(gone) < n:
+        # Workers claimed some: the transaction was applied, its reply lost.
+        return (
+            f"{failed}; yet workers already took {_runs(n - len(gone))}, so the send went "
+            "through: every run was enqueued (the withdrawn ones are recorded again when "
+            "a worker takes them)"
+        )
+    return f"{failed}; nothing was enqueued (the {_runs(n)} recorded for it were withdrawn)"
+
+
+def _runs(n: int) -> str:
+    return f"{n} run{'' if n == 1 else 's'}"
 
 
 # ---------------------------------------------------------------- cancel

@@ -254,6 +254,16 @@ class RunHistory(Protocol):
         """Mark an unfinished run cancelled (by ``by``); a finished run is left as it is."""
         ...
 
+    async def withdraw_queued(self, run_ids: Sequence[str]) -> list[str]:
+        """Delete the runs among ``run_ids`` that are still ``queued`` and never started
+        (recorded, but their message could not be sent); returns the ids deleted.
+
+        A run a worker has claimed meanwhile is left alone. A tick so withdrawn is free
+        again (a later backfill records it anew); a message that was sent after all
+        records its run again when a worker takes it (claims are upserts).
+        """
+        ...
+
     async def start_attempt(self, start: AttemptStart) -> Claim:
         """Mark the attempt running (recording the run first for a fresh tick).
 

@@ -148,6 +148,22 @@ class MemoryHistory:
         )
         return Cancelled(True, RunStatus.CANCELLED)
 
+    async def withdraw_queued(self, run_ids: Sequence[str]) -> list[str]:
+        gone: list[str] = []
+        for run_id in run_ids:
+            try:
+                rid = _canonical(run_id)
+            except ValueError:
+                continue
+            row = self._rows.get(rid)
+            if row is None or row.run.status is not RunStatus.QUEUED or row.run.started_at:
+                continue
+            del self._rows[rid]
+            if row.run.scheduled_for is not None and self._ticks.get(self._tick(row.run)) == rid:
+                del self._ticks[self._tick(row.run)]
+            gone.append(rid)
+        return gone
+
     async def start_attempt(self, start: AttemptStart) -> Claim:
         rid = _canonical(start.run_id)
         now = _now()

@@ -188,6 +188,14 @@ class PostgresHistory:
             return Cancelled(True, RunStatus.CANCELLED)
         return Cancelled(False, RunStatus(before) if before is not None else None)
 
+    async def withdraw_queued(self, run_ids: Sequence[str]) -> list[str]:
+        ids = [rid for rid in run_ids if _is_uuid(rid)]
+        if not ids:
+            return []
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q.WITHDRAW_QUEUED, {"ids": ids})
+            return [r[0] for r in await cur.fetchall()]
+
     async def start_attempt(self, start: AttemptStart) -> Claim:
         import psycopg
 

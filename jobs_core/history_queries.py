@@ -77,6 +77,16 @@ changed AS (
 SELECT (SELECT count(*) FROM changed) > 0, (SELECT status FROM before)
 """
 
+_QUEUED = f"'{RunStatus.QUEUED.value}'"
+
+#: Withdraws runs recorded but never sent: only those still queued and never started
+#: (a lazily started first attempt is still queued, and its settle re-inserts the run).
+WITHDRAW_QUEUED = f"""
+DELETE FROM job_runs
+WHERE id = ANY(%(ids)s::uuid[]) AND status = {_QUEUED} AND started_at IS NULL
+RETURNING id::text
+"""
+
 START_ATTEMPT = f"""
 WITH prev AS (SELECT status FROM job_runs WHERE id = %(run_id)s)
 INSERT INTO job_runs AS r (id, job_key, trigger, status, scheduled_for, enqueued_at,

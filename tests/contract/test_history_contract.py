@@ -506,6 +506,45 @@ def test_create_tick_runs_records_each_tick_once(in_history: InHistory[None]) ->
     in_history(body)
 
 
+def test_withdraw_queued_deletes_only_runs_never_started(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        ticks = [(new_id(), TICK + timedelta(minutes=i)) for i in range(3)]
+        created = await h.create_tick_runs(
+            JOB, ticks, trigger=Trigger.BACKFILL, max_attempts=1, parameters={}
+        )
+        manual = await h.create_run(job_key=JOB, trigger=Trigger.MANUAL, max_attempts=1)
+        # A worker took the second tick before the withdrawal: it stays.
+        await h.start_attempt(
+            start(ticks[1][0], trigger=Trigger.BACKFILL, scheduled_for=ticks[1][1])
+        )
+        cancelled = await h.create_run(job_key=JOB, trigger=Trigger.MANUAL, max_attempts=1)
+        await h.cancel_run(cancelled, by="ann@box", message="m")
+        asked = [*created, manual, cancelled, new_id(), "not-a-uuid"]
+        gone = await h.withdraw_queued(asked)
+        assert sorted(gone) == sorted([ticks[0][0], ticks[2][0], manual])
+        for rid in gone:
+            assert await h.get_run(rid) is None
+        assert (await h.get_run(ticks[1][0])).status is RunStatus.RUNNING  # type: ignore[union-attr]
+        assert (await h.get_run(cancelled)).status is RunStatus.CANCELLED  # type: ignore[union-attr]
+        assert await h.withdraw_queued(asked) == []
+        assert await h.withdraw_queued([]) == []
+        # The withdrawn ticks are free again: a later backfill records them anew.
+        again = await h.create_tick_runs(
+            JOB, ticks, trigger=Trigger.BACKFILL, max_attempts=1, parameters={}
+        )
+        assert sorted(again) == sorted([ticks[0][0], ticks[2][0]])
+        # A message sent after all records its run again (a claim is an upsert).
+        await h.withdraw_queued([ticks[0][0]])
+        settled = await h.settle_attempt(
+            start(ticks[0][0], trigger=Trigger.BACKFILL, scheduled_for=ticks[0][1]),
+            now(),
+            end(RunStatus.SUCCEEDED),
+        )
+        assert settled and (await h.get_run(ticks[0][0])).status is RunStatus.SUCCEEDED  # type: ignore[union-attr]
+
+    in_history(body)
+
+
 def test_cancel_run(in_history: InHistory[None]) -> None:
     async def body(h: RunHistory) -> None:
         queued = await h.create_run(job_key=JOB, trigger=Trigger.MANUAL, max_attempts=1)
