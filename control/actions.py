@@ -161,12 +161,11 @@ def enqueue(
     trigger: Trigger = Trigger.MANUAL,
     rerun_of: str | None = None,
 ) -> list[str]:
-    """Record a queued run per job (when history is configured), then send it."""
-    from jobs_core.wire import job_kwargs, task_name
-    from worker.factory import create_app
-
+    """Record a queued run per job (when history is configured), then send them, all or
+    none (:func:`send_or_withdraw`); returns the run ids."""
     ctx.redis()  # fail early, with the URL, if the broker is unreachable
     runs = [(jd, str(uuid.uuid4())) for jd in jobs]
+    recorded: list[str] = []
     if ctx.profile.database_url:
 
         async def record(history: RunHistory) -> None:
@@ -183,21 +182,27 @@ def enqueue(
                 )
 
         ctx.with_history("jobs run", record)
-    app, _, _ = create_app(ctx.profile, ctx.registry)
-    try:
-        for jd, run_id in runs:
-            kwargs = job_kwargs(
+        recorded = [run_id for _, run_id in runs]
+    now = datetime.now(UTC)
+    messages = [
+        task_message(
+            task_name(jd.key),
+            job_kwargs(
                 run_id=run_id,
                 trigger=trigger,
                 scheduled_for=None,
-                enqueued_at=datetime.now(UTC),
+                enqueued_at=now,
                 parameters=overrides,
                 triggered_by=triggered_by,
                 reason=reason,
-            )
-            app.send_task(task_name(jd.key), kwargs=kwargs, task_id=run_id, queue=jd.policy.queue)
-    finally:
-        app.close()
+            ),
+            queue=jd.policy.queue,
+            task_id=run_id,
+        )
+        for jd, run_id in runs
+    ]
+    what = "jobs rerun" if trigger is Trigger.RERUN else "jobs run"
+    send_or_withdraw(ctx, what, recorded, messages)
     return [run_id for _, run_id in runs]
 
 

@@ -124,6 +124,23 @@ def test_backfill_refused_by_redis_withdraws_its_runs_and_exits_2(
     ]
 
 
+def test_jobs_run_refused_by_redis_withdraws_its_runs_and_exits_2(
+    env: dict[str, str], server: RedisServer, database_url: str
+) -> None:
+    history = History(database_url)
+    _refuse_writes(server, True)
+    res = cli(env, "infra", "jobs", "run", "counted", "--reason", "try")
+    assert res.returncode == 2, res.stderr
+    _assert_one_clean_line(
+        res.stderr, "jobs run: Redis at redis://", "the 1 run recorded for it were withdrawn"
+    )
+    assert history.runs(JOB) == []
+    _refuse_writes(server, False)
+    ok = cli(env, "infra", "jobs", "run", "counted", "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert _queued(server) == 1 and len(history.runs(JOB)) == 1
+
+
 class _RedisDiesAfterRecording(Context):
     """A context whose Redis is stopped right after the first history step (the one
     that records the runs), before the messages are sent."""
@@ -148,7 +165,7 @@ def _dying_context(profile: Path, server: RedisServer, database_url: str) -> Any
     return ctx
 
 
-@pytest.mark.parametrize("action", ["backfill"])
+@pytest.mark.parametrize("action", ["backfill", "run", "rerun"])
 def test_redis_dying_mid_way_leaves_no_run_without_a_message(
     action: str, tmp_path: Path, server: RedisServer, database_url: str
 ) -> None:
