@@ -1,6 +1,7 @@
 """The leading beat's reaper: the runs of dead workers are marked lost and re-queued
 when their policy allows (keeping their job's overlap lock for the next attempt), else
-finished with the lock released (timings and rules in :mod:`jobs_core.liveness`).
+finished with the lock released; the messages they held for a countdown (a retry's next
+attempt) go back on their queue (timings and rules in :mod:`jobs_core.liveness`).
 
 A thread of its own next to the monitor, every :data:`REAP_EVERY_S` whatever the alert
 settings. Each round reads two small Redis hashes; PostgreSQL is asked only when a
@@ -13,6 +14,7 @@ next attempt sent only after a mark that succeeded.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import TYPE_CHECKING
 
@@ -20,11 +22,15 @@ import redis
 
 from jobs_core.history import RunHistory
 from jobs_core.liveness import (
+    KOMBU_BINDINGS,
+    KOMBU_UNACKED,
+    KOMBU_UNACKED_INDEX,
     LOCK_HANDOVER_S,
     REAP_EVERY_S,
     LostRun,
     Suspect,
     plan_lost,
+    redelivery,
     suspects,
 )
 from jobs_core.policy import Overlap
@@ -38,12 +44,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("beat.reaper")
 
-# Forget a dead worker, unless it came back meanwhile.
+# Forget a dead worker (and the messages it held), unless it came back meanwhile.
 _FORGET_DEAD = """
 if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('DEL', KEYS[3])
   return redis.call('HDEL', KEYS[1], ARGV[1])
 end
 return 0
+"""
+# Hand a message a dead worker held back to its queue, as kombu's restore does after the
+# visibility timeout: only while the worker is still dead (KEYS[1]) and the message still
+# unacknowledged as read (KEYS[2], tag ARGV[1], entry ARGV[2]); pushed where consumers
+# pop first (KEYS[4], ARGV[3]).
+_HAND_BACK = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('RPUSH', KEYS[4], ARGV[3])
+return 1
 """
 # Keep the lock of a re-queued run for its next attempt (same run id): re-set it when it
 # is free or still the run's, at least for ARGV[2] ms.
@@ -157,10 +176,21 @@ class Reaper(Chore):
                 self._settle(client, plan)
         # Every run of it is handled: forget the worker (or its restart).
         if suspect.dead:
+            handed = hand_back(client, suspect.hostname)
             client.eval(
-                _FORGET_DEAD, 2, Keys.WORKERS, Keys.worker(suspect.hostname), suspect.hostname
+                _FORGET_DEAD,
+                3,
+                Keys.WORKERS,
+                Keys.worker(suspect.hostname),
+                Keys.held(suspect.hostname),
+                suspect.hostname,
             )
-            log.info("worker %s is gone (no heartbeat); %d run(s) lost", suspect.hostname, lost)
+            log.info(
+                "worker %s is gone (no heartbeat); %d run(s) lost, %d held message(s) put back",
+                suspect.hostname,
+                lost,
+                handed,
+            )
         else:
             when = restarted.get(suspect.hostname, "")
             client.eval(_FORGET_RESTART, 1, Keys.WORKERS_RESTARTED, suspect.hostname, when)
@@ -196,6 +226,49 @@ class Reaper(Chore):
             client.lpush(queue, payload)
             self._unsent.pop(0)
             log.info("run %s: next attempt sent to queue %s", run_id, queue)
+
+
+def hand_back(client: redis.Redis, hostname: str) -> int:
+    """Put the messages dead ``hostname`` held for their countdown (retries,
+    re-queues) back on their queues; returns how many. One left out (acknowledged
+    meanwhile, the worker back, a priority queue) is not touched: the worker acks
+    it, or kombu's visibility timeout restores it."""
+    held: dict[str, str] = client.hgetall(Keys.held(hostname))  # type: ignore[assignment]
+    handed = 0
+    for tag, run_id in sorted(held.items()):
+        raw: str | None = client.hget(KOMBU_UNACKED, tag)  # type: ignore[assignment]
+        if raw is None:
+            continue
+        exchange = _exchange_of(raw)
+        bindings = client.smembers(KOMBU_BINDINGS + exchange) if exchange else set()
+        placed = redelivery(raw, bindings)  # type: ignore[arg-type]
+        if placed is None:
+            log.warning(
+                "run %s: the message dead worker %s held is left to the visibility timeout",
+                run_id,
+                hostname,
+            )
+            continue
+        queue, payload = placed
+        keys = (Keys.worker(hostname), KOMBU_UNACKED, KOMBU_UNACKED_INDEX, queue)
+        if client.eval(_HAND_BACK, 4, *keys, tag, raw, payload):
+            handed += 1
+            log.warning(
+                "run %s: its next attempt, held by dead worker %s for its countdown, put "
+                "back on queue %s",
+                run_id,
+                hostname,
+                queue,
+            )
+    return handed
+
+
+def _exchange_of(raw: str) -> str:
+    try:
+        exchange = json.loads(raw)[1]
+    except (ValueError, TypeError, IndexError, KeyError):
+        return ""
+    return exchange if isinstance(exchange, str) else ""
 
 
 def reaper_for(beat: Beat) -> Reaper | None:

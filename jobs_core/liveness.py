@@ -6,13 +6,21 @@ A worker's main process writes its heartbeat under :meth:`Keys.worker` every
 :attr:`Keys.WORKERS` hash. The leading beat looks every :data:`REAP_EVERY_S`: a worker
 in the hash whose key expired is dead, and each run still ``running`` on it is marked
 ``lost`` and, when its policy allows another attempt, re-queued as the next attempt.
+
+A retry waits for its countdown as a message its worker holds, unacknowledged (Celery's
+ETA): kombu keeps it in Redis (:data:`KOMBU_UNACKED`) and hands it to another worker only
+after the visibility timeout, up to half an hour with the default policies, while the
+run shows ``retrying`` with a next attempt long past. So a worker also publishes, with
+its heartbeat, the messages it holds (:meth:`Keys.held`), and when it dies the beat puts
+each one still unacknowledged back on its queue (:func:`redelivery`): the run's next
+attempt comes at its instant, by another worker, and the run stays as history says.
 Pure here: the I/O lives in ``worker.heartbeat`` and ``beat.reaper``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -138,3 +146,53 @@ def plan_lost(run: Run, worker: Suspect, queue: str | None, *, locks: bool = Tru
     )
     message = f"{where}; attempt {run.attempt + 1} re-queued"
     return LostRun(run.id, run.job_key, run.attempt, run.worker, message, sent, locks)
+
+
+# ---------------------------------------------------------------- held messages
+
+#: kombu's Redis transport keeps every delivered, unacknowledged message in this hash
+#: (delivery tag -> JSON ``[message, exchange, routing key]``) and its delivery instant in
+#: this sorted set; acknowledging removes both, the visibility timeout restores it.
+KOMBU_UNACKED = "unacked"
+KOMBU_UNACKED_INDEX = "unacked_index"
+#: Prefix of kombu's set of the queues bound to an exchange, members
+#: ``routing key + SEP + pattern + SEP + queue``.
+KOMBU_BINDINGS = "_kombu.binding."
+KOMBU_SEP = "\x06\x16"
+
+
+def redelivery(raw: str, bindings: Iterable[str] = ()) -> tuple[str, str] | None:
+    """kombu's restore of one unacknowledged message (``raw``: its entry in
+    :data:`KOMBU_UNACKED`; ``bindings``: the members of its exchange's binding set):
+    the queue to push it to and the message flagged redelivered, as kombu's own restore
+    after the visibility timeout does. None when it cannot be placed exactly as kombu
+    would (a priority queue, an exchange bound to no queue): the visibility timeout
+    restores it then."""
+    try:
+        message, exchange, routing_key = json.loads(raw)
+        properties = message["properties"]
+        priority = properties.get("priority") or 0
+        if not isinstance(routing_key, str) or not isinstance(exchange, str | None):
+            return None
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    if priority != 0:
+        return None  # kombu pushes those to a per-priority list: left to kombu
+    if exchange:
+        queues = sorted(
+            {
+                parts[2]
+                for member in bindings
+                if len(parts := member.split(KOMBU_SEP)) == 3 and parts[0] == routing_key
+            }
+        )
+    else:
+        queues = [routing_key]
+    if len(queues) != 1 or not queues[0]:
+        return None
+    if isinstance(message.get("headers"), dict):
+        message["headers"]["redelivered"] = True
+    delivery = properties.get("delivery_info")
+    if isinstance(delivery, dict):
+        delivery["redelivered"] = True
+    return queues[0], json.dumps(message)

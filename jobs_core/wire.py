@@ -85,6 +85,12 @@ class Keys:
     WORKERS_RESTARTED = f"{PREFIX}workers-restarted"
     #: Prefix of a worker's liveness key (heartbeat JSON, ``SET PX`` with a short TTL).
     WORKER_PREFIX = f"{PREFIX}workers:"
+    #: Prefix of the hash ``delivery tag -> run id`` of the messages a worker holds
+    #: without running them yet (retries and re-queues waiting for their countdown),
+    #: rewritten with its heartbeat when it changes: when the worker dies, the leading
+    #: beat puts those messages back on their queue at once instead of leaving them to
+    #: the visibility timeout.
+    HELD_PREFIX = f"{PREFIX}held:"
 
     #: Prefix of a run's cancel request (JSON: by, terminate, at), kept for
     #: :data:`CANCEL_TTL_S`: a queued run that finds it never starts; a running run's
@@ -110,6 +116,10 @@ class Keys:
     @classmethod
     def worker(cls, hostname: str) -> str:
         return cls.WORKER_PREFIX + hostname
+
+    @classmethod
+    def held(cls, hostname: str) -> str:
+        return cls.HELD_PREFIX + hostname
 
     @classmethod
     def cancel(cls, run_id: str) -> str:

@@ -1,5 +1,7 @@
 """The worker's heartbeat: a thread of the main process keeps ``sp:workers:<hostname>``
-alive (see :mod:`jobs_core.liveness` for the timings and what the beat does with it).
+alive (see :mod:`jobs_core.liveness` for the timings and what the beat does with it), and
+publishes beside it the messages this worker holds for their countdown (``sp:held:``),
+which the beat hands back to the queue if this worker dies.
 
 Started on Celery's ``worker_init``, before the worker consumes anything, so no run of
 this process can start without a heartbeat; stopped on ``worker_shutdown``.
@@ -33,6 +35,33 @@ return known
 """
 
 
+def held_messages() -> dict[str, str]:
+    """``delivery tag -> task id`` of the requests this process holds for their ETA or
+    countdown (retries, re-queues), not yet handed to the pool.
+
+    Read from the consumer's state by the heartbeat thread: a copy that the consumer
+    changes meanwhile is simply taken again at the next beat.
+    """
+    from celery.worker import state
+
+    scheduled = getattr(state, "scheduled_requests", None)  # Celery 5.5 and later
+    try:
+        if scheduled is not None:
+            requests = tuple(scheduled)
+        else:
+            active = set(state.active_requests)
+            requests = tuple(r for r in state.reserved_requests if r not in active and r.eta)
+    except RuntimeError:  # changed size during the copy
+        return {}
+    out: dict[str, str] = {}
+    for request in requests:
+        message = getattr(request, "message", None)
+        tag = getattr(message, "delivery_tag", None)
+        if isinstance(tag, str) and request.id:
+            out[tag] = str(request.id)
+    return out
+
+
 def database_now(database_url: str) -> datetime | None:
     """PostgreSQL's clock, the one run history stamps ``started_at`` with."""
     import psycopg
@@ -62,6 +91,8 @@ class WorkerHeartbeat:
         self._client: Any = None
         self._failing = False
         self._value = ""
+        #: What :data:`Keys.held` says now (None: not written yet).
+        self._held: dict[str, str] | None = None
         self._thread = threading.Thread(target=self._run, name="worker-heartbeat", daemon=True)
 
     def start(self) -> WorkerHeartbeat:
@@ -99,14 +130,22 @@ class WorkerHeartbeat:
             self.beat()
 
     def beat(self) -> None:
+        held = held_messages()
         try:
-            pipe = self._client.pipeline(transaction=False)
+            # One transaction: the held messages are never seen half rewritten.
+            pipe = self._client.pipeline(transaction=held != self._held)
             pipe.set(Keys.worker(self.hostname), self._value, px=int(HEARTBEAT_TTL_S * 1000))
             pipe.hset(Keys.WORKERS, self.hostname, self._value)
+            if held != self._held:
+                pipe.delete(Keys.held(self.hostname))
+                if held:
+                    pipe.hset(Keys.held(self.hostname), mapping=held)
             pipe.execute()
         except Exception as exc:
+            self._held = None  # written again at the next beat
             self._warn(exc)
             return
+        self._held = held
         if self._failing:
             log.warning("heartbeat %s renewed again", Keys.worker(self.hostname))
             self._failing = False
@@ -129,6 +168,9 @@ class WorkerHeartbeat:
         self._thread.join(5)
         if self._client is not None:
             with contextlib.suppress(Exception):
+                # The held messages stay listed: a warm shutdown puts them back on their
+                # queues itself (the beat then finds them acknowledged and leaves them),
+                # a cold one may not (the beat puts them back).
                 self._client.delete(Keys.worker(self.hostname))
             with contextlib.suppress(Exception):
                 self._client.close()
