@@ -229,10 +229,10 @@ class Reaper(Chore):
 
 
 def hand_back(client: redis.Redis, hostname: str) -> int:
-    """Put the messages dead ``hostname`` held for their countdown (retries,
-    re-queues) back on their queues; returns how many. One left out (acknowledged
-    meanwhile, the worker back, a priority queue) is not touched: the worker acks
-    it, or kombu's visibility timeout restores it."""
+    """Put the messages dead ``hostname`` held without having started them (retries and
+    re-queues waiting for their countdown or a pool slot) back on their queues; returns
+    how many. One left out (acknowledged meanwhile, the worker back, a priority queue)
+    is not touched: the worker acks it, or kombu's visibility timeout restores it."""
     held: dict[str, str] = client.hgetall(Keys.held(hostname))  # type: ignore[assignment]
     handed = 0
     for tag, run_id in sorted(held.items()):
@@ -254,8 +254,7 @@ def hand_back(client: redis.Redis, hostname: str) -> int:
         if client.eval(_HAND_BACK, 4, *keys, tag, raw, payload):
             handed += 1
             log.warning(
-                "run %s: its next attempt, held by dead worker %s for its countdown, put "
-                "back on queue %s",
+                "run %s: its message, held but not started by dead worker %s, put back on queue %s",
                 run_id,
                 hostname,
                 queue,

@@ -86,7 +86,8 @@ class Keys:
     #: Prefix of a worker's liveness key (heartbeat JSON, ``SET PX`` with a short TTL).
     WORKER_PREFIX = f"{PREFIX}workers:"
     #: Prefix of the hash ``delivery tag -> run id`` of the messages a worker holds
-    #: without running them yet (retries and re-queues waiting for their countdown),
+    #: without having started them (retries and re-queues waiting for their countdown,
+    #: or for a pool slot once it passed),
     #: rewritten with its heartbeat when it changes: when the worker dies, the leading
     #: beat puts those messages back on their queue at once instead of leaving them to
     #: the visibility timeout.

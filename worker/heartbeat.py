@@ -36,25 +36,24 @@ return known
 
 
 def held_messages() -> dict[str, str]:
-    """``delivery tag -> task id`` of the requests this process holds for their ETA or
-    countdown (retries, re-queues), not yet handed to the pool.
+    """``delivery tag -> task id`` of the requests this process holds without having
+    started them: waiting for their ETA or countdown (retries, re-queues), or for a pool
+    slot once it passed.
 
     Read from the consumer's state by the heartbeat thread: a copy that the consumer
     changes meanwhile is simply taken again at the next beat.
     """
     from celery.worker import state
 
-    scheduled = getattr(state, "scheduled_requests", None)  # Celery 5.5 and later
     try:
-        if scheduled is not None:
-            requests = tuple(scheduled)
-        else:
-            active = set(state.active_requests)
-            requests = tuple(r for r in state.reserved_requests if r not in active and r.eta)
+        active = set(state.active_requests)
+        waiting = [r for r in tuple(state.reserved_requests) if r not in active]
+        # Celery 5.5 keeps ETA requests apart; before, they were reserved ones.
+        waiting += tuple(getattr(state, "scheduled_requests", ()))
     except RuntimeError:  # changed size during the copy
         return {}
     out: dict[str, str] = {}
-    for request in requests:
+    for request in waiting:
         message = getattr(request, "message", None)
         tag = getattr(message, "delivery_tag", None)
         if isinstance(tag, str) and request.id:

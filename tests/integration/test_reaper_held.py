@@ -112,7 +112,7 @@ def test_a_retry_held_by_a_killed_worker_runs_at_its_instant_elsewhere(
         handled = f"Task {task_name(JOB)}[{run_id}] succeeded in"
         assert rescuer.output().count(handled) == 1
     beat_log = procs[1].output()
-    assert f"run {run_id}: its next attempt, held by dead worker victim@" in beat_log
+    assert f"run {run_id}: its message, held but not started by dead worker victim@" in beat_log
     assert not any(k.startswith(Keys.HELD_PREFIX + "victim@") for k in client.keys("sp:held:*"))
 
 

@@ -123,25 +123,24 @@ class _Request:
 
 
 @pytest.fixture
-def scheduled() -> Iterator[set[Any]]:
+def celery_state() -> Iterator[Any]:
     from celery.worker import state
 
-    kept: list[Any] = []  # the state's sets hold weak references
-
-    class Adder(set[Any]):
-        def add(self, item: Any) -> None:
-            kept.append(item)
-            state.scheduled_requests.add(item)
-
-    try:
-        yield Adder()
-    finally:
-        state.scheduled_requests.clear()
+    yield state
+    for requests in (state.scheduled_requests, state.reserved_requests, state.active_requests):
+        requests.clear()
 
 
-def test_held_messages_lists_the_requests_waiting_for_their_eta(scheduled: set[Any]) -> None:
+def test_held_messages_lists_the_requests_not_started(celery_state: Any) -> None:
     assert held_messages() == {}
-    scheduled.add(_Request(RUN, _Message("tag-1")))
-    scheduled.add(_Request("other", _Message("tag-2")))
-    scheduled.add(_Request("untagged", _Message(None)))
-    assert held_messages() == {"tag-1": RUN, "tag-2": "other"}
+    # The state's sets hold weak references: the test keeps the requests.
+    eta = _Request(RUN, _Message("tag-eta"))
+    waiting = _Request("waiting", _Message("tag-waiting"))
+    started = _Request("started", _Message("tag-started"))
+    untagged = _Request("untagged", _Message(None))
+    celery_state.scheduled_requests.add(eta)  # waiting for its countdown
+    celery_state.reserved_requests.add(waiting)  # its countdown passed, waiting for a slot
+    celery_state.reserved_requests.add(started)  # reserved, then started: not held
+    celery_state.active_requests.add(started)
+    celery_state.scheduled_requests.add(untagged)
+    assert held_messages() == {"tag-eta": RUN, "tag-waiting": "waiting"}
