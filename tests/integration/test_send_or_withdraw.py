@@ -22,13 +22,13 @@ from typing import Any, TypeVar
 import pytest
 import redis as redis_lib
 
-from cli.embedded import RedisServer
+from cli.embedded import RedisServer, free_port
 from control.actions import NotEnqueued, backfill, enqueue, ticks_between
 from control.context import Context
 from jobs_core.history import RunHistory
 from jobs_core.status import Trigger
 from jobs_core.wire import DEFAULT_QUEUE
-from tests.procs import service_env
+from tests.procs import VENV_BIN, Proc, free_port_for_tests, running, service_env
 
 from .test_cli import cli
 from .worker_support import History
@@ -201,3 +201,72 @@ def test_redis_dying_mid_way_leaves_no_run_without_a_message(
     finally:
         fresh.close()
     assert _queued(server) == expected and len(history.runs(JOB)) == expected
+
+
+def test_jobs_run_without_history_refused_by_redis_exits_2(
+    tmp_path: Path, server: RedisServer
+) -> None:
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(PROFILE)
+    env = service_env(REDIS_URL=server.url, SYSTEMPROMPT_PROFILE=str(profile))
+    _refuse_writes(server, True)
+    res = cli(env, "infra", "jobs", "run", "counted")
+    assert res.returncode == 2, res.stderr
+    _assert_one_clean_line(res.stderr, "jobs run: Redis at redis://", "; nothing was enqueued")
+    assert "withdrawn" not in res.stderr
+
+
+def test_a_withdrawal_that_fails_says_which_runs_stay_queued(
+    tmp_path: Path, server: RedisServer, database_url: str
+) -> None:
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(PROFILE)
+    history = History(database_url)
+    ctx = _dying_context(profile, server, database_url)
+
+    class AlsoLosesPostgres(type(ctx)):  # type: ignore[misc]
+        """After recording, Redis dies and PostgreSQL becomes unreachable."""
+
+        def with_history(self, why: str, fn: Callable[[RunHistory], Awaitable[T]]) -> T:
+            out = super().with_history(why, fn)
+            unreachable = f"postgresql://app:pg-Secret@127.0.0.1:{free_port()}/app"
+            self._profile = self.profile.model_copy(update={"database_url": unreachable})
+            return out
+
+    ctx.__class__ = AlsoLosesPostgres
+    jd = ctx.registry.resolve("counted")
+    with pytest.raises(NotEnqueued) as err:
+        enqueue(ctx, [jd], {})
+    text = str(err.value)
+    assert "nothing was enqueued, but the 1 run recorded for it could not be withdrawn" in text
+    assert "`jobs cancel` them" in text
+    assert "pg-Secret" not in text and PASSWORD not in text
+    [run] = history.runs(JOB)
+    assert run.status.value == "queued"
+
+
+def test_the_dashboards_run_refused_by_redis_is_a_503_and_leaves_no_run(
+    env: dict[str, str], server: RedisServer, database_url: str, tmp_path: Path
+) -> None:
+    from .test_ui import ADMIN, Stack
+
+    port = free_port_for_tests()
+    ui_env = dict(env, SYSTEMPROMPT_UI_USER=ADMIN[0], SYSTEMPROMPT_UI_PASSWORD=ADMIN[1])
+    command = [str(VENV_BIN / "systemprompt"), "infra", "ui", "--port", str(port)]
+    ui = Proc(command, ui_env, tmp_path / "ui.log")
+    with running([ui]):
+        ui.wait_output("Uvicorn running", 60)
+        history = History(database_url)
+        stack = Stack(f"http://127.0.0.1:{port}", env, history, database_url, server.url,
+                      tmp_path, "", "")  # fmt: skip
+        data = {"csrf_token": stack.csrf("/jobs/testjobs/counted"), "confirmed": "1"}
+        _refuse_writes(server, True)
+        try:
+            status, _, body = stack.request("/jobs/testjobs/counted/run", data=data)
+        finally:
+            _refuse_writes(server, False)
+        assert status == 503, body[:500]
+        assert "nothing was enqueued" in body and PASSWORD not in body
+        assert history.runs(JOB) == []
+        status, _, _ = stack.request("/jobs/testjobs/counted/run", data=data)
+        assert status == 303 and len(history.runs(JOB)) == 1
