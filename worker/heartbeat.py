@@ -129,13 +129,18 @@ class WorkerHeartbeat:
             self.beat()
 
     def beat(self) -> None:
-        held = held_messages()
+        held: dict[str, str] | None
+        try:
+            held = held_messages()
+        except Exception:  # never let it stop the heartbeat: keep what was published
+            log.warning("heartbeat: could not list the held messages", exc_info=True)
+            held = self._held
         try:
             # One transaction: the held messages are never seen half rewritten.
             pipe = self._client.pipeline(transaction=held != self._held)
             pipe.set(Keys.worker(self.hostname), self._value, px=int(HEARTBEAT_TTL_S * 1000))
             pipe.hset(Keys.WORKERS, self.hostname, self._value)
-            if held != self._held:
+            if held is not None and held != self._held:
                 pipe.delete(Keys.held(self.hostname))
                 if held:
                     pipe.hset(Keys.held(self.hostname), mapping=held)

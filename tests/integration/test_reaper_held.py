@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -165,3 +166,52 @@ def test_hand_back_moves_only_a_dead_workers_unacknowledged_messages(redis_url: 
     keys = (Keys.worker("gone@node"), KOMBU_UNACKED, KOMBU_UNACKED_INDEX, "jobs")
     assert client.eval(reaper._HAND_BACK, 4, *keys, "t-race", raw, "x") == 0
     assert client.llen("jobs") == 1 and client.hexists(KOMBU_UNACKED, "t-race")
+
+
+def test_the_heartbeat_publishes_what_the_worker_holds(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery.worker import state
+
+    from worker import heartbeat
+    from worker.heartbeat import WorkerHeartbeat
+
+    @dataclass(eq=False)
+    class Message:
+        delivery_tag: str
+
+    @dataclass(eq=False)
+    class Request:
+        id: str
+        message: Message
+
+    client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+    beat = WorkerHeartbeat("hb@node", redis_url, None).start()
+    kept = [Request("r1", Message("t1")), Request("r2", Message("t2"))]
+    try:
+        beat.beat()
+        assert client.exists(Keys.worker("hb@node")) and not client.exists(Keys.held("hb@node"))
+        state.scheduled_requests.add(kept[0])
+        beat.beat()
+        assert client.hgetall(Keys.held("hb@node")) == {"t1": "r1"}
+        state.scheduled_requests.discard(kept[0])
+        state.reserved_requests.add(kept[1])  # its countdown passed: waits for a slot
+        beat.beat()
+        assert client.hgetall(Keys.held("hb@node")) == {"t2": "r2"}
+
+        # Listing them fails: the heartbeat goes on, the list stays as published.
+        def broken() -> dict[str, str]:
+            raise AttributeError("a Celery without that state")
+
+        monkeypatch.setattr(heartbeat, "held_messages", broken)
+        client.delete(Keys.worker("hb@node"))
+        beat.beat()
+        assert client.exists(Keys.worker("hb@node"))
+        assert client.hgetall(Keys.held("hb@node")) == {"t2": "r2"}
+    finally:
+        beat.stop()
+        state.scheduled_requests.clear()
+        state.reserved_requests.clear()
+    # A stop leaves the list: the beat decides what to put back.
+    assert not client.exists(Keys.worker("hb@node"))
+    assert client.hgetall(Keys.held("hb@node")) == {"t2": "r2"}
