@@ -232,11 +232,24 @@ def send_or_withdraw(
     not withdrawn.
     """
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from beat.redis_client import connect
+    from jobs_core.redis_url import parse_redis_url
 
     if not messages:
         return
+    # A client of its own that never retries: a transaction whose reply was lost may
+    # have been applied, and sending it again would send every message twice.
+    client = connect(
+        parse_redis_url(ctx.redis_url),
+        socket_connect_timeout=5,
+        socket_timeout=30,
+        retry=Retry(NoBackoff(), 0),
+    )
     try:
-        pipe = ctx.redis().pipeline(transaction=True)
+        pipe = client.pipeline(transaction=True)
         for key, ttl in marks:
             pipe.set(key, "1", ex=ttl)
         for queue, payload in messages:
@@ -244,6 +257,8 @@ def send_or_withdraw(
         pipe.execute()
     except redis.RedisError as exc:
         raise NotEnqueued(_not_enqueued(ctx, what, recorded, exc)) from None
+    finally:
+        client.close()
 
 
 def _not_enqueued(ctx: Context, what: str, recorded: list[str], exc: BaseException) -> str:
