@@ -325,29 +325,32 @@ TICKS = (
 FAILURES = (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.LOST)
 _FAILURES = ", ".join(f"'{status.value}'" for status in FAILURES)
 
-#: Runs of each job the job health reads whatever happened: the runs still running,
-#: the latest finished run and a failure older than the latest success are looked for
-#: among these only.
-HEALTH_RECENT_RUNS = 50
+#: Runs of each job among which the job health looks for a failure older than the
+#: latest success (``JobHealth.last_failure_at`` when none came after it): looking
+#: further would read every run of a job that never fails. Nothing else the health
+#: reports depends on it.
+HEALTH_RECENT_RUNS = 10
 
 _ENDED = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL))
-_HEALTH_WINDOW = (
-    "SELECT id, status, started_at, enqueued_at, finished_at, updated_at FROM job_runs"
-    f" WHERE job_key = k.job_key ORDER BY enqueued_at DESC LIMIT {HEALTH_RECENT_RUNS}"
-)
 
 #: The health of every job of ``keys`` in one round trip (the leading beat's alerting
-#: cycle). Every lateral walks ``job_runs_job_page`` from a job's newest run and stops
-#: early: at its latest success, at the first run older than that success, at its
-#: latest finished run, or after HEALTH_RECENT_RUNS runs, which are summed up in the
-#: server (a few values per job come back, not the runs, and only the few running or
-#: failed runs are turned into text: building arrays of all 50 cost more than reading
-#: them). Nothing looks for a failure older than the latest success beyond those runs:
-#: for a job that has never failed that walk would read every run of the job (status
-#: is not indexed, see migration 0001), seconds at 10 million runs.
+#: cycle); each lateral is one short index walk per job, summed up in the server (a few
+#: values per job come back, not runs):
+#:
+#: - ``s``: the latest success, walking ``job_runs_job_page`` from the newest run;
+#: - ``c``: the failures after it, the same walk up to it;
+#: - ``r``: the running runs, all of them, from ``job_runs_unfinished`` (migration 0004:
+#:   only unfinished runs), however many finished runs came after them (the skipped
+#:   ticks of an ``overlap: skip`` job piling up over a hung run);
+#: - ``e``: the latest finished run, walking ``job_runs_job_page`` past the unfinished
+#:   ones (as few as that index holds);
+#: - ``f``: the newest failure among the HEALTH_RECENT_RUNS newest runs, only read when
+#:   ``c`` found none. Nothing looks further back for a failure older than the latest
+#:   success: for a job that never failed that walk would read every run of the job
+#:   (status is not indexed, see migration 0001), seconds at 10 million runs.
 JOB_HEALTH = f"""
 SELECT k.job_key, s.ref_at, s.enqueued_at, c.last_failed_at, c.failures, c.ids,
-       r.running_ids, r.running_since, e.id, e.status, r.failed_at
+       r.running_ids, r.running_since, e.id, e.status, f.failed_at
 FROM unnest(%(keys)s::text[]) AS k(job_key)
 LEFT JOIN LATERAL (
     SELECT coalesce(scheduled_for, started_at, enqueued_at) AS ref_at, enqueued_at
@@ -365,24 +368,35 @@ LEFT JOIN LATERAL (
       AND enqueued_at > coalesce(s.enqueued_at, '-infinity'::timestamptz)
 ) c ON true
 LEFT JOIN LATERAL (
-    SELECT array_agg(id::text ORDER BY enqueued_at DESC)
-               FILTER (WHERE status = {_RUNNING}) AS running_ids,
+    SELECT array_agg(id::text ORDER BY enqueued_at DESC) AS running_ids,
            array_agg(coalesce(started_at, enqueued_at) ORDER BY enqueued_at DESC)
-               FILTER (WHERE status = {_RUNNING}) AS running_since,
-           (array_agg(coalesce(finished_at, updated_at) ORDER BY enqueued_at DESC)
-               FILTER (WHERE status IN ({_FAILURES})))[1] AS failed_at
-    FROM ({_HEALTH_WINDOW}) AS last
+               AS running_since
+    FROM job_runs
+    WHERE job_key = k.job_key AND finished_at IS NULL AND status = {_RUNNING}
 ) r ON true
 LEFT JOIN LATERAL (
-    SELECT id::text, status FROM ({_HEALTH_WINDOW}) AS last
-    WHERE status IN ({_ENDED})
+    SELECT id::text, status FROM job_runs
+    WHERE job_key = k.job_key AND status IN ({_ENDED})
     ORDER BY enqueued_at DESC LIMIT 1
 ) e ON true
+LEFT JOIN LATERAL (
+    SELECT (array_agg(coalesce(finished_at, updated_at) ORDER BY enqueued_at DESC)
+               FILTER (WHERE status IN ({_FAILURES})))[1] AS failed_at
+    FROM (SELECT status, finished_at, updated_at, enqueued_at FROM job_runs
+          WHERE job_key = k.job_key ORDER BY enqueued_at DESC
+          LIMIT {HEALTH_RECENT_RUNS}) AS last
+    WHERE c.failures = 0
+) f ON true
 """
 
 # ---------------------------------------------------------------- migrations
 
-MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(%(lock_id)s)"
+#: Held by the session for a whole ``db migrate``: a migration that runs outside a
+#: transaction (CREATE INDEX CONCURRENTLY) cannot hold a transaction's lock. Tried, not
+#: waited for: a session blocked in pg_advisory_lock keeps a snapshot open, which a
+#: concurrent index build waits for while the lock's holder waits for the build.
+TRY_MIGRATION_LOCK = "SELECT pg_try_advisory_lock(%(lock_id)s)"
+MIGRATION_UNLOCK = "SELECT pg_advisory_unlock(%(lock_id)s)"
 
 MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS systemprompt_migrations (
