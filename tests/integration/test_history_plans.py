@@ -48,3 +48,18 @@ def test_a_bounded_page_walks_an_index_for_the_runs_it_reads(database_url: str) 
         end = plan(conn, q.scan_end(frozenset({"job_key", "status", "after"})))
     scanned = text[: text.index("CTE page")] if "CTE page" in text else text
     assert "job_runs_job_page" in scanned and "Sort" not in end, text
+
+
+def test_job_health_reads_running_runs_from_the_unfinished_runs_index(database_url: str) -> None:
+    """The running runs come from the partial index of unfinished runs (migration 0004),
+    not from a window of the newest runs: no LIMIT bounds that lateral."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SET enable_seqscan = off")
+        conn.execute("SET enable_bitmapscan = off")
+        text = "\n".join(
+            r[0]
+            for r in conn.execute(
+                "EXPLAIN " + q.JOB_HEALTH, {"keys": ["a/b"], "max_ids": 10}
+            ).fetchall()
+        )
+    assert "Index Scan using job_runs_unfinished" in text, text

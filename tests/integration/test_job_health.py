@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
 
-from jobs_core.alerts import MAX_RUN_IDS, JobHealth
+from jobs_core.alerts import MAX_RUN_IDS, AlertKind, JobHealth, JobWatch, conditions
+from jobs_core.history import AttemptStart
+from jobs_core.history_pg import PostgresHistory
 from jobs_core.job_health import HEALTH_RECENT_RUNS, fetch_job_health
+from jobs_core.policy import AlertPolicy
+from jobs_core.status import RunStatus, Trigger
 
 pytestmark = [pytest.mark.integration, pytest.mark.servers]
 
@@ -38,7 +45,7 @@ class Runs:
                     at,
                     at,
                     at,
-                    at + timedelta(seconds=10) if status != "running" else None,
+                    at + timedelta(seconds=10) if RunStatus(status).is_terminal else None,
                 ),
             )
             self.ids.append(run_id)
@@ -94,3 +101,87 @@ def test_a_failure_before_the_latest_success_among_the_recent_runs(database_url:
     assert running.last_finished is not None and running.last_finished[1] == "succeeded"
     assert running_id != running.last_finished[0]
     assert got["a/none"] == JobHealth("a/none")
+
+
+#: More newer runs than the job health ever read per job before migration 0004.
+BURIED = 60
+
+
+def with_history(database_url: str, fn: Callable[[PostgresHistory], Awaitable[Any]]) -> Any:
+    from psycopg_pool import AsyncConnectionPool
+
+    async def go() -> Any:
+        async with AsyncConnectionPool(database_url, min_size=1, max_size=1) as pool:
+            return await fn(PostgresHistory(pool))
+
+    return asyncio.run(go())
+
+
+def test_a_hung_run_buried_under_skipped_ticks_is_still_too_long(database_url: str) -> None:
+    """``overlap: skip``: while a run hangs, every tick writes a skipped run after it. The
+    run is still reported running (and too long) however many ticks were skipped."""
+    job = "a/hung"
+    start = AttemptStart(
+        run_id=str(uuid.uuid4()),
+        job_key=job,
+        trigger=Trigger.SCHEDULE,
+        attempt=1,
+        max_attempts=1,
+        worker="celery@w1",
+        scheduled_for=T0,
+        enqueued_at=None,
+        parameters={},
+    )
+
+    async def write(history: PostgresHistory) -> list[str]:
+        # As the worker writes them: the hung run marked running (lazy start's timer
+        # fired), then each later tick recorded skipped by the overlap policy.
+        assert (await history.start_attempt(start)).started
+        return [
+            await history.create_run(
+                job_key=job,
+                trigger=Trigger.SCHEDULE,
+                scheduled_for=T0 + timedelta(minutes=n),
+                max_attempts=1,
+                status=RunStatus.SKIPPED,
+                message="overlap: skip",
+            )
+            for n in range(1, BURIED + 1)
+        ]
+
+    skipped = with_history(database_url, write)
+    h = health(database_url, job)[job]
+    assert [run_id for run_id, _ in h.running] == [start.run_id]
+    assert h.last_finished == (skipped[-1], "skipped")
+    started = h.running[0][1]
+    watch = JobWatch(job, AlertPolicy(max_duration=60.0), None, True, T0)
+    found = conditions(watch, h, started + timedelta(seconds=61))
+    too_long = [i for i in found if i.kind is AlertKind.TOO_LONG]
+    assert len(too_long) == 1 and too_long[0].run_ids == (start.run_id,)
+    assert conditions(watch, h, started + timedelta(seconds=59)) == []
+
+
+def test_running_runs_are_all_reported_and_only_running_ones(database_url: str) -> None:
+    """Every running run however old, newest first; queued and retrying runs are not
+    running (no attempt executes), finished ones never are."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        runs = Runs(conn, "a/busy").add("running", "retrying", "queued", "running")
+        runs.add(*["succeeded"] * BURIED, "running", "queued")
+    h = health(database_url, "a/busy")["a/busy"]
+    newest = len(runs.ids) - 2
+    assert h.running == (
+        (runs.ids[newest], Runs.at(newest)),
+        (runs.ids[3], Runs.at(3)),
+        (runs.ids[0], Runs.at(0)),
+    )
+    assert h.last_finished == (runs.ids[newest - 1], "succeeded")
+
+
+def test_the_latest_finished_run_behind_many_unfinished_ones(database_url: str) -> None:
+    """A backlog of queued runs (manual runs, a backfill) newer than the latest finished
+    run does not hide it: the skipped alert keeps seeing it."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        runs = Runs(conn, "a/backlog").add("succeeded", "skipped", *["queued"] * BURIED)
+    h = health(database_url, "a/backlog")["a/backlog"]
+    assert h.last_finished == (runs.ids[1], "skipped")
+    assert h.running == () and h.last_success_at == Runs.at(0)
