@@ -45,17 +45,20 @@ class JobHealth:
     #: The instant the latest successful run stood for: its tick, else its start.
     last_success_at: datetime | None = None
     #: When the latest failed, timed-out or lost run ended: the newest one since the
-    #: latest success, else the newest among the job's 50 newest runs
+    #: latest success, else the newest among the job's 10 newest runs
     #: (``jobs_core.history_queries.HEALTH_RECENT_RUNS``; None when an older one is all
-    #: there is: looking further would read every run of a job that never fails).
+    #: there is: looking further would read every run of a job that never fails). The
+    #: only field bounded by a number of runs; no alert depends on it (a metric does).
     last_failure_at: datetime | None = None
     #: Failed, timed-out or lost runs since the latest success (skipped ones do not count).
     consecutive_failures: int = 0
     #: Ids of those failed runs, newest first (at most MAX_RUN_IDS).
     failing_run_ids: tuple[str, ...] = ()
-    #: ``(run id, started_at)`` of the runs running now among the job's 50 newest.
+    #: ``(run id, started_at)`` of every run running now, newest first, however many
+    #: runs came after it (queued and retrying runs are not running).
     running: tuple[tuple[str, datetime], ...] = ()
-    #: ``(run id, status)`` of the latest finished run.
+    #: ``(run id, status)`` of the latest finished run, however many unfinished runs
+    #: came after it.
     last_finished: tuple[str, str] | None = None
 
 
