@@ -4,7 +4,8 @@ Run: ``.venv/bin/python bench/history_hot.py [--runs 2000] [--rounds 3]``. It st
 private, durable PostgreSQL with two databases migrated alike, then drops
 ``job_runs_unfinished`` from one of them ("before"), and writes runs into both through
 :class:`jobs_core.history_pg.PostgresHistory` itself, one connection each, in
-alternating rounds (so both sides see the same machine load):
+alternating rounds, each side first in every other one (so both see the same machine
+load):
 
 - short runs, as lazy start writes them: one ``settle_attempt`` (the row is inserted
   finished, so it never enters the partial index);
@@ -149,9 +150,12 @@ def main() -> int:
                 },
             )
             tallies: dict[tuple[str, str], Tally] = {}
-            for _ in range(opts.rounds):
+            for n in range(opts.rounds):
+                # Each side goes first in every other round: neither always writes into
+                # a cache the other has just warmed.
+                order = list(sides.items())[:: -1 if n % 2 else 1]
                 for kind_name, kind in KINDS.items():
-                    for side, db in sides.items():
+                    for side, db in order:
                         t = measure(pg.url_for(db), kind, opts.runs)
                         total = tallies.setdefault((kind_name, side), Tally())
                         total.runs += t.runs
