@@ -1,6 +1,6 @@
 """Scale: one beat and the CLI over 100,000 jobs, against the targets of issue 15.
 
-Run: ``.venv/bin/python bench/scale_jobs.py [--jobs 100000] [--minutes 2]``
+Run: ``.venv/bin/python bench/scale_jobs.py [--jobs 100000] [--minutes 2] [--cli-only]``
 (``--minutes 3`` is the issue's full run). It starts a private redis-server and a
 durable PostgreSQL, writes a profile loading :mod:`bench.scale_ext` (``--jobs`` jobs,
 all on ``--schedule``, default ``0 * * * * *``, default policies), seeds one finished
@@ -22,6 +22,8 @@ run per job (so ``jobs list`` has a LAST to show), and starts one beat
 - after the beat stopped: wall time of ``systemprompt infra jobs list`` and
   ``jobs status NAME`` as an operator runs them (new process each, median of
   ``--cli-repeat``), and the same with 0 generated jobs (the fixed cost of the CLI).
+
+``--cli-only`` starts no beat: it seeds the history and times only the CLI.
 """
 
 from __future__ import annotations
@@ -202,6 +204,11 @@ def main() -> int:
     parser.add_argument("--cli-repeat", type=int, default=3)
     parser.add_argument("--startup-timeout", type=float, default=600.0)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (beat log)")
+    parser.add_argument(
+        "--cli-only",
+        action="store_true",
+        help="no beat: seed the history and time only the CLI commands (seconds, not minutes)",
+    )
     add_fast_flag(parser, FAST_PG)
     opts = parser.parse_args()
 
@@ -238,8 +245,12 @@ def run(opts: argparse.Namespace, base: Path, redis_url: str, database_url: str)
         {
             "jobs": f"{opts.jobs:,} generated (bench/scale_ext.py), all on {opts.schedule!r},"
             " default policies",
-            "window": f"{opts.minutes:g} min; SIGHUP {opts.hup_lead:g} s before its last instant",
-            "beat": f"python -m bench.beat_probe, --log-level {opts.log_level} (log to a file)",
+            "window": "none (--cli-only)"
+            if opts.cli_only
+            else f"{opts.minutes:g} min; SIGHUP {opts.hup_lead:g} s before its last instant",
+            "beat": "none (--cli-only)"
+            if opts.cli_only
+            else f"python -m bench.beat_probe, --log-level {opts.log_level} (log to a file)",
             "servers": f"private redis-server; PostgreSQL {pg_settings(database_url)}",
             "history": "one succeeded run per job (for the LAST column of jobs list)",
         },
@@ -248,6 +259,11 @@ def run(opts: argparse.Namespace, base: Path, redis_url: str, database_url: str)
     announced = " ".join(sorted((FAST_PG if opts.fast else DURABLE_PG).split()))
     if pg_settings(database_url) != announced:
         raise RuntimeError(f"PostgreSQL does not run with {announced}")
+
+    if opts.cli_only:
+        results = cli_results(opts, profile, env)
+        print_results(results)
+        return 0
 
     stamper = Stamper(redis_url, DEFAULT_QUEUE)
     stamper.start()
@@ -320,15 +336,6 @@ def run(opts: argparse.Namespace, base: Path, redis_url: str, database_url: str)
     p99_clean = percentile(clean, 0.99)
     in_queue = max((max(s.lags_ms) for s in stats.values() if s.lags_ms), default=None)
 
-    cli = [str(VENV_BIN / "systemprompt"), "--profile", str(profile), "infra", "jobs"]
-    name = "scale/j000042" if opts.jobs > 42 else "maintenance/cleanup"
-    list_med, list_min, list_lines = time_cli([*cli, "list"], env, opts.cli_repeat)
-    status_med, status_min, _ = time_cli([*cli, "status", name], env, opts.cli_repeat)
-    empty = dict(env, BENCH_SCALE_JOBS="0")
-    base_list, _, _ = time_cli([*cli, "list"], empty, opts.cli_repeat)
-    base_status, _, _ = time_cli([*cli, "status", "maintenance/cleanup"], empty, opts.cli_repeat)
-
-    n = f"{opts.jobs:,}"
     results += [
         ("beat start-up to leadership", f"{elected - beat.spawned:.2f} s", "-", ""),
         (
@@ -374,6 +381,26 @@ def run(opts: argparse.Namespace, base: Path, redis_url: str, database_url: str)
             "0 / 0",
             "meets" if missed == doubled == 0 else "MISSES",
         ),
+    ]
+    results += cli_results(opts, profile, env)
+    print_results(results)
+    return 0
+
+
+def cli_results(
+    opts: argparse.Namespace, profile: Path, env: dict[str, str]
+) -> list[tuple[str, str, str, str]]:
+    """``jobs list`` and ``jobs status NAME`` over the jobs, and with 0 generated jobs."""
+    cli = [str(VENV_BIN / "systemprompt"), "--profile", str(profile), "infra", "jobs"]
+    name = "scale/j000042" if opts.jobs > 42 else "maintenance/cleanup"
+    list_med, list_min, list_lines = time_cli([*cli, "list"], env, opts.cli_repeat)
+    status_med, status_min, _ = time_cli([*cli, "status", name], env, opts.cli_repeat)
+    empty = dict(env, BENCH_SCALE_JOBS="0")
+    base_list, _, _ = time_cli([*cli, "list"], empty, opts.cli_repeat)
+    base_status, _, _ = time_cli([*cli, "status", "maintenance/cleanup"], empty, opts.cli_repeat)
+
+    n = f"{opts.jobs:,}"
+    return [
         (
             f"jobs list ({n} jobs, {list_lines:,} lines)",
             f"{list_med:.2f} s (min {list_min:.2f})",
@@ -393,13 +420,15 @@ def run(opts: argparse.Namespace, base: Path, redis_url: str, database_url: str)
             "(fixed CLI cost)",
         ),
     ]
+
+
+def print_results(results: list[tuple[str, str, str, str]]) -> None:
     print()
     width = max(len(r[0]) for r in results)
     for what, value, target, mark in results:
         print(f"{what:<{width}}  {value:>22}  {target:>9}  {mark}")
     misses = sum(1 for r in results if r[3] == "MISSES")
     print(f"\n{misses} of {sum(1 for r in results if r[2] != '-')} targets missed")
-    return 0
 
 
 if __name__ == "__main__":
