@@ -14,18 +14,22 @@ Entry points: :func:`run_beat` (what ``systemprompt infra beat`` calls) and
 
 from __future__ import annotations
 
-from .control import (
-    Pause,
-    disable,
-    disabled_jobs,
-    enable,
-    is_disabled,
-    last_sent,
-    leader_status,
-    pauses,
-    scheduled_runs,
-)
-from .service import Beat, run_beat
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .control import (
+        Pause,
+        disable,
+        disabled_jobs,
+        enable,
+        is_disabled,
+        last_sent,
+        leader_status,
+        pauses,
+        scheduled_runs,
+    )
+    from .service import Beat, run_beat
 
 __all__ = [
     "Beat",
@@ -40,3 +44,15 @@ __all__ = [
     "run_beat",
     "scheduled_runs",
 ]
+
+#: Where each name lives. Imported on first use: the CLI imports ``beat.lease`` or
+#: ``beat.control`` in every command, and the whole beat (Redis scripts, the profile
+#: model, the scheduler) costs a CLI command more than its own work.
+_HOME = {name: ".service" if name in ("Beat", "run_beat") else ".control" for name in __all__}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(home, __name__), name)

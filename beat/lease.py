@@ -18,9 +18,7 @@ import redis
 
 from jobs_core.wire import Keys
 
-#: Lease TTLs a beat accepts, in seconds: shorter ones cannot be renewed in time over a
-#: real network; longer ones mean an hour without ticks after a leader dies.
-LEASE_TTL_RANGE = (1.0, 3600.0)
+from .limits import LEASE_TTL_RANGE as LEASE_TTL_RANGE
 
 _ACQUIRE_OR_RENEW = """
 local cur = redis.call('GET', KEYS[1])

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from beat.lease import LEASE_TTL_RANGE
+from beat.limits import LEASE_TTL_RANGE
 from jobs_core.errors import ConfigError, JobsError
 from jobs_core.history import Run, RunHistory
 from jobs_core.registry import JobDefinition
