@@ -364,7 +364,7 @@ def backfill_cmd(
     """
     from .control import backfill, ticks_between
 
-    jd = ctx.registry.resolve(name)
+    jd = ctx.job(name)
     result = backfill(ctx, jd, ticks_between(jd, start, end, most))
     if as_json:
         click.echo(render.dumps(result.to_json()))
@@ -483,7 +483,7 @@ def status(ctx: CliContext, name: str, as_json: bool) -> None:
     from beat.control import leader_status
     from jobs_core.dst import preview
 
-    jd = ctx.registry.resolve(name)
+    jd = ctx.job(name)
     client = ctx.redis()
     paused = _paused(ctx)
     remaining = _remaining(ctx, [jd]).get(jd.key)
@@ -610,7 +610,7 @@ def history(
 
     if (name is None) == (not every_job):
         raise click.UsageError("name a job, or use --all (one of them)")
-    jd = ctx.registry.resolve(name) if name is not None else None
+    jd = ctx.job(name) if name is not None else None
     filters = RunFilter(
         job_key=jd.key if jd else None,
         status=RunStatus(status) if status else None,
@@ -697,7 +697,7 @@ def disable(ctx: CliContext, name: str, note: str | None) -> None:
     """Pause a job: the beat stops sending its ticks from the next tick on."""
     from beat.control import disable as pause
 
-    jd = ctx.registry.resolve(name)
+    jd = ctx.job(name)
     who = f"{getpass.getuser()}@{socket.gethostname()}"
     changed = pause(ctx.redis(), jd.key, note=note or None, by=who)
     click.echo(
@@ -713,7 +713,7 @@ def enable(ctx: CliContext, name: str) -> None:
     """Resume a paused job from its next tick on."""
     from beat.control import enable as resume
 
-    jd = ctx.registry.resolve(name)
+    jd = ctx.job(name)
     changed = resume(ctx.redis(), jd.key)
     note = "" if jd.enabled else " (note: the profile disables it: `enabled: false`)"
     click.echo(f"{jd.key}: {'resumed' if changed else 'was not paused'}{note}")

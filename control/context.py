@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from jobs_core.errors import ServiceUnavailable
+from jobs_core.errors import ServiceUnavailable, UnknownJob
 from jobs_core.history import RunHistory
 from jobs_core.profile import Profile, load_profile
 from jobs_core.redis_url import parse_redis_url
-from jobs_core.registry import JobRegistry, build_registry
+from jobs_core.registry import JobDefinition, JobRegistry, build_registry
 from jobs_core.urls import check_database_url, check_redis_url, mask_url
 
 T = TypeVar("T")
@@ -71,6 +71,20 @@ class Context:
         if self._registry is None:
             self._registry = build_registry(self.profile)
         return self._registry
+
+    def job(self, name: str) -> JobDefinition:
+        """One job by key or unique name (:meth:`JobRegistry.resolve`).
+
+        Every job of the profile is checked as for :attr:`registry` (a broken job
+        anywhere is an error here too), but only the named one is built; an unknown
+        name builds the whole table for the error's closest known jobs.
+        """
+        if self._registry is not None:
+            return self._registry.resolve(name)
+        try:
+            return build_registry(self.profile, only=name).resolve(name)
+        except UnknownJob:
+            return self.registry.resolve(name)
 
     @property
     def redis_url(self) -> str:

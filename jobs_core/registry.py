@@ -28,6 +28,7 @@ from .errors import (
     RegistryError,
     UnknownJob,
 )
+from .gcpause import gc_paused
 from .job import NAME_RE, Extension, Job
 from .policy import JobPolicy
 from .profile import POLICY_KEYS, PolicySettings, explain
@@ -276,6 +277,44 @@ def _code_values(job: Job) -> dict[str, Any]:
     return {key: value for key in POLICY_KEYS if (value := getattr(job, key)) is not None}
 
 
+_POLICY_KEY_SET = frozenset(POLICY_KEYS)
+
+
+def _class_facts(cls: type) -> tuple[dict[str, Any], tuple[tuple[str, int], ...]] | None:
+    """The policy attributes (:func:`_code_values`) every instance of the Job class
+    ``cls`` has unless its own ``__dict__`` sets one, and their policy memo key; None
+    when instances may read something else: a policy attribute that is a property or
+    another descriptor (computed per instance, or ``__slots__``), or a custom
+    ``__getattribute__``."""
+    if getattr(cls, "__getattribute__") is not object.__getattribute__:  # noqa: B009 - mypy
+        return None
+    values: dict[str, Any] = {}
+    for key in POLICY_KEYS:
+        for klass in cls.__mro__:
+            if key in klass.__dict__:
+                value = klass.__dict__[key]
+                if hasattr(type(value), "__get__"):
+                    return None
+                if value is not None:
+                    values[key] = value
+                break
+    return values, tuple((k, id(v)) for k, v in values.items())
+
+
+def _unique_key(name: str, names_of: Mapping[str, set[str]]) -> str | None:
+    """The key :meth:`JobRegistry.resolve` gives ``name`` among the jobs ``names_of``
+    (extension -> job names), or None where it would raise."""
+    if "/" in name:
+        ext, _, job = name.partition("/")
+        return name if job in names_of.get(ext, ()) else None
+    found = [f"{ext}/{name}" for ext, names in names_of.items() if name in names]
+    return found[0] if len(found) == 1 else None
+
+
+def _class_where(ext_name: str, job: Job) -> str:
+    return f"extension {ext_name!r}, job class {type(job).__name__}"
+
+
 def _code_settings(data: dict[str, Any], where: str) -> PolicySettings:
     """A job's policy attributes (:func:`_code_values`), validated by the profile's model."""
     try:
@@ -304,11 +343,32 @@ def _effective_policy(
 
 
 def build_registry(
-    profile: Profile | None = None, extensions: list[Extension] | None = None
+    profile: Profile | None = None,
+    extensions: list[Extension] | None = None,
+    *,
+    only: str | None = None,
 ) -> JobRegistry:
-    """Discover (unless given) the extensions and merge their jobs with the profile."""
+    """Discover (unless given) the extensions and merge their jobs with the profile.
+
+    With ``only`` (a job name as :meth:`JobRegistry.resolve` takes it), every job is
+    still checked, so a mistake anywhere is an error as without it, but the table holds
+    only the jobs ``resolve(only)`` may return: a command about one job of 100,000 does
+    not build the other 99,999 definitions.
+    """
     if extensions is None:
         extensions = discover_extensions(profile)
+    with gc_paused():
+        return _build_registry(profile, extensions, only)
+
+
+def _build_registry(
+    profile: Profile | None, extensions: list[Extension], only: str | None
+) -> JobRegistry:
+    only_ext: str | None = None
+    only_job = only
+    if only is not None and "/" in only:
+        only_ext, _, only_job = only.partition("/")
+    names_of: dict[str, set[str]] = {}
     tz = profile.scheduler.timezone if profile else "UTC"
     tz_source: Source = (
         "profile defaults"
@@ -323,6 +383,8 @@ def build_registry(
 
     definitions: list[JobDefinition] = []
     policies: dict[tuple[tuple[str, int], ...], tuple[JobPolicy, Mapping[str, Source]]] = {}
+    classes: dict[type, tuple[dict[str, Any], tuple[tuple[str, int], ...]] | None] = {}
+    crons: dict[tuple[str, str], CronSchedule] = {}
     ext_names: set[str] = set()
     for ext in extensions:
         if not ext.name or not NAME_RE.match(ext.name):
@@ -339,34 +401,62 @@ def build_registry(
             raise RegistryError(f"extension {ext.name!r}: jobs() failed: {exc}") from exc
         names: set[str] = set()
         config = dict(profile.config.get(ext.name, {})) if profile else {}
+        ext_name = ext.name
+        names_of[ext_name] = names
+        skip_ext = only_ext is not None and only_ext != ext_name
+        # An extension may declare 100,000 jobs: what depends only on the job's class
+        # (being a Job, its policy attributes) is worked out once per class, each job
+        # pays only for its own name, schedule and profile entry.
         for job in jobs:
-            if not isinstance(job, Job):
-                raise RegistryError(f"extension {ext.name!r}: {job!r} is not a Job instance")
-            where = f"extension {ext.name!r}, job class {type(job).__name__}"
-            if not job.name:
-                raise RegistryError(f"{where}: the job has no name (set the class attribute)")
-            if not NAME_RE.match(job.name):
+            cls = type(job)
+            if cls in classes:
+                facts = classes[cls]
+            else:
+                if not isinstance(job, Job):
+                    raise RegistryError(f"extension {ext_name!r}: {job!r} is not a Job instance")
+                facts = _class_facts(cls)
+                if issubclass(cls, Job):  # then every instance is a Job
+                    classes[cls] = facts
+            name = job.name
+            if not name:
                 raise RegistryError(
-                    f"{where}: invalid job name {job.name!r}: use lower-case letters, digits,"
-                    " '-', '_' and '.'"
+                    f"{_class_where(ext_name, job)}: the job has no name (set the class attribute)"
                 )
-            where = f"job {ext.name}/{job.name}"
-            if job.name in names:
-                raise RegistryError(f"{where}: duplicate job key {ext.name}/{job.name}")
-            names.add(job.name)
-            found = overrides.pop((ext.name, job.name), None)
+            if not NAME_RE.match(name):
+                raise RegistryError(
+                    f"{_class_where(ext_name, job)}: invalid job name {name!r}: use lower-case"
+                    " letters, digits, '-', '_' and '.'"
+                )
+            if name in names:
+                raise RegistryError(f"job {ext_name}/{name}: duplicate job key {ext_name}/{name}")
+            names.add(name)
+            found = overrides.pop((ext_name, name), None) if overrides else None
             override = found[1] if found is not None else None
-            code_values = _code_values(job)
-            # Jobs without a profile entry whose attributes are the same objects end up
-            # with the same policy: compute it once and share it (and its sources).
-            memo_key = (
-                None if override is not None else tuple((k, id(v)) for k, v in code_values.items())
-            )
+            code_values: dict[str, Any]
+            memo_key: tuple[tuple[str, int], ...] | None
+            own_values = getattr(job, "__dict__", None)
+            if (
+                facts is not None
+                and override is None
+                and own_values is not None
+                and _POLICY_KEY_SET.isdisjoint(own_values)
+            ):
+                code_values, memo_key = facts
+            else:
+                code_values = _code_values(job)
+                # Jobs without a profile entry whose attributes are the same objects end
+                # up with the same policy: compute it once and share it (and its sources).
+                memo_key = (
+                    None
+                    if override is not None
+                    else tuple((k, id(v)) for k, v in code_values.items())
+                )
             sources: Mapping[str, Source]
             memo = policies.get(memo_key) if memo_key is not None else None
             if memo is not None:
                 policy, sources = memo
             else:
+                where = f"job {ext_name}/{name}"
                 code = _code_settings(code_values, where)
                 policy, own = _effective_policy(
                     (("profile defaults", defaults), ("code", code), ("profile", override))
@@ -393,10 +483,14 @@ def build_registry(
             if schedule is not None:
                 # Checked even when the profile replaces it: the code must stay valid.
                 # Shared per (expression, zone): one parse for all the jobs that use it.
-                try:
-                    cron = CronSchedule.of(schedule, tz_job)
-                except InvalidSchedule as exc:
-                    raise RegistryError(f"{where}: invalid schedule: {exc}") from None
+                cron = crons.get((schedule, tz_job))
+                if cron is None:
+                    try:
+                        cron = crons[(schedule, tz_job)] = CronSchedule.of(schedule, tz_job)
+                    except InvalidSchedule as exc:
+                        raise RegistryError(
+                            f"job {ext_name}/{name}: invalid schedule: {exc}"
+                        ) from None
             enabled = True
             parameters: Mapping[str, Any] = _NO_PARAMETERS
             if override is not None:
@@ -407,10 +501,12 @@ def build_registry(
                 if override.enabled is not None:
                     enabled = override.enabled
                 parameters = dict(override.parameters)
+            if only is not None and (skip_ext or name != only_job):
+                continue
             definitions.append(
                 JobDefinition(
-                    extension=ext.name,
-                    name=job.name,
+                    extension=ext_name,
+                    name=name,
                     description=job.description,
                     job=job,
                     schedule=schedule,
@@ -424,8 +520,11 @@ def build_registry(
                 )
             )
 
-    known_keys = [d.key for d in definitions]
+    if profile is not None and overrides and only is not None:
+        # The error names the closest of all the known jobs: build them all for it.
+        return _build_registry(profile, extensions, None)
     if profile is not None:
+        known_keys = [d.key for d in definitions]
         for index, ov in overrides.values():
             key = f"{ov.extension}/{ov.job}"
             if ov.extension not in ext_names:
@@ -448,6 +547,12 @@ def build_registry(
     )
     if profile is not None:
         for index, name in enumerate(profile.scheduler.bootstrap_jobs):
+            if only is not None:
+                boot_key = _unique_key(name, names_of)
+                if boot_key is None:  # the error lists known jobs: build them all for it
+                    return _build_registry(profile, extensions, None)
+                registry.bootstrap.append(boot_key)
+                continue
             try:
                 registry.bootstrap.append(registry.resolve(name).key)
             except (UnknownJob, AmbiguousJob) as exc:

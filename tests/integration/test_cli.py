@@ -323,3 +323,56 @@ def test_status_shows_zone_bounds_runs_left_and_the_next_dst_change(
         assert "4 scheduled runs, 0 left" in text
     finally:
         client.close()
+
+
+BROKEN_EXTENSION = """
+from jobs_core import Extension, Job, JobResult
+
+
+class Fine(Job):
+    name = "fine"
+    schedule = "0 0 * * * *"
+
+    async def execute(self, ctx):
+        return JobResult.success()
+
+
+class Broken(Fine):
+    name = "broken"
+    schedule = "0 0 25 * * *"
+
+
+class BrokenExtension(Extension):
+    name = "brokenext"
+
+    def jobs(self):
+        return [Fine(), Broken()]
+"""
+
+
+def test_commands_about_one_job_still_refuse_a_broken_job_elsewhere(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """`jobs status NAME` builds only NAME's definition but checks every job: a broken
+    job in another extension is reported (exit 2) by it as by `jobs list`."""
+    (tmp_path / "broken_fixture.py").write_text(BROKEN_EXTENSION)
+    profile = tmp_path / "broken.yaml"
+    profile.write_text(
+        CLI_PROFILE.replace("extensions:\n", "extensions:\n  - broken_fixture:BrokenExtension\n")
+    )
+    env = {**env, "SYSTEMPROMPT_PROFILE": str(profile), "PYTHONPATH": str(tmp_path)}
+    for args in (
+        ["status", "cleanup"],
+        ["status", "brokenext/fine"],
+        ["history", "flaky"],
+        ["list"],
+    ):
+        result = cli(env, "infra", "jobs", *args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert "job brokenext/broken: invalid schedule: hour: 25" in result.stderr, args
+        assert "Traceback" not in result.stderr
+    # Fixed, the same profile works, and a status shows the one job asked for.
+    (tmp_path / "broken_fixture.py").write_text(BROKEN_EXTENSION.replace("0 0 25", "0 0 3"))
+    result = cli(env, "infra", "jobs", "status", "brokenext/broken")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("brokenext/broken:")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -489,3 +491,152 @@ def test_attributes_set_per_instance_give_each_job_its_own_policy() -> None:
     registry = build_registry(None, [ext("app", fast, slow, with_name("plain"))])
     timeouts = {jd.name: (jd.policy.timeout, jd.sources["timeout"]) for jd in registry}
     assert timeouts == {"fast": (60, "code"), "slow": (3600, "code"), "plain": (900, "built-in")}
+
+
+# ------------------------------------------------------------ one job of many
+
+
+def test_policy_attributes_computed_per_instance_are_read_per_instance() -> None:
+    class ByName(CleanupJob):
+        @property
+        def timeout(self) -> str:  # type: ignore[override]
+            return "1m" if self.name == "fast" else "1h"
+
+    class Slotted(CleanupJob):
+        __slots__ = ("queue",)
+
+        def __init__(self, name: str, queue: str) -> None:
+            self.name = name  # type: ignore[misc]
+            self.queue = queue  # type: ignore[misc]
+
+    fast, slow = ByName(), ByName()
+    fast.name, slow.name = "fast", "slow"  # type: ignore[misc]
+    jobs = [fast, slow, Slotted("a", "qa"), Slotted("b", "qb"), with_name("plain")]
+    registry = build_registry(None, [ext("app", *jobs)])
+    seen = {jd.name: (jd.policy.timeout, jd.policy.queue) for jd in registry}
+    assert seen == {
+        "fast": (60, "jobs"),
+        "slow": (3600, "jobs"),
+        "a": (900, "qa"),
+        "b": (900, "qb"),
+        "plain": (900, "jobs"),
+    }
+
+
+ONLY_PROFILE = """
+scheduler:
+  timezone: Europe/Paris
+  defaults: {timeout: 5m}
+  bootstrap_jobs: [tuned, b/cleanup]
+  jobs:
+    - {extension: a, job: cleanup, schedule: "0 */5 * * * *", parameters: {days: 3}}
+    - {extension: b, job: x2, enabled: false}
+"""
+
+
+def only_extensions() -> list[Extension]:
+    return [
+        ext("a", CleanupJob(), TunedJob(), with_name("x1")),
+        ext("b", CleanupJob(), with_name("x2")),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "keys"),
+    [
+        ("a/cleanup", ["a/cleanup"]),
+        ("tuned", ["a/tuned"]),
+        ("x2", ["b/x2"]),
+        ("cleanup", ["a/cleanup", "b/cleanup"]),  # ambiguous: resolve() lists both
+        ("b/tuned", []),
+        ("nothing", []),
+        ("a/b/c", []),
+    ],
+)
+def test_only_builds_what_resolve_may_return_equal_to_the_full_table(
+    name: str, keys: list[str]
+) -> None:
+    profile = parse_profile(ONLY_PROFILE, path="p.yaml", env={})
+    full = build_registry(profile, only_extensions())
+    one = build_registry(profile, only_extensions(), only=name)
+    assert list(one.jobs) == keys
+    for key in keys:  # the same definition, field for field (the job objects differ)
+        a, b = one.jobs[key], full.jobs[key]
+        assert (a.key, a.schedule, a.policy, dict(a.sources), dict(a.parameters)) == (
+            b.key,
+            b.schedule,
+            b.policy,
+            dict(b.sources),
+            dict(b.parameters),
+        )
+        assert (a.enabled, a.tags, a.description, a.cron) == (
+            b.enabled,
+            b.tags,
+            b.description,
+            b.cron,
+        )
+    assert one.bootstrap == full.bootstrap == ["a/tuned", "b/cleanup"]
+    assert (one.timezone, one.scheduler_enabled) == (full.timezone, full.scheduler_enabled)
+
+
+@pytest.mark.parametrize(
+    ("jobs", "message"),
+    [
+        ([with_name("x1"), with_name("x1")], "duplicate job key b/x1"),
+        ([type("Bad", (CleanupJob,), {"schedule": "0 0 25 * * *"})()], "invalid schedule"),
+        ([with_name("Bad Name")], "invalid job name 'Bad Name'"),
+        ([with_attrs(timeout="soon")], "class attribute timeout"),
+        ([with_attrs(start_at="2026-06-01T00:00:00Z", end_at="2026-05-01T00:00:00Z")], "end_at"),
+    ],
+)
+def test_only_still_refuses_a_broken_job_elsewhere(jobs: list[Job], message: str) -> None:
+    extensions = [ext("a", CleanupJob(), TunedJob()), ext("b", *jobs)]
+    with pytest.raises(RegistryError, match=message):
+        build_registry(None, extensions, only="a/tuned")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "scheduler:\n  jobs:\n    - {extension: a, job: cleanpu}\n",
+            "closest|known jobs: a/cleanup",
+        ),
+        ("scheduler:\n  jobs:\n    - {extension: nope, job: x}\n", "unknown extension 'nope'"),
+        ("scheduler:\n  bootstrap_jobs: [nothing]\n", "unknown job 'nothing'"),
+        ("scheduler:\n  bootstrap_jobs: [cleanup]\n", "ambiguous"),
+        ("scheduler:\n  bootstrap_jobs: [b/tuned]\n", "unknown job 'b/tuned'"),
+    ],
+)
+def test_only_gives_the_full_tables_profile_errors(text: str, message: str) -> None:
+    profile = parse_profile(text, path="p.yaml", env={})
+    with pytest.raises(ProfileError) as full:
+        build_registry(profile, only_extensions())
+    with pytest.raises(ProfileError) as one:
+        build_registry(profile, only_extensions(), only="a/tuned")
+    assert str(one.value) == str(full.value)
+    assert re.search(message, str(one.value))
+
+
+def test_the_collector_is_paused_while_building_and_restored_after() -> None:
+    states: list[bool] = []
+
+    class Watching(Extension):
+        name = "w"
+
+        def jobs(self) -> list[Job]:
+            states.append(gc.isenabled())
+            return [CleanupJob()]
+
+    assert gc.isenabled()
+    build_registry(None, [Watching()])
+    assert states == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        build_registry(None, [Watching()])
+        assert not gc.isenabled()  # not turned on by the build when it was off before
+    finally:
+        gc.enable()
+    with pytest.raises(RegistryError):
+        build_registry(None, [Watching(), ext("w")])
+    assert gc.isenabled()
