@@ -17,15 +17,25 @@ def dumps(value: Any) -> str:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[("" if c is None else str(c)) for c in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in cells:
-        for i, c in enumerate(row):
-            widths[i] = max(widths[i], len(c))
-    # The last column (descriptions, messages) is left ragged instead of padded.
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    if any(len(row) != len(headers) for row in cells):
+        raise ValueError(f"every row needs {len(headers)} cells")
+    columns = [list(column) for column in zip(*cells, strict=True)] if cells else []
+    return columns_table(headers, columns or [[] for _ in headers])
+
+
+def columns_table(headers: Sequence[str], columns: Sequence[Sequence[str]]) -> str:
+    """:func:`table` of cells given column by column, all strings: one format string
+    for every row, so 100,000 rows cost a few C loops instead of a call per cell."""
+    if len(columns) != len(headers) or len({len(c) for c in columns}) > 1:
+        raise ValueError(f"{len(headers)} columns of equal length needed")
+    widths = [
+        max(len(h), max(map(len, c), default=0)) for h, c in zip(headers, columns, strict=True)
     ]
+    # Each cell left-aligned to its column's width, two spaces between columns; the
+    # last column (descriptions, messages) is left ragged instead of padded.
+    line = "  ".join(f"{{:<{w}}}" for w in widths).format
+    lines = [line(*headers).rstrip()]
+    lines += [line(*row).rstrip() for row in zip(*columns, strict=True)]
     return "\n".join(lines)
 
 

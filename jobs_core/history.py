@@ -334,6 +334,12 @@ class RunHistory(Protocol):
         """The most recently enqueued run of each job that has one."""
         ...
 
+    async def last_statuses(self, job_keys: Sequence[str]) -> dict[str, tuple[RunStatus, datetime]]:
+        """Of the runs :meth:`last_runs` gives, only the status and when the run last
+        changed (finished, else started, else enqueued): what a table of 100,000 jobs
+        shows, without reading and decoding whole runs."""
+        ...
+
     async def counts_since(self, job_key: str, since: datetime) -> dict[RunStatus, int]:
         """How many runs of the job were enqueued since ``since``, per status."""
         ...

@@ -358,6 +358,12 @@ class MemoryHistory:
                 out.setdefault(run.job_key, run)
         return out
 
+    async def last_statuses(self, job_keys: Sequence[str]) -> dict[str, tuple[RunStatus, datetime]]:
+        return {
+            key: (run.status, run.finished_at or run.started_at or run.enqueued_at)
+            for key, run in (await self.last_runs(job_keys)).items()
+        }
+
     async def running_on(self, worker: str, *, started_before: datetime | None = None) -> list[Run]:
         runs = [
             r.run

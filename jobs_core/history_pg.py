@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import history_queries as q
-from .errors import DuplicateTick
+from .errors import DuplicateTick, UnknownJob
 from .history import (
     Attempt,
     AttemptEnd,
@@ -73,6 +73,10 @@ def _end_params(end: AttemptEnd) -> dict[str, Any]:
 
 def _settle_params(start: AttemptStart, started_at: datetime, end: AttemptEnd) -> dict[str, Any]:
     return {**_start_params(start), **_end_params(end), "started_at": started_at}
+
+
+#: RunStatus by value: a dict lookup, where calling the enum costs ~1 µs a row.
+_STATUS_OF = {status.value: status for status in RunStatus}
 
 
 def run_from_row(row: Sequence[Any], attempts: Iterable[Attempt] = ()) -> Run:
@@ -324,6 +328,18 @@ class PostgresHistory:
         async with self.pool.connection() as conn:
             cur = await conn.execute(q.LAST_RUNS, {"job_keys": list(job_keys)})
             return {r[1]: run_from_row(r) for r in await cur.fetchall()}
+
+    async def last_statuses(self, job_keys: Sequence[str]) -> dict[str, tuple[RunStatus, datetime]]:
+        if not job_keys:
+            return {}
+        joined = q.KEY_SEPARATOR.join(job_keys)
+        if joined.count(q.KEY_SEPARATOR) != len(job_keys) - 1:
+            # Never a job's key (NAME_RE): not one to look up.
+            raise UnknownJob("a job key holds the control character U+001F")
+        statuses = _STATUS_OF
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q.LAST_STATUSES, {"job_keys": joined})
+            return {key: (statuses[status], at) for key, status, at in await cur.fetchall()}
 
     async def counts_since(self, job_key: str, since: datetime) -> dict[RunStatus, int]:
         async with self.pool.connection() as conn:

@@ -410,6 +410,13 @@ def test_history_is_newest_first_per_job_and_limited(in_history: InHistory[None]
         last = await h.last_runs([JOB, "ext/other", "ext/none"])
         assert {k: r.id for k, r in last.items()} == {JOB: ids[3], "ext/other": ids[2]}
         assert await h.last_runs([]) == {}
+        # What `jobs list` shows: the same runs' status and when they last changed.
+        statuses = await h.last_statuses([JOB, "ext/other", "ext/none"])
+        assert statuses == {
+            k: (r.status, r.finished_at or r.started_at or r.enqueued_at) for k, r in last.items()
+        }
+        assert all(type(status) is RunStatus for status, _ in statuses.values())
+        assert await h.last_statuses([]) == {}
 
     in_history(body)
 
