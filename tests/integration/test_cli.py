@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,22 @@ def test_run_wait_inline_exit_codes_and_history(env: dict[str, str], worker: Any
     assert "failed" in table.stdout and "2/2" in table.stdout
     as_json = json.loads(cli(env, "infra", "jobs", "history", "broken", "--json").stdout)
     assert [r["status"] for r in as_json] == ["failed"]
+
+    # `jobs list` shows each job's last run: status in LAST, status and time in JSON.
+    lines = cli(env, "infra", "jobs", "list").stdout.splitlines()
+    last_at = lines[0].index("LAST")
+    row = {line.split()[0]: line for line in lines[1:] if line and not line[0].isspace()}
+    assert row["testjobs/broken"][last_at:].split()[0] == "failed"
+    assert row["testjobs/ok"][last_at:].split()[0] == "succeeded"
+    assert row["other/ok"][last_at:].split()[0] == "-"
+    items = {i["key"]: i for i in json.loads(cli(env, "infra", "jobs", "list", "--json").stdout)}
+    assert (items["testjobs/broken"]["last_status"], items["other/ok"]["last_status"]) == (
+        "failed",
+        None,
+    )
+    finished = datetime.fromisoformat(items["testjobs/broken"]["last_run_at"])
+    assert finished == max(r.finished_at for r in history.runs("testjobs/broken") if r.finished_at)
+    assert items["other/ok"]["last_run_at"] is None
 
 
 def test_status_enable_disable(env: dict[str, str], worker: Any) -> None:
