@@ -8,6 +8,7 @@ as one line with exit code 2.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -46,6 +47,18 @@ def check_urls(profile: Profile, env: dict[str, str]) -> None:
         check_database_url(profile.database_url, setting)
 
 
+def _keep_out_of_collections() -> None:
+    """Exempt what is alive now (the job table above all) from the cyclic collector.
+
+    A CLI command keeps its job table until the process ends, the dashboard for its
+    life; the collections that follow (importing redis-py and psycopg alone triggers
+    several) would walk its 100,000 jobs each time, to free nothing: ~0.25 s of a
+    ``jobs status``. Objects are still freed when no longer referenced; only a cycle
+    among them dropped later would not be.
+    """
+    gc.freeze()
+
+
 @dataclass
 class Context:
     profile_path: str | None = None
@@ -70,6 +83,7 @@ class Context:
     def registry(self) -> JobRegistry:
         if self._registry is None:
             self._registry = build_registry(self.profile)
+            _keep_out_of_collections()
         return self._registry
 
     def job(self, name: str) -> JobDefinition:
@@ -82,9 +96,11 @@ class Context:
         if self._registry is not None:
             return self._registry.resolve(name)
         try:
-            return build_registry(self.profile, only=name).resolve(name)
+            found = build_registry(self.profile, only=name).resolve(name)
         except UnknownJob:
             return self.registry.resolve(name)
+        _keep_out_of_collections()
+        return found
 
     @property
     def redis_url(self) -> str:
