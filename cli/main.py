@@ -193,8 +193,7 @@ def _list_table(
     description_col: list[str] = []
     notes: list[str] = []
     with gc_paused():
-        for jd in registry:
-            key = jd.key
+        for key, jd in registry.jobs.items():
             left = remaining.get(key)
             policy = jd.policy
             if policy.start_at is None and policy.end_at is None:
@@ -226,7 +225,10 @@ def _list_table(
             job_col.append(key)
             schedule_col.append(text)
             zone_col.append(zone_shown)
-            state_col.append(_state(jd, paused, left))
+            if pause is not None:
+                state_col.append("paused")
+            else:
+                state_col.append(_state(jd, paused, left))
             queue_col.append(policy.queue)
             next_col.append(next_text)
             description_col.append(jd.description)

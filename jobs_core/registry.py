@@ -524,7 +524,6 @@ def _build_registry(
         # The error names the closest of all the known jobs: build them all for it.
         return _build_registry(profile, extensions, None)
     if profile is not None:
-        known_keys = [d.key for d in definitions]
         for index, ov in overrides.values():
             key = f"{ov.extension}/{ov.job}"
             if ov.extension not in ext_names:
@@ -533,7 +532,8 @@ def _build_registry(
                 )
                 raise profile.error(what, "scheduler", "jobs", index, "extension")
             raise profile.error(
-                f"unknown job {key!r}; known jobs: {', '.join(_closest(key, known_keys, 10))}",
+                f"unknown job {key!r}; known jobs: "
+                + ", ".join(_closest(key, (d.key for d in definitions), 10)),
                 "scheduler",
                 "jobs",
                 index,
