@@ -154,6 +154,9 @@ def list_jobs(ctx: CliContext, as_json: bool) -> None:
     click.echo(table.text([run[0] if (run := last.get(key)) else "-" for key in table.keys]))
 
 
+LIST_HEADERS = ("JOB", "SCHEDULE", "TIMEZONE", "STATE", "QUEUE", "NEXT RUN", "LAST", "DESCRIPTION")
+
+
 @dataclass
 class _JobTable:
     """``jobs list``'s table but its LAST column, which comes in later."""
@@ -164,10 +167,8 @@ class _JobTable:
     notes: list[str]
 
     def text(self, last: list[str]) -> str:
-        headers = ["JOB", "SCHEDULE", "TIMEZONE", "STATE", "QUEUE", "NEXT RUN", "LAST"]
-        headers.append("DESCRIPTION")
         columns = [*self.before_last, last, *self.after_last]
-        out = [render.columns_table(headers, columns)]
+        out = [render.columns_table(LIST_HEADERS, columns)]
         if self.notes:
             out += ["\npaused:", "\n".join(self.notes)]
         out.append(f"\n{len(self.keys)} jobs; next runs in each job's time zone")
@@ -227,13 +228,12 @@ def _list_table(
             zone_col.append(zone_shown)
             if pause is not None:
                 state_col.append("paused")
+                notes.append(f"  {key}: {_pause_text(pause)}")
             else:
                 state_col.append(_state(jd, paused, left))
             queue_col.append(policy.queue)
             next_col.append(next_text)
             description_col.append(jd.description)
-            if pause is not None:
-                notes.append(f"  {key}: {_pause_text(pause)}")
     before = [job_col, schedule_col, zone_col, state_col, queue_col, next_col]
     return _JobTable(job_col, before, [description_col], notes)
 
