@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,21 @@ class TickBuilder:
         #: queue without parameters make one template, not 100,000.
         self._templates: dict[tuple[str, str], TickTemplate | None] = {}
 
+    def rebase(self, jobs: Mapping[str, JobDefinition]) -> set[str]:
+        """A reload brought the definitions ``jobs``: keep what was kept for each job
+        whose ticks stay the same (:func:`tick_shape`), drop the rest.
+
+        Returns the keys kept: a tick built for one of them before the reload is still
+        the tick to send.
+        """
+        kept: dict[str, tuple[JobDefinition, TickTemplate | None, str]] = {}
+        for key, (old, template, task) in self._jobs.items():
+            new = jobs.get(key)
+            if new is not None and tick_shape(new) == tick_shape(old):
+                kept[key] = (new, template, task)
+        self._jobs = kept
+        return set(kept)
+
     def tick(self, job: JobDefinition, due_ms: int, scheduled_iso: str) -> OutTick:
         """The tick ``(job, due_ms)``; ``scheduled_iso`` is ``due_ms`` in ISO 8601,
         computed once per instant by the caller."""
@@ -72,6 +88,13 @@ class TickBuilder:
             scheduled_iso,
             job.policy.max_runs,
         )
+
+
+def tick_shape(job: JobDefinition) -> tuple[object, ...]:
+    """What a job's on-time tick is made of besides its key and instant (see
+    :meth:`TickBuilder.tick`): two definitions of one job with the same shape send
+    byte-identical ticks."""
+    return (job.policy.queue, dict(job.parameters), job.policy.max_runs)
 
 
 def _stamped_at_send(job: JobDefinition, due_ms: int, triggered_by: str | None) -> OutTick:

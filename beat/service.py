@@ -68,6 +68,9 @@ PREBUILD_QUIET_S = 0.05
 PREBUILD_LEAD_S = 0.25
 #: The loop wakes this long before an instant whose batch is ready (see _warm_up).
 WARM_UP_S = 0.002
+#: A send with more runs than this logs one INFO summary line and each run's ``fire``
+#: line at DEBUG: formatting 100,000 lines takes the loop ~10 s, past the lease TTL.
+FIRE_LINES_MAX = 1000
 
 _REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
 
@@ -160,6 +163,9 @@ class Beat:
         self._prebuilt_for: int | None = None
         self._prebuilt: dict[str, OutTick] = {}
         self._ready: _Ready | None = None
+        #: After a reload: the ticks built ahead for instant ``[0]`` of the jobs whose
+        #: ticks it left unchanged, reused when that instant's batch is built again.
+        self._carried: tuple[int | None, dict[str, OutTick]] = (None, {})
         self._builder = TickBuilder(self.beat_id)
         self._quiet_until = 0.0
         self._collector = IdleCollector()
@@ -305,7 +311,13 @@ class Beat:
                     wake_at = min(wake_at, self._prebuild_at(due))
         else:
             wake_at = min(wake_at, self._next_acquire)
-        self._collector.idle(wake_at - time.time())
+        # The time to spare is the time to the next instant: the other wake-ups
+        # (renewal, profile check) can wait for a collection, a send cannot.
+        due = self._core.next_due() if self._leader else None
+        now = time.time()
+        self._collector.idle(
+            (due / 1000 - now - PREBUILD_LEAD_S) if due is not None else wake_at - now
+        )
         self._sleep(wake_at - time.time())
 
     # ------------------------------------------------------------------ leadership
@@ -559,9 +571,12 @@ class Beat:
             return
         self.observer.instant(due_ms, bucket, statuses, time.time() * 1000)
         assert self._sender is not None
-        if self._sender.all_accepted and not logging.getLogger("beat").isEnabledFor(logging.INFO):
-            # Nothing to log, every tick accepted: no per-tick work.
+        level = _fire_level(len(bucket))
+        if self._sender.all_accepted and not logging.getLogger("beat").isEnabledFor(level):
+            # No fire line to log, every tick accepted: no per-tick work.
             self._core.handled_instant(due_ms, bucket)
+            if level == logging.DEBUG:
+                _log_summary(statuses, due_ms, due_ms, time.time() * 1000 - due_ms)
             return
         self._after_send(statuses, [Send(k, due_ms, Trigger.SCHEDULE, Kind.FIRE) for k in bucket])
 
@@ -577,23 +592,32 @@ class Beat:
     def _after_send(self, statuses: list[int], meta: list[Send]) -> None:
         """Log what was sent and tell the core which ticks Redis accepted."""
         done = time.time() * 1000
+        fired = statuses.count(SENT) + statuses.count(SENT_LAST)
+        fire_level = _fire_level(fired)
         info = logging.getLogger("beat").isEnabledFor(logging.INFO)
         debug = logging.getLogger("beat").isEnabledFor(logging.DEBUG)
+        fire_lines = logging.getLogger("beat").isEnabledFor(fire_level)
         handled: list[tuple[str, int]] = []
+        first = last = None
+        worst = 0.0
         for m, status in zip(meta, statuses, strict=True):
             if status != DUPLICATE:
                 handled.append((m.job_key, m.due_ms))
             if status in (EXHAUSTED, SENT_LAST):
                 self._used_up_now(m.job_key, sent=status == SENT_LAST)
             if status in (SENT, SENT_LAST):
-                if not info:
-                    continue
                 # A jittered tick is due at its instant plus its offset: lag from there.
                 lag = round(done - m.due_ms - m.jitter_ms, 1)
+                if fire_level == logging.DEBUG and m.kind is Kind.FIRE:
+                    first = m.due_ms if first is None else min(first, m.due_ms)
+                    last = m.due_ms if last is None else max(last, m.due_ms)
+                    worst = max(worst, lag)
                 if m.kind is Kind.FIRE:
+                    if not fire_lines:
+                        continue
                     extra = {"jitter_ms": m.jitter_ms} if m.jitter_ms else {}
                     event(
-                        logging.INFO,
+                        fire_level,
                         "fire",
                         job=m.job_key,
                         scheduled_for=iso(m.due_ms),
@@ -601,7 +625,7 @@ class Beat:
                         trigger=m.trigger,
                         **extra,
                     )
-                else:
+                elif info:
                     event(
                         logging.INFO,
                         "skip recorded",
@@ -624,6 +648,8 @@ class Beat:
                     scheduled_for=iso(m.due_ms),
                 )
         self._core.handled(handled)
+        if first is not None and last is not None:
+            _log_summary(statuses, first, last, worst)
 
     def _used_up_now(self, job_key: str, *, sent: bool) -> None:
         """The claim script says ``job_key`` has used up its ``max_runs``."""
@@ -647,6 +673,7 @@ class Beat:
         self._prebuilt_for = None
         self._prebuilt = {}
         self._ready = None
+        self._carried = (None, {})
 
     def _prebuild_at(self, due_ms: int) -> float:
         """When to build the batch of instant ``due_ms``."""
@@ -671,10 +698,17 @@ class Beat:
             return
         jobs = self.registry.jobs
         scheduled_iso = from_ms(due_ms).isoformat()
+        carried_for, carried = self._carried
+        reuse = carried if carried_for == due_ms else {}
+        self._carried = (None, {})
         built: dict[str, OutTick] = {}
         for i, key in enumerate(keys_due):
             if i % 128 == 0 and time.time() >= deadline:
                 break  # the rest is built at send time
+            tick = reuse.get(key)
+            if tick is not None:
+                built[key] = tick
+                continue
             job = jobs.get(key)
             if job is None:
                 continue
@@ -708,7 +742,11 @@ class Beat:
         if new_url and new_url != self.redis_url:
             event(logging.WARNING, "redis_url changed in the profile; restart the beat to use it")
         self.registry = registry
-        self._builder = TickBuilder(self.beat_id)  # drops what it kept for the old definitions
+        # What was built for the old definitions stays for the jobs whose ticks the
+        # reload leaves as they were (at 100,000 jobs, rebuilding the next instant's
+        # batch takes seconds); the rest is dropped.
+        unchanged = self._builder.rebase(registry.jobs)
+        prebuilt_for, prebuilt = self._prebuilt_for, self._prebuilt
         changed = 0
         if self._leader and self._client is not None:
             # A changed max_runs may give a used-up job runs again (or take them away).
@@ -717,6 +755,12 @@ class Beat:
         if self._leader:
             changed, failures = self._core.reload(jobs, _now_ms(time.time()))
             self._clear_prebuilt()
+            # A carried tick is only used for the instant it was built for, and the
+            # core keeps an unchanged job's next instant: the same tick, the same claim.
+            self._carried = (
+                prebuilt_for,
+                {k: t for k, t in prebuilt.items() if k in unchanged},
+            )
             self._log_failures(failures)
         event(logging.INFO, "profile reloaded", reason=reason, jobs=len(jobs), changed=changed)
 
@@ -735,6 +779,28 @@ class Beat:
                 self._client.close()
         self._client = None
         event(logging.INFO, "beat stopped", beat_id=self.beat_id)
+
+
+def _fire_level(runs: int) -> int:
+    """The level of the ``fire`` lines of a send of ``runs`` runs."""
+    return logging.INFO if runs <= FIRE_LINES_MAX else logging.DEBUG
+
+
+def _log_summary(statuses: list[int], first_ms: int, last_ms: int, lag_ms: float) -> None:
+    """The INFO line of a send whose ``fire`` lines went to DEBUG: what an operator
+    reads per tick on a small beat (how many went out, how late), per send."""
+    fields: dict[str, Any] = {
+        "sent": statuses.count(SENT) + statuses.count(SENT_LAST),
+        "scheduled_for": iso(first_ms),
+    }
+    if last_ms != first_ms:
+        fields["scheduled_until"] = iso(last_ms)
+    fields["lag_ms"] = round(lag_ms, 1)  # of the last tick: the whole send's lag
+    for name, code in (("disabled", DISABLED), ("duplicate", DUPLICATE), ("used_up", EXHAUSTED)):
+        if n := statuses.count(code):
+            fields[name] = n
+    fields["fire_lines"] = "debug"
+    event(logging.INFO, "ticks sent", **fields)
 
 
 _TOUCH_SESSION = """

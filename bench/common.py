@@ -193,6 +193,9 @@ class Stamper(threading.Thread):
         self._stashes: list[tuple[float, str]] = []
         self._seq = 0
         self.first_arrival: float | None = None
+        #: When the latest message was stamped: readers wait for a quiet spell before
+        #: draining, so reading back does not compete with a burst still landing.
+        self.last_arrival: float | None = None
         self.stopping = False
 
     def run(self) -> None:
@@ -209,6 +212,7 @@ class Stamper(threading.Thread):
             with self._lock:
                 if self.first_arrival is None:
                     self.first_arrival = now
+                self.last_arrival = later
                 self._popped.extend(Arrival(now, bytes(raw)) for raw in reply[1])
                 if moved:
                     self._stashes.append((later, stash))

@@ -19,6 +19,15 @@ run per job (so ``jobs list`` has a LAST to show), and starts one beat
 - a profile reload: SIGHUP ``--hup-lead`` seconds before the window's last instant;
   reload time = SIGHUP sent to reload finished; that instant's row shows whether it
   cost anything;
+- CPU per instant, less disturbed by the machine's load than the lags: redis-server's
+  and the beat's CPU time from a second before the instant until its ticks stopped
+  landing (plus the claim script's time inside Redis, ``INFO commandstats``, which
+  counts the waits for a CPU too); how often the beat lost its lease (its loop held up
+  past the lease TTL);
+- ``--jitter 30s`` (the profile's ``scheduler.defaults.jitter``): each tick is due at
+  its instant plus its offset (``beat.schedule.jitter_offset_ms``, the beat's own
+  function); lag counts from there, and the run prints how the arrivals spread over
+  the window (per-second counts, p50 / p99 of the offset);
 - after the beat stopped: wall time of ``systemprompt infra jobs list`` and
   ``jobs status NAME`` as an operator runs them (new process each, median of
   ``--cli-repeat``; with the CLI process's own CPU time), and the same with 0
@@ -42,9 +51,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from beat.schedule import jitter_offset_ms
 from bench.common import (
     DURABLE_PG,
     FAST_PG,
@@ -53,6 +64,7 @@ from bench.common import (
     Stamper,
     add_fast_flag,
     child_env,
+    cpu_seconds,
     memory_kib,
     ms,
     percentile,
@@ -62,6 +74,7 @@ from bench.common import (
     private_redis,
 )
 from jobs_core.cron import CronSchedule
+from jobs_core.durations import parse_duration
 from jobs_core.wire import DEFAULT_QUEUE, decode
 
 TASK_PREFIX = "jobs.scale."
@@ -75,6 +88,11 @@ class InstantStats:
     lags_ms: list[float] = field(default_factory=list)
     distinct: int = 0
     after_reload: bool = False
+    #: Arrival minus the instant (for jittered ticks: minus the instant, not the due time).
+    since_instant_ms: list[float] = field(default_factory=list)
+    redis_script_s: float | None = None
+    redis_cpu_s: float | None = None
+    beat_cpu_s: float | None = None
 
     @property
     def received(self) -> int:
@@ -92,10 +110,32 @@ class InstantStats:
         p50, p99 = percentile(self.lags_ms, 0.5), percentile(self.lags_ms, 0.99)
         last = max(self.lags_ms) if self.lags_ms else None
         note = "  (first instant after the reload)" if self.after_reload else ""
+        cpu = ""
+        if self.redis_script_s is not None and self.beat_cpu_s is not None:
+            per_tick = (self.redis_cpu_s or 0) / max(self.received, 1) * 1e6
+            cpu = (
+                f"  redis script {self.redis_script_s:.2f} s, redis CPU {self.redis_cpu_s:.2f} s"
+                f" ({per_tick:.1f} us/tick), beat CPU {self.beat_cpu_s:.2f} s"
+            )
         return (
             f"{self.instant:%H:%M:%S}Z  received {self.received:>7} of {self.expected}  "
             f"lag p50 {ms(p50):>7} p99 {ms(p99):>7} max {ms(last):>7} ms  "
-            f"missed {self.missed}  doubled {self.doubled}{note}"
+            f"missed {self.missed}  doubled {self.doubled}{note}{cpu}"
+        )
+
+    def spread(self) -> str:
+        """How the arrivals spread after the instant: offset p50 / p99, per-second counts."""
+        offs = self.since_instant_ms
+        if not offs:
+            return "  no arrivals"
+        bins: dict[int, int] = {}
+        for x in offs:
+            bins[int(x // 1000)] = bins.get(int(x // 1000), 0) + 1
+        hist = " ".join(f"{bins.get(i, 0)}" for i in range(min(bins), max(bins) + 1))
+        return (
+            f"  arrival after the instant p50 {percentile(offs, 0.5) or 0:.0f} ms, "
+            f"p99 {percentile(offs, 0.99) or 0:.0f} ms, last {max(offs):.0f} ms; "
+            f"per second from +{min(bins)} s: {hist}"
         )
 
 
@@ -182,17 +222,30 @@ def seed_history(url: str, jobs: int) -> None:
         conn.execute("ANALYZE job_runs")
 
 
-def collect(stamper: Stamper, stats: dict[str, InstantStats]) -> None:
-    """Attribute the arrivals drained so far to their instants (ticks of scale/* only)."""
+def collect(
+    stamper: Stamper, stats: dict[str, InstantStats], jitter_ms: int = 0, gap_ms: int | None = None
+) -> None:
+    """Attribute the arrivals drained so far to their instants (ticks of scale/* only).
+
+    With ``jitter_ms``, a tick is due at its instant plus the beat's offset for it (the
+    job key ``<ext>/<name>`` is read back from the task name ``jobs.<ext>.<name>``)."""
     seen: dict[str, set[str]] = {}
     for arrival in stamper.drain():
         headers, kwargs = decode(arrival.payload)
         sched = kwargs.get("scheduled_for")
         st = stats.get(sched) if isinstance(sched, str) else None
-        if st is None or not isinstance(sched, str) or not headers["task"].startswith(TASK_PREFIX):
+        task = headers["task"]
+        if st is None or not isinstance(sched, str) or not task.startswith(TASK_PREFIX):
             continue
-        st.lags_ms.append((arrival.stamp - st.instant.timestamp()) * 1000)
-        seen.setdefault(sched, set()).add(headers["task"])
+        since = (arrival.stamp - st.instant.timestamp()) * 1000
+        due = 0
+        if jitter_ms:
+            instant_ms = int(st.instant.timestamp() * 1000)
+            key = task.removeprefix("jobs.").replace(".", "/", 1)  # jobs.<ext>.<name>
+            due = jitter_offset_ms(key, instant_ms, jitter_ms, gap_ms)
+        st.lags_ms.append(since - due)
+        st.since_instant_ms.append(since)
+        seen.setdefault(sched, set()).add(task)
     for sched, tasks in seen.items():
         stats[sched].distinct += len(tasks)
 
@@ -242,6 +295,12 @@ def main() -> int:
     parser.add_argument("--log-level", default="INFO", help="beat log level (CLI default)")
     parser.add_argument("--cli-repeat", type=int, default=3)
     parser.add_argument("--startup-timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--jitter", default=None, help="scheduler.defaults.jitter of every job (e.g. 30s)"
+    )
+    parser.add_argument(
+        "--skip-cli", action="store_true", help="do not time jobs list / jobs status"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (beat log)")
     parser.add_argument(
         "--source-only",
@@ -275,7 +334,12 @@ def run(opts: argparse.Namespace, base: Path, redis_url: str, database_url: str)
     from jobs_core.schema import migrate
 
     profile = base / "profile.yaml"
-    profile.write_text("extensions: [bench.scale_ext:ScaleExtension]\n")
+    text = "extensions: [bench.scale_ext:ScaleExtension]\n"
+    jitter_ms = 0
+    if opts.jitter:
+        jitter_ms = round(parse_duration(opts.jitter, key="--jitter") * 1000)
+        text += f"scheduler:\n  defaults:\n    jitter: {opts.jitter}\n"
+    profile.write_text(text)
     env = child_env(
         REDIS_URL=redis_url,
         DATABASE_URL=database_url,
@@ -290,7 +354,7 @@ def run(opts: argparse.Namespace, base: Path, redis_url: str, database_url: str)
         "scale: one beat and the CLI over many jobs (issue 15)",
         {
             "jobs": f"{opts.jobs:,} generated (bench/scale_ext.py), all on {opts.schedule!r},"
-            " default policies",
+            + (f" jitter {opts.jitter}" if opts.jitter else " default policies"),
             "window": "none (--cli-only)"
             if opts.cli_only
             else f"{opts.minutes:g} min; SIGHUP {opts.hup_lead:g} s before its last instant",
@@ -316,6 +380,15 @@ def run(opts: argparse.Namespace, base: Path, redis_url: str, database_url: str)
 
     stamper = Stamper(redis_url, DEFAULT_QUEUE)
     stamper.start()
+    import redis as redis_lib
+
+    probe = redis_lib.Redis.from_url(redis_url)
+    redis_pid = int(probe.info("server")["process_id"])
+
+    def script_s() -> float:
+        stats_: Any = probe.info("commandstats")
+        return float(stats_.get("cmdstat_evalsha", {}).get("usec", 0)) / 1e6
+
     args = [sys.executable, "-m", "bench.beat_probe", "--profile", str(profile)]
     args += ["--redis-url", redis_url, "--id", "scale", "--log-level", opts.log_level]
     beat = Probe(args, env, base / "beat.log")
@@ -339,42 +412,68 @@ def run(opts: argparse.Namespace, base: Path, redis_url: str, database_url: str)
         while (nxt := cron.next_after(instants[-1])).timestamp() < window_end:
             instants.append(nxt)
         stats = {t.isoformat(): InstantStats(t, opts.jobs) for t in instants}
+        gap_ms = int((cron.next_after(first).timestamp() - first.timestamp()) * 1000)
         hup_at = instants[-1].timestamp() - opts.hup_lead
         reload_s: float | None = None
         reload_work_s: float | None = None
         print(f"observing {len(instants)} instant(s) from {first:%H:%M:%S}Z", flush=True)
 
+        hup_sent: float | None = None
         for i, instant in enumerate(instants):
             if hup_at > time.time() and hup_at < instant.timestamp():
                 time.sleep(max(0.0, hup_at - time.time()))
-                sent = time.time()
+                hup_sent = time.time()
                 beat.popen.send_signal(signal.SIGHUP)
-                end = beat.wait_mark("reload-end", 120, after=sent)
-                start = beat.wait_mark("reload-start", 1, after=sent)
-                reload_s, reload_work_s = end - sent, end - start
+                # Its end is read after the instant: waiting here would miss the CPU
+                # figures of an instant the reload runs into.
                 stats[instant.isoformat()].after_reload = True
-                print(
-                    f"reload (SIGHUP): {reload_s:.2f} s from the signal "
-                    f"({reload_work_s:.2f} s of reload work)",
-                    flush=True,
-                )
             # Arrivals of an instant are read back once they have all landed (or the
             # next instant is near), so decoding them does not compete with the send.
             following = instants[i + 1].timestamp() if i + 1 < len(instants) else None
             limit = (following - 3) if following else instant.timestamp() + 60
             st = stats[instant.isoformat()]
+            time.sleep(max(0.0, instant.timestamp() - 1 - time.time()))
+            redis0, beat0 = script_s(), cpu_seconds(beat.popen.pid)
+            rcpu0 = cpu_seconds(redis_pid)
             while time.time() < limit:
-                time.sleep(1.0)
-                collect(stamper, stats)
-                if st.distinct >= st.expected and time.time() > instant.timestamp() + 2:
-                    break
+                time.sleep(0.5)
                 if beat.popen.poll() is not None:
                     raise RuntimeError("the beat exited during the window")
+                # Read back only after a quiet second: draining (LRANGE, decoding) while
+                # ticks still land would compete with the burst for Redis and the CPUs.
+                last = stamper.last_arrival
+                # (With jitter, not before the spread is over: the beat may pause.)
+                spread_end = instant.timestamp() + 1 + jitter_ms / 1000
+                if time.time() < spread_end or last is None or last < instant.timestamp():
+                    continue
+                if time.time() - last < 1.0:
+                    continue
+                if st.redis_script_s is None:
+                    st.redis_script_s = script_s() - redis0
+                    st.beat_cpu_s = cpu_seconds(beat.popen.pid) - beat0
+                    st.redis_cpu_s = cpu_seconds(redis_pid) - rcpu0
+                collect(stamper, stats, jitter_ms, gap_ms)
+                if st.distinct >= st.expected:
+                    break
+            collect(stamper, stats, jitter_ms, gap_ms)
+            if st.after_reload and hup_sent is not None:
+                end = beat.wait_mark("reload-end", 120, after=hup_sent)
+                start = beat.wait_mark("reload-start", 1, after=hup_sent)
+                reload_s, reload_work_s = end - hup_sent, end - start
+                print(
+                    f"reload (SIGHUP): {reload_s:.2f} s from the signal to the new table in"
+                    f" place ({reload_work_s:.2f} s from its start)",
+                    flush=True,
+                )
             print(st.row(), flush=True)
+            if jitter_ms:
+                print(st.spread(), flush=True)
         rss_end, peak = memory_kib(beat.popen.pid)
     finally:
         beat.stop()
         stamper.stop()
+        probe.close()
+    lost = beat.log.read_text(errors="replace").count('event="leadership lost"')
 
     total = sum(s.expected for s in stats.values())
     missed = sum(s.missed for s in stats.values())
@@ -385,6 +484,9 @@ def run(opts: argparse.Namespace, base: Path, redis_url: str, database_url: str)
     p99_clean = percentile(clean, 0.99)
     in_queue = max((max(s.lags_ms) for s in stats.values() if s.lags_ms), default=None)
 
+    redis_cpu = [s.redis_cpu_s for s in stats.values() if s.redis_cpu_s is not None]
+    beat_cpu = [s.beat_cpu_s for s in stats.values() if s.beat_cpu_s is not None]
+    cpu_row = f"{max(redis_cpu):.2f} / {max(beat_cpu):.2f} s" if redis_cpu and beat_cpu else "-"
     results += [
         ("beat start-up to leadership", f"{elected - beat.spawned:.2f} s", "-", ""),
         (
@@ -431,7 +533,12 @@ def run(opts: argparse.Namespace, base: Path, redis_url: str, database_url: str)
             "meets" if missed == doubled == 0 else "MISSES",
         ),
     ]
-    results += cli_results(opts, profile, env)
+    results += [
+        ("an instant's Redis CPU / beat CPU (max)", cpu_row, "-", ""),
+        ("beat leadership lost (lease not renewed in time)", str(lost), "-", ""),
+    ]
+    if not opts.skip_cli:
+        results += cli_results(opts, profile, env)
     print_results(results)
     return 0
 

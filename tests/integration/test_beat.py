@@ -237,6 +237,35 @@ def test_disable_and_enable_take_effect_at_the_next_tick(
     assert_each_tick_once(messages(client))
 
 
+def test_reloads_in_a_row_lose_no_tick_and_double_none(
+    redis_url: str, workdir: Path, procs: BeatProcs
+) -> None:
+    """SIGHUP after SIGHUP, at all points of the second, one reload in two changing a
+    job's parameters: each reload swaps the table and carries what was built ahead for
+    the next instant; every tick of both jobs still goes out exactly once."""
+    path = workdir / "profile.yaml"
+    plain = beat_profile()
+    entry = f"    - {{extension: {EXT}, job: also-every-second, parameters: {{n: 1}}}}"
+    tweaked = f"{plain}  jobs:\n{entry}\n"
+    write_profile(path, plain)
+    client = redis.Redis.from_url(redis_url)
+    procs.start("a", path, redis_url, lease_ttl=TTL)
+    first = first_tick(client, JOB2)
+    for i in range(10):
+        write_profile(path, tweaked if i % 2 else plain)
+        procs.signal("a", signal.SIGHUP)
+        time.sleep(0.37)  # pacing the signals over the second, not synchronisation
+    last_hup = now_ms()
+    wait_for(lambda: count_after(client, JOB2, last_hup + 1000, 1), 10, what="ticks after")
+    assert procs.log("a").count("profile reloaded") >= 5
+    msgs = [m for m in messages(client) if (m.scheduled_ms or 0) >= first]
+    assert_each_tick_once(msgs)
+    for job in (JOB, JOB2):
+        instants = assert_no_gaps(msgs, job)
+        assert instants[-1] > last_hup
+        assert all(m.trigger == "schedule" for m in of(msgs, job))
+
+
 def test_sighup_and_file_change_reload_schedules_and_refuse_bad_profiles(
     redis_url: str, workdir: Path, procs: BeatProcs
 ) -> None:

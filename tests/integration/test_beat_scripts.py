@@ -286,3 +286,66 @@ def test_pause_notes_live_beside_the_disabled_set(client: redis.Redis) -> None:
     assert control.enable(client, "a/b")
     assert not client.hexists(Keys.PAUSE_NOTES, "a/b") and "a/b" not in control.pauses(client)
     assert not control.enable(client, "a/b")
+
+
+def _two_job_profile(every: str, parameters: str = "{}") -> str:
+    return (
+        "extensions: [tests.beat_fixtures:BeatTestExtension]\n"
+        "scheduler:\n"
+        f"  defaults: {{misfire_grace: 30s, queue: {QUEUE}}}\n"
+        "  jobs:\n"
+        f"    - {{extension: {EXT}, job: every-second, schedule: '{every}'}}\n"
+        f"    - {{extension: {EXT}, job: also-every-second, schedule: '{every}',"
+        f" parameters: {parameters}}}\n"
+    )
+
+
+def test_a_reload_keeps_the_next_instants_batch_of_unchanged_jobs(redis_url: str) -> None:
+    """The batch of the next instant is built ahead; a reload keeps the ticks of the jobs
+    it leaves unchanged (at 100,000 jobs, building them again takes seconds), builds the
+    changed ones anew, and the instant then goes out once per job, as reloaded."""
+    workdir = Path(tempfile.mkdtemp(prefix="sp-beat-"))
+    path = write_profile(workdir / "profile.yaml", _two_job_profile("*/2 * * * * *"))
+    beat = Beat(str(path), redis_url=redis_url, beat_id="inproc", lease_ttl=30.0)
+    client = redis.Redis.from_url(redis_url)
+    plain, changed = f"{EXT}/every-second", f"{EXT}/also-every-second"
+    try:
+        beat._connect()
+        beat._try_acquire()
+        assert beat.is_leader
+        # Send the first instant: the next one is then two seconds away, time for the
+        # steps below (a reload included) even on a busy machine.
+        first = beat._core.head()
+        assert first is not None
+        wait_for(lambda: time.time() * 1000 >= first[0], 3, what="the first instant")
+        beat._send_due()
+        head = beat._core.head()
+        assert head is not None and head[0] / 1000 - time.time() > 1.0
+        due = head[0]
+        beat._prebuild()
+        assert beat._ready is not None and beat._ready.due_ms == due
+        before = dict(beat._prebuilt)
+        write_profile(path, _two_job_profile("*/2 * * * * *", "{n: 1}"))
+        beat._reload("test")
+        beat._prebuild()
+        assert beat._ready is not None and beat._ready.due_ms == due
+        assert beat._prebuilt[plain] is before[plain]  # carried over, not built again
+        assert beat._prebuilt[changed] is not before[changed]
+        wait_for(lambda: time.time() * 1000 >= due, 3, what="the instant")
+        beat._send_due()
+        sent = [m for m in messages(client) if m.scheduled_ms == due]
+        assert sorted(m.job for m in sent) == sorted([plain, changed])
+        params = {
+            headers["task"]: kwargs["parameters"]
+            for headers, kwargs in map(decode, client.lrange(QUEUE, 0, -1))
+            if kwargs["scheduled_for"] == from_ms(due).isoformat()
+        }
+        assert params == {task_name(plain): {}, task_name(changed): {"n": 1}}
+        # The next instant is scheduled for both (nothing lost by the swap).
+        nxt = beat._core.head()
+        assert (
+            nxt is not None and nxt[0] == due + 2000 and sorted(nxt[1]) == sorted([plain, changed])
+        )
+    finally:
+        beat._shutdown()
+        client.close()

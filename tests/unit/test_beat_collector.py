@@ -51,3 +51,25 @@ def test_cyclic_garbage_is_freed_by_the_periodic_full_collection(
         assert all(r() is not None for r in refs)
         c.idle(collector.FULL_IDLE_S)
         assert all(r() is None for r in refs)
+
+
+def test_a_full_collection_waits_for_twice_the_time_the_last_one_took(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Over a big job table a full collection takes about a second: it must not start
+    when the next instant is closer than that."""
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self
+
+    with IdleCollector() as c:
+        gc.collect()
+        monkeypatch.setattr(collector, "FULL_EVERY_S", 0.0)
+        c.full_took_s = 1.0
+        refs = [weakref.ref(Node()) for _ in range(50)]
+        c.idle(1.5)  # the next instant is nearer than two of the last collection
+        assert all(r() is not None for r in refs)
+        c.idle(2.0)
+        assert all(r() is None for r in refs)
+        assert 0 <= c.full_took_s < 1.0  # measured anew
