@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -46,9 +46,12 @@ class TickBuilder:
         #: queue without parameters make one template, not 100,000.
         self._templates: dict[tuple[str, str], TickTemplate | None] = {}
 
-    def rebase(self, jobs: Mapping[str, JobDefinition]) -> set[str]:
+    def rebase(
+        self, jobs: Mapping[str, JobDefinition], unchanged: Collection[str] | None = None
+    ) -> set[str]:
         """A reload brought the definitions ``jobs``: keep what was kept for each job
-        whose ticks stay the same (:func:`tick_shape`), drop the rest.
+        whose ticks stay the same (:func:`tick_shape`; ``unchanged``: the keys of those
+        jobs, when compared already), drop the rest.
 
         Returns the keys kept: a tick built for one of them before the reload is still
         the tick to send.
@@ -56,7 +59,10 @@ class TickBuilder:
         kept: dict[str, tuple[JobDefinition, TickTemplate | None, str]] = {}
         for key, (old, template, task) in self._jobs.items():
             new = jobs.get(key)
-            if new is not None and tick_shape(new) == tick_shape(old):
+            if new is None:
+                continue
+            same = key in unchanged if unchanged is not None else tick_shape(new) == tick_shape(old)
+            if same:
                 kept[key] = (new, template, task)
         self._jobs = kept
         return set(kept)

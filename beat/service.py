@@ -28,17 +28,17 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from jobs_core.errors import ConfigError
-from jobs_core.profile import DEFAULT_PROFILE_FILE, PROFILE_ENV, load_profile
+from jobs_core.profile import DEFAULT_PROFILE_FILE, PROFILE_ENV, Profile, load_profile
 from jobs_core.redis_url import parse_redis_url
 from jobs_core.registry import JobDefinition, JobRegistry, build_registry
 from jobs_core.status import Trigger
 from jobs_core.urls import check_redis_url, mask_url
 from jobs_core.wire import DEFAULT_REDIS_URL, Keys
 
-from .build import TickBuilder, bootstrap_message, record_out
+from .build import TickBuilder, bootstrap_message, record_out, tick_shape
 from .collector import IdleCollector
 from .control import scheduled_runs
-from .core import DROP_COUNT_CAP, Failure, Kind, Plan, Scheduler, Send, entries
+from .core import DROP_COUNT_CAP, Entry, Failure, Kind, Plan, Scheduler, Send, entries
 from .lease import Lease
 from .logs import event
 from .observe import NULL_OBSERVER, BeatObserver
@@ -68,6 +68,12 @@ PREBUILD_QUIET_S = 0.05
 PREBUILD_LEAD_S = 0.25
 #: The loop wakes this long before an instant whose batch is ready (see _warm_up).
 WARM_UP_S = 0.002
+#: A reload built in the background is swapped in only when the next instant is at
+#: least twice the last swap's duration away (or this long at least) ...
+RELOAD_ROOM_S = 0.05
+#: ... unless it has waited this long (a table with an instant every second never has
+#: room; a reload must still happen).
+RELOAD_MAX_WAIT_S = 5.0
 #: A send with more runs than this logs one INFO summary line and each run's ``fire``
 #: line at DEBUG: formatting 100,000 lines takes the loop ~10 s, past the lease TTL.
 FIRE_LINES_MAX = 1000
@@ -99,6 +105,20 @@ def _stamp(path: str | None) -> tuple[int, int, int] | None:
 
 def _now_ms(now: float) -> int:
     return int(now * 1000)
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A reloaded profile and what was derived from it away from the loop."""
+
+    reason: str
+    profile: Profile
+    registry: JobRegistry
+    #: Every job the beat would schedule (before leaving out used-up ones).
+    jobs: list[Entry]
+    #: Jobs whose on-time ticks the reload leaves byte for byte as they were.
+    unchanged: frozenset[str]
+    at: float  # when it was ready
 
 
 @dataclass(frozen=True)
@@ -143,6 +163,10 @@ class Beat:
         self._wake = threading.Event()
         self._stopping = False
         self._reload_requested = False
+        #: The reload being built in the background, and the one ready to swap in.
+        self._loading: threading.Thread | None = None
+        self._loaded: _Loaded | None = None
+        self._swap_took_s = 0.0
         self._profile_stamp = _stamp(self.profile_path)
         self._next_profile_check = 0.0
 
@@ -274,15 +298,21 @@ class Beat:
             # check) can wait a few milliseconds, the instant cannot.
             self._send_due()
         now = time.time()
-        if self._reload_requested:
-            self._reload_requested = False
-            self._reload("SIGHUP")
-        elif now >= self._next_profile_check:
-            self._next_profile_check = now + PROFILE_CHECK_S
-            stamp = _stamp(self.profile_path)
-            if stamp != self._profile_stamp:
-                self._profile_stamp = stamp
-                self._reload("profile file changed")
+        if self._loading is None and self._loaded is None:
+            # One reload at a time; a signal or an edit meanwhile is picked up after.
+            if self._reload_requested:
+                self._reload_requested = False
+                self._start_loading("SIGHUP")
+            elif now >= self._next_profile_check:
+                self._next_profile_check = now + PROFILE_CHECK_S
+                stamp = _stamp(self.profile_path)
+                if stamp != self._profile_stamp:
+                    self._profile_stamp = stamp
+                    self._start_loading("profile file changed")
+        loaded = self._loaded
+        if loaded is not None and self._room_to_swap(now, loaded):
+            self._loaded = None
+            self._swap(loaded)
         if now >= self._next_session_touch:
             self._touch_session()
             self._next_session_touch = now + self.renew_every
@@ -726,6 +756,30 @@ class Beat:
     # ------------------------------------------------------------------ reload
 
     def _reload(self, reason: str) -> None:
+        """Reload the profile now, on the calling thread (the loop builds it in the
+        background instead: :meth:`_start_loading`)."""
+        loaded = self._load(reason, self.registry)
+        if loaded is not None:
+            self._swap(loaded)
+
+    def _start_loading(self, reason: str) -> None:
+        """Build the reloaded job table in a thread: at 100,000 jobs that takes seconds,
+        which the loop spends renewing its lease and sending instants meanwhile."""
+        previous = self.registry
+
+        def load() -> None:
+            try:
+                self._loaded = self._load(reason, previous)
+            finally:
+                self._loading = None
+                self._wake.set()
+
+        self._loading = threading.Thread(target=load, name="beat-reload", daemon=True)
+        self._loading.start()
+
+    def _load(self, reason: str, previous: JobRegistry) -> _Loaded | None:
+        """The profile read again and everything derived from it that does not touch
+        the loop's state; None (logged) when the profile is refused."""
         try:
             profile = load_profile(self.profile_path)
             registry = build_registry(profile)
@@ -736,7 +790,27 @@ class Beat:
                 reason=reason,
                 error=str(exc).replace("\n", " "),
             )
-            return
+            return None
+        before = previous.jobs
+        unchanged = frozenset(
+            key
+            for key, job in registry.jobs.items()
+            if (old := before.get(key)) is not None and tick_shape(old) == tick_shape(job)
+        )
+        return _Loaded(reason, profile, registry, entries(registry), unchanged, time.time())
+
+    def _room_to_swap(self, now: float, loaded: _Loaded) -> bool:
+        """Swap a built reload in only when it cannot delay the next instant."""
+        due = self._core.next_due() if self._leader else None
+        if due is None or now - loaded.at >= RELOAD_MAX_WAIT_S:
+            return True
+        return due / 1000 - now >= max(RELOAD_ROOM_S, 2 * self._swap_took_s)
+
+    def _swap(self, loaded: _Loaded) -> None:
+        """Put a reloaded job table in place; the next instant's batch is built again
+        from what was built ahead for the jobs the reload left unchanged."""
+        started = time.monotonic()
+        profile, registry = loaded.profile, loaded.registry
         self.profile = profile
         new_url = profile.redis_url
         if new_url and new_url != self.redis_url:
@@ -745,13 +819,14 @@ class Beat:
         # What was built for the old definitions stays for the jobs whose ticks the
         # reload leaves as they were (at 100,000 jobs, rebuilding the next instant's
         # batch takes seconds); the rest is dropped.
-        unchanged = self._builder.rebase(registry.jobs)
+        unchanged = self._builder.rebase(registry.jobs, loaded.unchanged)
         prebuilt_for, prebuilt = self._prebuilt_for, self._prebuilt
         changed = 0
         if self._leader and self._client is not None:
             # A changed max_runs may give a used-up job runs again (or take them away).
             self._exhausted = self._used_up(registry)
-        jobs = entries(registry, self._exhausted)
+        exhausted = self._exhausted
+        jobs = [j for j in loaded.jobs if j.key not in exhausted] if exhausted else loaded.jobs
         if self._leader:
             changed, failures = self._core.reload(jobs, _now_ms(time.time()))
             self._clear_prebuilt()
@@ -762,7 +837,14 @@ class Beat:
                 {k: t for k, t in prebuilt.items() if k in unchanged},
             )
             self._log_failures(failures)
-        event(logging.INFO, "profile reloaded", reason=reason, jobs=len(jobs), changed=changed)
+        self._swap_took_s = time.monotonic() - started
+        event(
+            logging.INFO,
+            "profile reloaded",
+            reason=loaded.reason,
+            jobs=len(jobs),
+            changed=changed,
+        )
 
     # ------------------------------------------------------------------ shutdown
 

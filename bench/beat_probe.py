@@ -9,7 +9,9 @@ tick path).
 - ``init``: the profile is loaded and the job table built (``Beat.__init__`` returned);
 - ``elected`` / ``scheduled``: leadership won / the full schedule (catch-up done, every
   job in the due-time heap), around ``Beat._on_elected``;
-- ``reload-start`` / ``reload-end``: around ``Beat._reload`` (SIGHUP or file change).
+- ``reload-start`` / ``reload-end``: the reload starts (``Beat._start_loading``: SIGHUP or
+  file change; the table is built in the background) / the new table is in place
+  (``Beat._swap`` returned).
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def _around(method: Callable[..., Any], before: str | None, after: str) -> Calla
 
 Beat.__init__ = _around(Beat.__init__, None, "init")  # type: ignore[method-assign]
 Beat._on_elected = _around(Beat._on_elected, "elected", "scheduled")  # type: ignore[method-assign]
-Beat._reload = _around(Beat._reload, "reload-start", "reload-end")  # type: ignore[method-assign]
+Beat._start_loading = _around(Beat._start_loading, "reload-start", "reload-loading")  # type: ignore[method-assign]
+Beat._swap = _around(Beat._swap, None, "reload-end")  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import tempfile
 import threading
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from beat import control
+from beat import control, service
 from beat.build import TickBuilder
 from beat.lease import Lease
 from beat.schedule import from_ms
@@ -349,3 +350,45 @@ def test_a_reload_keeps_the_next_instants_batch_of_unchanged_jobs(redis_url: str
     finally:
         beat._shutdown()
         client.close()
+
+
+@pytest.mark.parametrize("level", [logging.INFO, logging.DEBUG])
+def test_a_big_instant_logs_one_summary_line_and_its_fire_lines_at_debug(
+    redis_url: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    level: int,
+) -> None:
+    """Past FIRE_LINES_MAX runs in one send, the fire lines go to DEBUG and one INFO line
+    says how many went out and how late; up to it, each run has its INFO line."""
+    workdir = Path(tempfile.mkdtemp(prefix="sp-beat-"))
+    path = write_profile(workdir / "profile.yaml", _two_job_profile("* * * * * *"))
+    beat = Beat(str(path), redis_url=redis_url, beat_id="inproc", lease_ttl=30.0)
+    caplog.set_level(level, logger="beat")
+
+    def send_next() -> list[logging.LogRecord]:
+        caplog.clear()
+        head = beat._core.head()
+        assert head is not None
+        wait_for(lambda: time.time() * 1000 >= head[0], 3, what="the instant")
+        beat._send_due()
+        return [r for r in caplog.records if r.name == "beat"]
+
+    try:
+        beat._connect()
+        beat._try_acquire()
+        small = send_next()  # two runs: a line each, as before
+        assert [r.levelno for r in small if r.getMessage() == "fire"] == [logging.INFO] * 2
+        assert not [r for r in small if r.getMessage() == "ticks sent"]
+        monkeypatch.setattr(service, "FIRE_LINES_MAX", 1)
+        big = send_next()
+        fires = [r for r in big if r.getMessage() == "fire"]
+        assert [r.levelno for r in fires] == ([logging.DEBUG] * 2 if level == logging.DEBUG else [])
+        (summary,) = [r for r in big if r.getMessage() == "ticks sent"]
+        assert summary.levelno == logging.INFO
+        fields = summary.fields  # type: ignore[attr-defined]
+        assert fields["sent"] == 2 and fields["fire_lines"] == "debug"
+        assert 0 <= fields["lag_ms"] < 5000
+        assert fields["scheduled_for"].endswith(".000Z") and "scheduled_until" not in fields
+    finally:
+        beat._shutdown()
