@@ -2,6 +2,11 @@
 
 Main rule: nothing here runs on the scheduling thread, and a failing round never stops
 the next one: it is logged, the chore's connections are dropped and made again.
+
+A round still takes CPU (and Python's GIL) that the scheduling thread and Redis need at
+an instant: the monitor's round over 100,000 jobs takes seconds. So a round does not
+start when the next instant is closer than the last round took (plus a margin), nor
+while an instant is being sent; it waits until after it, at most :data:`YIELD_MAX_S`.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Self
 
 import redis
@@ -17,6 +23,12 @@ from .redis_client import connect
 
 if TYPE_CHECKING:
     from .service import Beat
+
+#: A round waits for an instant at most this long (a table with an instant every second
+#: never leaves room: the round runs anyway).
+YIELD_MAX_S = 5.0
+#: Room kept between the end of a round and the next instant.
+YIELD_MARGIN_S = 0.5
 
 
 class Chore:
@@ -34,6 +46,8 @@ class Chore:
         self._stop = threading.Event()
         self._client: redis.Redis | None = None
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        #: How long the last round took: the room a round needs before an instant.
+        self.round_took_s = 0.0
 
     def interval(self) -> float:
         raise NotImplementedError
@@ -54,12 +68,31 @@ class Chore:
         if not self.first_round_at_start and self._stop.wait(self.interval()):
             return
         while not self._stop.is_set():
+            self._yield_to_instant()
+            if self._stop.is_set():
+                return
+            started = time.monotonic()
             try:
                 self.round()
             except Exception as exc:
                 self._log.warning("%s failed: %s: %s", self.what, type(exc).__name__, exc)
                 self._disconnect()
+            self.round_took_s = time.monotonic() - started
             self._stop.wait(self.interval())
+
+    def _yield_to_instant(self) -> None:
+        """Wait (at most :data:`YIELD_MAX_S`) until a round cannot overlap an instant."""
+        give_up = time.monotonic() + YIELD_MAX_S
+        while not self._stop.is_set() and time.monotonic() < give_up:
+            at = self.beat.next_instant_at
+            if at is None:
+                return
+            left = at - time.time()
+            if left >= self.round_took_s + YIELD_MARGIN_S:
+                return
+            # Due or being sent (the loop moves it on once the send is done): look again
+            # shortly after.
+            self._stop.wait(min(max(left, 0.0) + 0.05, give_up - time.monotonic()))
 
     def _redis(self) -> redis.Redis:
         if self._client is None:

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -66,6 +66,10 @@ PREBUILD_GUARD_S = 0.002
 #: the next instant is closer than PREBUILD_LEAD_S.
 PREBUILD_QUIET_S = 0.05
 PREBUILD_LEAD_S = 0.25
+#: ... in slices of this long, the loop turning (lease renewal, jittered ticks) between.
+PREBUILD_SLICE_S = 0.1
+#: (The clock is read every this many ticks.)
+PREBUILD_STEP = 128
 #: The loop wakes this long before an instant whose batch is ready (see _warm_up).
 WARM_UP_S = 0.002
 #: A reload built in the background is swapped in only when the next instant is at
@@ -119,6 +123,18 @@ class _Loaded:
     #: Jobs whose on-time ticks the reload leaves byte for byte as they were.
     unchanged: frozenset[str]
     at: float  # when it was ready
+
+
+@dataclass(slots=True)
+class _Building:
+    """The batch of instant ``due_ms`` being built ahead, slice by slice: valid while its
+    heap bucket is the same list; ``done`` of its keys are through."""
+
+    due_ms: int
+    bucket: list[str]
+    reuse: dict[str, OutTick]
+    built: dict[str, OutTick] = field(default_factory=dict)
+    done: int = 0
 
 
 @dataclass(frozen=True)
@@ -190,9 +206,13 @@ class Beat:
         #: After a reload: the ticks built ahead for instant ``[0]`` of the jobs whose
         #: ticks it left unchanged, reused when that instant's batch is built again.
         self._carried: tuple[int | None, dict[str, OutTick]] = (None, {})
+        self._building: _Building | None = None
         self._builder = TickBuilder(self.beat_id)
         self._quiet_until = 0.0
         self._collector = IdleCollector()
+        #: When the next instant is due (epoch seconds; None while not leading), for
+        #: the chores' threads to keep their rounds clear of it (see beat.chore).
+        self.next_instant_at: float | None = None
         #: Hears about elections, renewals and sent ticks (metrics); no-op by default.
         self.observer: BeatObserver = NULL_OBSERVER
         #: Jobs whose max_runs are used up (from Redis's counts): not scheduled.
@@ -344,6 +364,7 @@ class Beat:
         # The time to spare is the time to the next instant: the other wake-ups
         # (renewal, profile check) can wait for a collection, a send cannot.
         due = self._core.next_due() if self._leader else None
+        self.next_instant_at = None if due is None else due / 1000
         now = time.time()
         self._collector.idle(
             (due / 1000 - now - PREBUILD_LEAD_S) if due is not None else wake_at - now
@@ -503,6 +524,10 @@ class Beat:
             return  # nothing was due: what is built ahead stays
         self._log_failures(plan.failures)
         prebuilt, prebuilt_for = self._prebuilt, self._prebuilt_for
+        work = self._building
+        if prebuilt_for is None and work is not None:
+            # Building ahead was under way when the instant came: use what is built.
+            prebuilt, prebuilt_for = work.built, work.due_ms
         head = self._core.head()
         if head is None or head[0] != prebuilt_for:
             # What was built ahead is used here (its instant was taken) or stale; when
@@ -704,15 +729,18 @@ class Beat:
         self._prebuilt = {}
         self._ready = None
         self._carried = (None, {})
+        self._building = None
 
     def _prebuild_at(self, due_ms: int) -> float:
         """When to build the batch of instant ``due_ms``."""
         return min(self._quiet_until, due_ms / 1000 - PREBUILD_LEAD_S)
 
     def _prebuild(self) -> None:
-        """Build and encode the batch of the next instant now, so sending it is one write.
+        """Build and encode the batch of the next instant ahead, so sending it is one write.
 
-        Their ``enqueued_at`` is filled in by the claim script when they are sent. When
+        Their ``enqueued_at`` is filled in by the claim script when they are sent. The
+        work goes in slices of :data:`PREBUILD_SLICE_S`, the loop turning in between
+        (100,000 ticks take seconds on a busy machine: longer than the lease). When
         time runs out (or a message fails to build), the ticks built so far are kept and
         the rest is built at send time.
         """
@@ -726,15 +754,22 @@ class Beat:
         deadline = due_ms / 1000 - PREBUILD_GUARD_S
         if now >= deadline or now < self._prebuild_at(due_ms):
             return
+        work = self._building
+        if work is None or work.due_ms != due_ms or work.bucket is not keys_due:
+            carried_for, carried = self._carried
+            self._carried = (None, {})
+            reuse = carried if carried_for == due_ms else {}
+            work = self._building = _Building(due_ms, keys_due, reuse)
         jobs = self.registry.jobs
         scheduled_iso = from_ms(due_ms).isoformat()
-        carried_for, carried = self._carried
-        reuse = carried if carried_for == due_ms else {}
-        self._carried = (None, {})
-        built: dict[str, OutTick] = {}
-        for i, key in enumerate(keys_due):
-            if i % 128 == 0 and time.time() >= deadline:
-                break  # the rest is built at send time
+        built, reuse = work.built, work.reuse
+        stop = min(deadline, now + PREBUILD_SLICE_S)
+        i = first = work.done
+        while i < len(keys_due):
+            if i % PREBUILD_STEP == 0 and i > first and time.time() >= stop:
+                break
+            key = keys_due[i]
+            i += 1
             tick = reuse.get(key)
             if tick is not None:
                 built[key] = tick
@@ -746,8 +781,12 @@ class Beat:
                 built[key] = self._out_tick(job, due_ms, scheduled_iso)
             except Exception as exc:
                 event(logging.ERROR, "message build failed", job=key, error=str(exc))
+        work.done = i
+        if i < len(keys_due) and time.time() < deadline:
+            return  # the next turn of the loop goes on from here
+        self._building = None
         self._prebuilt_for = due_ms
-        self._prebuilt = built
+        self._prebuilt = built  # the rest, if any, is built at send time
         if len(built) == len(keys_due) and time.time() < deadline:
             assert self._sender is not None
             batch = self._sender.prepare([built[k] for k in keys_due])

@@ -392,3 +392,38 @@ def test_a_big_instant_logs_one_summary_line_and_its_fire_lines_at_debug(
         assert fields["scheduled_for"].endswith(".000Z") and "scheduled_until" not in fields
     finally:
         beat._shutdown()
+
+
+def test_the_next_instants_batch_is_built_in_slices_and_sent_whole(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building ahead returns to the loop between slices (at 100,000 jobs the whole batch
+    takes longer than the lease); the slices add up to the whole instant, sent once."""
+    workdir = Path(tempfile.mkdtemp(prefix="sp-beat-"))
+    path = write_profile(workdir / "profile.yaml", _two_job_profile("*/2 * * * * *"))
+    beat = Beat(str(path), redis_url=redis_url, beat_id="inproc", lease_ttl=30.0)
+    client = redis.Redis.from_url(redis_url)
+    monkeypatch.setattr(service, "PREBUILD_SLICE_S", 0.0)
+    monkeypatch.setattr(service, "PREBUILD_STEP", 1)
+    try:
+        beat._connect()
+        beat._try_acquire()
+        first = beat._core.head()
+        assert first is not None
+        wait_for(lambda: time.time() * 1000 >= first[0], 3, what="the first instant")
+        beat._send_due()
+        head = beat._core.head()
+        assert head is not None and len(head[1]) == 2
+        due = head[0]
+        beat._prebuild()  # one tick per slice: half of the batch
+        assert beat._ready is None and beat._building is not None
+        assert len(beat._building.built) == 1
+        beat._prebuild()
+        assert beat._ready is not None and beat._ready.due_ms == due and beat._building is None
+        wait_for(lambda: time.time() * 1000 >= due, 3, what="the instant")
+        beat._send_due()
+        sent = sorted(m.job for m in messages(client) if m.scheduled_ms == due)
+        assert sent == sorted(head[1])
+    finally:
+        beat._shutdown()
+        client.close()
