@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -78,6 +79,8 @@ RELOAD_ROOM_S = 0.05
 #: ... unless it has waited this long (a table with an instant every second never has
 #: room; a reload must still happen).
 RELOAD_MAX_WAIT_S = 5.0
+#: Python's thread switch interval while a batch is sent (see Beat._claim).
+SEND_SWITCH_INTERVAL_S = 0.0002
 #: A send with more runs than this logs one INFO summary line and each run's ``fire``
 #: line at DEBUG: formatting 100,000 lines takes the loop ~10 s, past the lease TTL.
 FIRE_LINES_MAX = 1000
@@ -318,6 +321,10 @@ class Beat:
             # check) can wait a few milliseconds, the instant cannot.
             self._send_due()
         now = time.time()
+        if self._leader and now >= self._next_renew:
+            # Before anything else: a long send (100,000 ticks on a busy machine) may
+            # have used up most of the lease.
+            self._renew()
         if self._loading is None and self._loaded is None:
             # One reload at a time; a signal or an edit meanwhile is picked up after.
             if self._reload_requested:
@@ -600,14 +607,21 @@ class Beat:
         """Woken WARM_UP_S before a prepared instant: wake Redis, then wait it out.
 
         After a second of idling, Redis and this process are cold (on a VM, idle vCPUs
-        sleep): the first round trip takes about twice as long as the next. One PING
-        just before the instant takes that cost off the send, and the last stretch is
+        sleep): the first round trip takes about twice as long as the next. One round
+        trip just before the instant takes that cost off the send: the lease renewal,
+        so the send starts with a whole lease ahead (sending 100,000 ticks on a busy
+        machine takes seconds, during which nothing renews it). The last stretch is
         slept with ``time.sleep``, which oversleeps less than a timed event wait.
         """
         left = instant - time.time()
         if not 0 < left <= WARM_UP_S * 2 or self._client is None:
             return
-        self._client.ping()
+        if self.assume_leader:
+            self._client.ping()
+        else:
+            self._renew()
+            if not self._leader:
+                return
         left = instant - time.time()
         if left > 0:
             time.sleep(left)
@@ -638,11 +652,18 @@ class Beat:
     def _claim(self, batch: Prepared) -> list[int] | None:
         """Send ``batch``: one status per tick, or None when the lease turned out lost."""
         assert self._sender is not None
+        # While it waits for Redis, the other threads (the reload being built, the
+        # monitor) take the GIL; at each of the send's ~200 replies this thread would
+        # wait up to the switch interval (5 ms) to get it back.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(SEND_SWITCH_INTERVAL_S)
         try:
             return self._sender.send_prepared(batch, self._token())
         except NotLeader:
             self._lose_leadership("lease lost (fencing check refused the send)")
             return None
+        finally:
+            sys.setswitchinterval(interval)
 
     def _after_send(self, statuses: list[int], meta: list[Send]) -> None:
         """Log what was sent and tell the core which ticks Redis accepted."""
