@@ -424,6 +424,18 @@ class Beat:
         self.observer.renewed(False)
         self._lose_leadership("lease lost to another beat")
 
+    def _keep_lease(self) -> None:
+        """Renew the lease if due, from inside a long piece of work (a send of 100,000
+        ticks, building the schedule) that would otherwise outlast it on a busy machine.
+        A refusal is left for the loop's next renewal to act on: stepping down here
+        would pull the table from under the work."""
+        if self.assume_leader or self._lease is None or time.time() < self._next_renew:
+            return
+        started = time.time()
+        if self._lease.renew(self._heartbeat()):
+            self._next_renew = started + self.renew_every
+            self.observer.renewed(True)
+
     def _lose_leadership(self, reason: str) -> None:
         self._leader = False
         self.observer.lost()
@@ -488,8 +500,11 @@ class Beat:
             part = [j.key for j in jobs[i : i + 1000]]
             values = self._client.hmget(Keys.LAST, part)
             remote.update({k: int(v) for k, v in zip(part, values, strict=True) if v})
+            self._keep_lease()
         now_ms = _now_ms(time.time())
-        self._send_plan(self._core.start(jobs, now_ms, remote), now_ms)
+        plan = self._core.start(jobs, now_ms, remote)
+        self._keep_lease()
+        self._send_plan(plan, now_ms)
 
     def _used_up(self, registry: JobRegistry) -> set[str]:
         """Jobs of ``registry`` whose ``max_runs`` the scheduled runs have reached."""
@@ -658,7 +673,7 @@ class Beat:
         interval = sys.getswitchinterval()
         sys.setswitchinterval(SEND_SWITCH_INTERVAL_S)
         try:
-            return self._sender.send_prepared(batch, self._token())
+            return self._sender.send_prepared(batch, self._token(), self._keep_lease)
         except NotLeader:
             self._lose_leadership("lease lost (fencing check refused the send)")
             return None

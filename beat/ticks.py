@@ -13,7 +13,7 @@ tick after a newer one; replaying a batch after an ambiguous network failure is 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -400,19 +400,26 @@ class TickSender:
             chunks.append((len(parts), b"".join(parts)))
         return Prepared(ticks, chunks)
 
-    def send_prepared(self, batch: Prepared, token: str | None) -> list[int]:
-        """:meth:`send` of a batch encoded by :meth:`prepare`."""
+    def send_prepared(
+        self,
+        batch: Prepared,
+        token: str | None,
+        between: Callable[[], object] | None = None,
+    ) -> list[int]:
+        """:meth:`send` of a batch encoded by :meth:`prepare`. ``between`` is called
+        after each chunk's reply (the caller's chance to renew its lease, on another
+        connection, while a long batch goes through)."""
         if not batch.ticks:
             return []
         head = [self.lease_key, token or "", Keys.DISABLED, Keys.LAST, Keys.TEMPLATES]
         head += (datetime.now(UTC).isoformat(), Keys.SCHEDULED_RUNS)
         try:
-            replies = self._run(head, batch.chunks)
+            replies = self._run(head, batch.chunks, between)
         except NoScriptError:
             # Redis restarted (or SCRIPT FLUSH): load again and replay; replaying is
             # safe because every tick is claimed.
             self.sha = str(self.client.script_load(_SCRIPT))
-            replies = self._run(head, batch.chunks)
+            replies = self._run(head, batch.chunks, between)
         missing = [i for i, r in enumerate(replies) if _digits(r) == MISSING_TEMPLATE]
         if missing:
             # Redis lost the templates (restart without persistence, FLUSHALL); the
@@ -446,7 +453,12 @@ class TickSender:
             self.client.hset(Keys.TEMPLATES, mapping=new)
             self._registered.update(new)
 
-    def _run(self, head: list[str], chunks: list[tuple[int, bytes]]) -> list[Any]:
+    def _run(
+        self,
+        head: list[str],
+        chunks: list[tuple[int, bytes]],
+        between: Callable[[], object] | None = None,
+    ) -> list[Any]:
         # redis-py would re-encode every argument on every send; the chunks are encoded
         # already, so the whole batch is joined and written at once.
         args: tuple[str | int, ...] = ("EVALSHA", self.sha, 0, *head)
@@ -465,6 +477,8 @@ class TickSender:
                     replies.append(conn.read_response())
                 except ResponseError as exc:  # read the other replies, then raise
                     error = error or exc
+                if between is not None:
+                    between()
         except BaseException:
             conn.disconnect()
             raise

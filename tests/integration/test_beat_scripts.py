@@ -158,7 +158,16 @@ def test_fencing_refuses_a_send_without_the_lease(client: redis.Redis) -> None:
 def test_large_batches_are_chunked_and_all_sent(client: redis.Redis) -> None:
     sender = TickSender(client)
     batch = [tick(f"e/j{i}", 1000) for i in range(1234)]
-    assert sender.send(batch, None) == [SENT] * 1234
+    calls: list[int] = []
+    # The caller hears after each chunk (three here): its chance to renew the lease, on
+    # another connection, while the rest of the batch goes through.
+    lease = Lease(client, 2.0)
+    assert lease.acquire()
+    statuses = sender.send_prepared(
+        sender.prepare(batch), lease.token, lambda: calls.append(int(lease.renew()))
+    )
+    assert statuses == [SENT] * 1234 and calls == [1, 1, 1]
+    assert lease.release()
     assert client.llen("q") == 1234
     client.script_flush()  # a restarted Redis forgets scripts: reloaded transparently
     assert sender.send([tick("e/j0", 2000)], None) == [SENT]
