@@ -6,7 +6,8 @@ the next one: it is logged, the chore's connections are dropped and made again.
 A round still takes CPU (and Python's GIL) that the scheduling thread and Redis need at
 an instant: the monitor's round over 100,000 jobs takes seconds. So a round does not
 start when the next instant is closer than the last round took (plus a margin), nor
-while an instant is being sent; it waits until after it, at most :data:`YIELD_MAX_S`.
+while an instant is being sent, nor while a reloaded profile is being built (which then
+has the CPU to itself); it waits until after it, at most :data:`YIELD_MAX_S`.
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ class Chore:
         """Wait (at most :data:`YIELD_MAX_S`) until a round cannot overlap an instant."""
         give_up = time.monotonic() + YIELD_MAX_S
         while not self._stop.is_set() and time.monotonic() < give_up:
+            if self.beat.reloading:
+                self._stop.wait(0.1)
+                continue
             at = self.beat.next_instant_at
             if at is None:
                 return

@@ -79,6 +79,8 @@ RELOAD_ROOM_S = 0.05
 #: ... unless it has waited this long (a table with an instant every second never has
 #: room; a reload must still happen).
 RELOAD_MAX_WAIT_S = 5.0
+#: Jittered ticks due this close after a send go out together with the next ones.
+JITTER_BATCH_MS = 10
 #: Python's thread switch interval while a batch is sent (see Beat._claim).
 SEND_SWITCH_INTERVAL_S = 0.0002
 #: A send with more runs than this logs one INFO summary line and each run's ``fire``
@@ -216,6 +218,7 @@ class Beat:
         #: When the next instant is due (epoch seconds; None while not leading), for
         #: the chores' threads to keep their rounds clear of it (see beat.chore).
         self.next_instant_at: float | None = None
+        self._jitter_batch_at_ms = 0
         #: Hears about elections, renewals and sent ticks (metrics); no-op by default.
         self.observer: BeatObserver = NULL_OBSERVER
         #: Jobs whose max_runs are used up (from Redis's counts): not scheduled.
@@ -235,6 +238,11 @@ class Beat:
     @property
     def is_leader(self) -> bool:
         return self._leader
+
+    @property
+    def reloading(self) -> bool:
+        """A reloaded profile is being built in the background."""
+        return self._loading is not None
 
     # ------------------------------------------------------------------ main loop
 
@@ -355,10 +363,18 @@ class Beat:
         if self._leader:
             wake_at = min(wake_at, self._next_renew)
             due = self._core.next_due()
+            head = self._core.head()
+            if due is not None and (head is None or due < head[0]):
+                # A jittered tick: those due within JITTER_BATCH_MS of the last send
+                # wait for each other (100,000 jobs spread over 30 s would otherwise
+                # wake the loop, and send, every few ticks). Never before their time,
+                # nor past a plain instant.
+                due = max(due, self._jitter_batch_at_ms)
+                if head is not None:
+                    due = min(due, head[0])
             if due is not None:
                 ready = self._ready is not None and self._ready.due_ms == due
                 wake_at = min(wake_at, due / 1000 - (WARM_UP_S if ready else 0.0))
-            head = self._core.head()
             if head is not None:
                 # Batches are built ahead for the plain jobs' instants only (jittered
                 # ticks are few per instant and built when sent).
@@ -539,6 +555,7 @@ class Beat:
                     self._quiet_until = time.time() + PREBUILD_QUIET_S
                 return
         self._send_plan(self._core.take(now_ms), now_ms)
+        self._jitter_batch_at_ms = now_ms + JITTER_BATCH_MS
 
     def _send_plan(self, plan: Plan, now_ms: int) -> None:
         """Build and send the messages of ``plan`` (decided at ``now_ms``)."""

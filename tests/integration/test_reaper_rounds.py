@@ -34,6 +34,7 @@ def _beat(tmp: Path, redis_url: str, database_url: str, leader: bool = True) -> 
     return SimpleNamespace(
         is_leader=leader,
         next_instant_at=None,
+        reloading=False,
         profile=SimpleNamespace(database_url=database_url),
         registry=registry,
         redis_target=parse_redis_url(redis_url),

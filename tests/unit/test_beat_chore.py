@@ -32,7 +32,7 @@ class _Counting(Chore):
 
 
 def test_a_round_waits_until_the_instant_was_sent() -> None:
-    beat = SimpleNamespace(next_instant_at=time.time() + 0.3)
+    beat = SimpleNamespace(next_instant_at=time.time() + 0.3, reloading=False)
     c = _Counting(beat)
     c.round_took_s = 1.0  # the last round would overlap the instant
     c.start()
@@ -48,7 +48,7 @@ def test_a_round_waits_until_the_instant_was_sent() -> None:
 def test_a_round_waits_no_longer_than_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     """An instant every second never leaves room: the round runs anyway."""
     monkeypatch.setattr(chore, "YIELD_MAX_S", 0.3)
-    beat = SimpleNamespace(next_instant_at=time.time() - 1)  # forever being sent
+    beat = SimpleNamespace(next_instant_at=time.time() - 1, reloading=False)  # forever being sent
     c = _Counting(beat)
     began = time.time()
     c.start()
@@ -61,7 +61,7 @@ def test_a_round_waits_no_longer_than_the_cap(monkeypatch: pytest.MonkeyPatch) -
 
 def test_a_round_starts_at_once_with_room_or_without_leadership() -> None:
     for at in (None, time.time() + 60):
-        c = _Counting(SimpleNamespace(next_instant_at=at))
+        c = _Counting(SimpleNamespace(next_instant_at=at, reloading=False))
         began = time.time()
         c.start()
         try:
@@ -69,3 +69,15 @@ def test_a_round_starts_at_once_with_room_or_without_leadership() -> None:
         finally:
             c.close()
         assert c.starts[0] - began < 2.0  # not the 5 s cap
+
+
+def test_a_round_waits_while_a_reload_is_built() -> None:
+    beat = SimpleNamespace(next_instant_at=None, reloading=True)
+    c = _Counting(beat)
+    c.start()
+    try:
+        assert not c.started.wait(0.4)
+        beat.reloading = False
+        wait_for(c.started.is_set, 5, what="the round")
+    finally:
+        c.close()
