@@ -8,7 +8,7 @@ tested in milliseconds; :mod:`beat.service` does the sending around it.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -33,6 +33,9 @@ from .schedule import (
 SKIP_CAP = 100
 #: ``catch_up`` counts the ticks it summarises up to this many ("at least" beyond).
 DROP_COUNT_CAP = 10_000
+#: :meth:`Scheduler.start` and :meth:`Scheduler.reload` call their ``pause`` callback
+#: every this many jobs.
+PAUSE_EVERY = 1024
 #: Cron's finest period: a beat woken less than this after an instant cannot have a
 #: second tick of any job due, so that instant's bucket goes out as it is.
 MIN_PERIOD_MS = 1000
@@ -172,7 +175,13 @@ class Scheduler:
 
     # ---------------------------------------------------------------- table
 
-    def start(self, jobs: Iterable[Entry], now_ms: int, last: Mapping[str, int]) -> Plan:
+    def start(
+        self,
+        jobs: Iterable[Entry],
+        now_ms: int,
+        last: Mapping[str, int],
+        pause: Callable[[], object] | None = None,
+    ) -> Plan:
         """Become leader at ``now_ms``: catch up every job from its last handled tick.
 
         ``last`` is what Redis remembers; this process's own memory counts too (the
@@ -181,6 +190,9 @@ class Scheduler:
         trigger catch-up); older ones are recorded as skipped (the newest
         :data:`SKIP_CAP` one by one, the rest in one summary). A job never handled
         starts at its first instant after ``now_ms``.
+
+        ``pause`` is called every :data:`PAUSE_EVERY` jobs: 100,000 jobs take seconds,
+        which the caller may need for its own upkeep (renewing its lease).
         """
         self._set_jobs(jobs)
         self._heap = DueHeap()
@@ -190,7 +202,9 @@ class Scheduler:
         failures: list[Failure] = []
         memo: dict[tuple[int, int, int, float], CatchUp] = {}
         nexts: dict[tuple[int, int], int] = {}
-        for key, job in self._jobs.items():
+        for i, (key, job) in enumerate(self._jobs.items()):
+            if pause is not None and i % PAUSE_EVERY == PAUSE_EVERY - 1:
+                pause()
             prev = max(last.get(key, 0), self._last.get(key, 0))
             if job.jitter_ms:
                 self._resume_jittered(job, prev, now_ms, sends, failures, memo)

@@ -518,7 +518,7 @@ class Beat:
             remote.update({k: int(v) for k, v in zip(part, values, strict=True) if v})
             self._keep_lease()
         now_ms = _now_ms(time.time())
-        plan = self._core.start(jobs, now_ms, remote)
+        plan = self._core.start(jobs, now_ms, remote, self._keep_lease)
         self._keep_lease()
         self._send_plan(plan, now_ms)
 

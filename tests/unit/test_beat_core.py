@@ -849,3 +849,17 @@ def test_a_jittered_job_in_its_window_s_last_tick_is_done_after_it() -> None:
     ended = Scheduler()
     plan = ended.start([job("e/w", jitter_ms=500, end=T0 - 1)], T0, {})
     assert plan.sends == plan.failures == [] and len(ended) == 0 and ended.next_due() is None
+
+
+def test_start_hands_the_caller_a_pause_every_so_many_jobs() -> None:
+    """Building 100,000 jobs takes seconds: the beat renews its lease in the pauses. They
+    change nothing: the table is the one built without them."""
+    jobs = [job(f"e/j{i}", "0 * * * * *") for i in range(3000)]
+    jobs += [job(f"e/k{i}", "0 * * * * *", jitter_ms=30_000) for i in range(100)]
+    pauses: list[int] = []
+    core, plain = Scheduler(), Scheduler()
+    now = to_ms(datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC))
+    plan = core.start(jobs, now, {}, lambda: pauses.append(len(pauses)))
+    assert pauses == [0, 1, 2]  # after 1024, 2048 and 3072 jobs
+    assert plan == plain.start(jobs, now, {})
+    assert core.head() == plain.head() and core.jittered() == plain.jittered()
