@@ -28,6 +28,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from beat.fire_log import FireLineBudget
 from jobs_core.errors import ConfigError
 from jobs_core.profile import DEFAULT_PROFILE_FILE, PROFILE_ENV, Profile, load_profile
 from jobs_core.redis_url import parse_redis_url
@@ -83,8 +84,10 @@ RELOAD_MAX_WAIT_S = 5.0
 JITTER_BATCH_MS = 10
 #: Python's thread switch interval while a batch is sent (see Beat._claim).
 SEND_SWITCH_INTERVAL_S = 0.0002
-#: A send with more runs than this logs one INFO summary line and each run's ``fire``
-#: line at DEBUG: formatting 100,000 lines takes the loop ~10 s, past the lease TTL.
+#: At most this many ``fire`` lines a second at INFO; a send past it logs one INFO summary
+#: line and its fire lines at DEBUG (beat/fire_log.py): formatting 100,000 lines takes
+#: the loop ~10 s, past the lease TTL, whether they come as one send or as a jittered
+#: instant's many small ones.
 FIRE_LINES_MAX = 1000
 
 _REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
@@ -203,6 +206,7 @@ class Beat:
         self._session = uuid.uuid4().hex  # our candidate; replaced by the live one
         self._bootstrapped_session: str | None = None
         self._redis_down_since: float | None = None
+        self._fire_budget = FireLineBudget()
 
         self._core = Scheduler()
         self._prebuilt_for: int | None = None
@@ -672,14 +676,16 @@ class Beat:
             return
         self.observer.instant(due_ms, bucket, statuses, time.time() * 1000)
         assert self._sender is not None
-        level = _fire_level(len(bucket))
+        level = self._fire_level(len(bucket))
         if self._sender.all_accepted and not logging.getLogger("beat").isEnabledFor(level):
             # No fire line to log, every tick accepted: no per-tick work.
             self._core.handled_instant(due_ms, bucket)
             if level == logging.DEBUG:
                 _log_summary(statuses, due_ms, due_ms, time.time() * 1000 - due_ms)
             return
-        self._after_send(statuses, [Send(k, due_ms, Trigger.SCHEDULE, Kind.FIRE) for k in bucket])
+        self._after_send(
+            statuses, [Send(k, due_ms, Trigger.SCHEDULE, Kind.FIRE) for k in bucket], level
+        )
 
     def _claim(self, batch: Prepared) -> list[int] | None:
         """Send ``batch``: one status per tick, or None when the lease turned out lost."""
@@ -697,11 +703,16 @@ class Beat:
         finally:
             sys.setswitchinterval(interval)
 
-    def _after_send(self, statuses: list[int], meta: list[Send]) -> None:
-        """Log what was sent and tell the core which ticks Redis accepted."""
+    def _after_send(
+        self, statuses: list[int], meta: list[Send], fire_level: int | None = None
+    ) -> None:
+        """Log what was sent and tell the core which ticks Redis accepted.
+
+        ``fire_level``: the level already drawn from the budget for this send, if any.
+        """
         done = time.time() * 1000
-        fired = statuses.count(SENT) + statuses.count(SENT_LAST)
-        fire_level = _fire_level(fired)
+        if fire_level is None:
+            fire_level = self._fire_level(statuses.count(SENT) + statuses.count(SENT_LAST))
         info = logging.getLogger("beat").isEnabledFor(logging.INFO)
         debug = logging.getLogger("beat").isEnabledFor(logging.DEBUG)
         fire_lines = logging.getLogger("beat").isEnabledFor(fire_level)
@@ -758,6 +769,10 @@ class Beat:
         self._core.handled(handled)
         if first is not None and last is not None:
             _log_summary(statuses, first, last, worst)
+
+    def _fire_level(self, runs: int) -> int:
+        """The level of the ``fire`` lines of a send of ``runs`` runs, now."""
+        return self._fire_budget.level(runs, time.time(), FIRE_LINES_MAX)
 
     def _used_up_now(self, job_key: str, *, sent: bool) -> None:
         """The claim script says ``job_key`` has used up its ``max_runs``."""
@@ -953,11 +968,6 @@ class Beat:
                 self._client.close()
         self._client = None
         event(logging.INFO, "beat stopped", beat_id=self.beat_id)
-
-
-def _fire_level(runs: int) -> int:
-    """The level of the ``fire`` lines of a send of ``runs`` runs."""
-    return logging.INFO if runs <= FIRE_LINES_MAX else logging.DEBUG
 
 
 def _log_summary(statuses: list[int], first_ms: int, last_ms: int, lag_ms: float) -> None:

@@ -368,7 +368,7 @@ def test_a_big_instant_logs_one_summary_line_and_its_fire_lines_at_debug(
     monkeypatch: pytest.MonkeyPatch,
     level: int,
 ) -> None:
-    """Past FIRE_LINES_MAX runs in one send, the fire lines go to DEBUG and one INFO line
+    """Past FIRE_LINES_MAX runs in a second, the fire lines go to DEBUG and one INFO line
     says how many went out and how late; up to it, each run has its INFO line."""
     workdir = Path(tempfile.mkdtemp(prefix="sp-beat-"))
     path = write_profile(workdir / "profile.yaml", _two_job_profile("* * * * * *"))
@@ -386,9 +386,18 @@ def test_a_big_instant_logs_one_summary_line_and_its_fire_lines_at_debug(
     try:
         beat._connect()
         beat._try_acquire()
+        # Exactly the budget: a send draws on it once (drawn twice, 4 > 2, the lines
+        # would go to DEBUG).
+        monkeypatch.setattr(service, "FIRE_LINES_MAX", 2)
         small = send_next()  # two runs: a line each, as before
         assert [r.levelno for r in small if r.getMessage() == "fire"] == [logging.INFO] * 2
         assert not [r for r in small if r.getMessage() == "ticks sent"]
+        # The same through a batch built ahead (the beat's usual path).
+        beat._prebuild()
+        assert beat._ready is not None
+        ahead = send_next()
+        assert [r.levelno for r in ahead if r.getMessage() == "fire"] == [logging.INFO] * 2
+        assert not [r for r in ahead if r.getMessage() == "ticks sent"]
         monkeypatch.setattr(service, "FIRE_LINES_MAX", 1)
         big = send_next()
         fires = [r for r in big if r.getMessage() == "fire"]
