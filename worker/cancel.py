@@ -56,14 +56,60 @@ class CancelRequests:
         is kept."""
         await self._client.set(Keys.cancel(run_id), request.dumps(), ex=CANCEL_TTL_S, nx=first)
 
-    async def watch(self, run_id: str, job: asyncio.Future[Any]) -> CancelRequest:
-        """Poll until a request arrives, then cancel ``job``; returns the request.
+    def watch(self, run_id: str, job: asyncio.Future[Any]) -> CancelWatch:
+        """Poll for a request while ``job`` runs, and cancel ``job`` when one arrives.
 
-        The caller cancels this watcher when the job ends first.
+        The caller stops the watch when the job ends first.
         """
-        while True:
-            await asyncio.sleep(CANCEL_POLL_S)
-            found = await self.get(run_id)
-            if found is not None:
-                job.cancel()
-                return found
+        return CancelWatch(self, run_id, job)
+
+
+class CancelWatch:
+    """The polling of one running job's cancel request.
+
+    A timer, not a task: most jobs end before the first look, and a timer cancelled
+    unfired costs far less than a task that is started, cancelled and unwound.
+    """
+
+    def __init__(self, requests: CancelRequests, run_id: str, job: asyncio.Future[Any]) -> None:
+        self._requests = requests
+        self._run_id = run_id
+        self._job = job
+        self._loop = asyncio.get_running_loop()
+        self._looking: asyncio.Task[None] | None = None
+        self._stopped = False
+        #: The request that cancelled the job (None: none yet).
+        self.found: CancelRequest | None = None
+        #: Why polling stopped early (Redis failing): raised by :meth:`outcome`.
+        self.error: BaseException | None = None
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(CANCEL_POLL_S, self._look)
+
+    def _look(self) -> None:
+        self._timer = None
+        self._looking = self._loop.create_task(self._get())
+
+    async def _get(self) -> None:
+        try:
+            found = await self._requests.get(self._run_id)
+        except Exception as exc:
+            self.error = exc
+            return
+        if found is not None:
+            self.found = found
+            self._job.cancel()
+        elif not self._stopped:
+            self._timer = self._loop.call_later(CANCEL_POLL_S, self._look)
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._looking is not None and not self._looking.done():
+            self._looking.cancel()
+
+    def outcome(self) -> CancelRequest | None:
+        """The request that cancelled the job, or None; raises what stopped the polling."""
+        if self.error is not None:
+            raise self.error
+        return self.found

@@ -25,7 +25,7 @@ from jobs_core.wire import RunMessage
 from . import outcome
 from .cancel import CancelRequest, CancelRequests
 from .outcome import Busy, Cancelled, Execution, Outcome, Raised, Returned, TimedOut, format_error
-from .overlap import OverlapLock, release_after_run
+from .overlap import Admission, OverlapLock, release_after_run
 from .runtime import WorkerRuntime
 
 log = logging.getLogger("worker.runs")
@@ -68,9 +68,9 @@ async def run_attempt(
     # Without Redis (an inline run with no redis_url) there is no one to overlap with,
     # and no one to cancel it.
     if runtime.redis_url:
-        cancels = CancelRequests(runtime.redis())
+        cancels, overlap_lock = runtime.gates()
         if jd.policy.overlap is not Overlap.ALLOW:
-            lock = OverlapLock(runtime.redis())
+            lock = overlap_lock
     return await attempt(
         await runtime.history(),
         jd,
@@ -101,8 +101,14 @@ async def attempt(
         return out
 
     backfilled = False
+    admitted: Admission | None = None
     if cancels is not None:
-        request, backfilled = await cancels.before_start(req.run_id)
+        if lock is not None and not _waits_in_turn(jd, req):
+            # The usual case: cancel request, backfill mark and lock in one round trip.
+            admitted = await lock.admit(key, req.run_id, lock_ttl(jd))
+            request, backfilled = admitted.cancel, admitted.backfilled
+        else:
+            request, backfilled = await cancels.before_start(req.run_id)
         if request is not None:
             out = outcome.cancelled(req.run_id, key, req.attempt, request.by)
             await history.cancel_run(req.run_id, by=request.by, message=out.message or "")
@@ -115,7 +121,7 @@ async def attempt(
             return out
 
     if lock is not None:
-        busy = await _when_busy(history, jd, req, lock, cancels)
+        busy = await _when_busy(history, jd, req, lock, cancels, admitted)
         if busy is not None:
             return busy
 
@@ -133,24 +139,38 @@ def started_before(req: TaskRequest) -> bool:
     return req.attempt > 1 or req.redelivered
 
 
+def _waits_in_turn(jd: JobDefinition, req: TaskRequest) -> bool:
+    """A buffered tick takes a place among the job's waiting ticks instead of trying
+    the lock directly."""
+    return (
+        jd.policy.overlap.buffers
+        and req.trigger.is_tick
+        and not started_before(req)
+        and req.scheduled_for is not None
+    )
+
+
 async def _when_busy(
     history: RunHistory,
     jd: JobDefinition,
     req: TaskRequest,
     lock: OverlapLock,
     cancels: CancelRequests | None,
+    admitted: Admission | None = None,
 ) -> Outcome | None:
-    """Take the job's overlap lock, or say what this run does instead (None: taken)."""
+    """Take the job's overlap lock (unless ``admitted`` already tried it), or say what
+    this run does instead (None: taken)."""
     key, overlap = jd.key, jd.policy.overlap
     started = started_before(req)
-    in_turn = overlap.buffers and req.trigger.is_tick and not started
-    if in_turn and req.scheduled_for is not None:
+    in_turn = _waits_in_turn(jd, req)
+    if admitted is not None:
+        holder, full = admitted.holder, False
+    elif in_turn and req.scheduled_for is not None:
         places = 1 if overlap is Overlap.BUFFER_ONE else 0
         order_ms = int(req.scheduled_for.timestamp() * 1000)
         turn = await lock.take_turn(key, req.run_id, lock_ttl(jd), order_ms=order_ms, places=places)
         holder, full = turn.holder, turn.full
     else:
-        in_turn = False
         holder, full = await lock.acquire(key, req.run_id, lock_ttl(jd)), False
     if holder is None:
         return None
@@ -347,9 +367,7 @@ async def _execute(
     started = time.monotonic()
     execution: Execution
     job = asyncio.ensure_future(jd.job.execute(ctx))
-    watcher = None
-    if cancels is not None:
-        watcher = asyncio.ensure_future(cancels.watch(ctx.run.run_id, job))
+    watch = cancels.watch(ctx.run.run_id, job) if cancels is not None else None
     try:
         async with asyncio.timeout(jd.policy.timeout) as deadline:
             execution = Returned(await job)
@@ -360,17 +378,18 @@ async def _execute(
             execution = Raised(format_error(exc))
     except asyncio.CancelledError:
         current = asyncio.current_task()
-        if watcher is None or not watcher.done() or (current and current.cancelling()):
+        if watch is None or watch.found is None or (current and current.cancelling()):
             raise  # this attempt itself is being cancelled (shutdown): not a run's cancel
-        execution = Cancelled(watcher.result().by)
+        execution = Cancelled(watch.found.by)
     except Exception as exc:
         execution = Raised(format_error(exc))
     finally:
-        if watcher is not None and not watcher.done():
-            watcher.cancel()
-    if watcher is not None and watcher.done() and not watcher.cancelled():
+        if watch is not None:
+            watch.stop()
+    asked = watch.outcome() if watch is not None else None
+    if asked is not None:
         # Asked to cancel: whatever the job did once cancelled, the run is cancelled.
-        execution = Cancelled(watcher.result().by)
+        execution = Cancelled(asked.by)
     return execution, int((time.monotonic() - started) * 1000)
 
 

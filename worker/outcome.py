@@ -15,8 +15,11 @@ from jobs_core.history import AttemptEnd
 from jobs_core.policy import Overlap, RetryPolicy
 from jobs_core.result import JobResult
 from jobs_core.status import Action, RunStatus, Trigger
+from jobs_core.text import cut
 
 MAX_ERROR_CHARS = 8000
+#: The message's share of :meth:`Outcome.brief`.
+BRIEF_MESSAGE_CHARS = 120
 #: Seconds before a run waiting for the active run of its job (overlap) tries again.
 OVERLAP_WAIT_S = 1.0
 
@@ -73,6 +76,13 @@ class Outcome:
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    def brief(self) -> str:
+        """One short line: what the Celery task returns (Flower shows it; the record is
+        in history). Celery repr()s, pickles and publishes a task's return value on
+        every run, so a whole outcome with its traceback would cost every run that."""
+        status = self.status.value if self.status is not None else "not recorded"
+        return f"{status}: {cut(self.message, BRIEF_MESSAGE_CHARS)}" if self.message else status
 
     @property
     def retry_after(self) -> float:

@@ -24,6 +24,8 @@ from typing import Any
 
 from jobs_core.wire import RELEASE_LOCK_LUA, Keys
 
+from .cancel import CancelRequest
+
 log = logging.getLogger("worker.overlap")
 
 #: Pauses between the tries of a release that failed: a Sentinel failover takes a few
@@ -42,6 +44,24 @@ end
 return holder
 """
 
+# The gates of a run that takes the lock directly, in one round trip: its cancel request,
+# whether a backfill enqueued its tick too, then the lock, taken only when no cancel
+# request stands (a cancelled run must not hold the job's lock, not even for a moment).
+# KEYS: cancel request, backfilled mark, lock. ARGV: run id, lock TTL ms.
+# Returns {cancel request or false, backfilled 0/1, holder ('' when taken or not tried)}.
+_ADMIT = """
+local request = redis.call('GET', KEYS[1])
+local backfilled = redis.call('EXISTS', KEYS[2])
+if request then
+  return {request, backfilled, ''}
+end
+local holder = redis.call('GET', KEYS[3])
+if (not holder) or holder == ARGV[1] then
+  redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
+  return {false, backfilled, ''}
+end
+return {false, backfilled, holder}
+"""
 
 # KEYS: lock, waiting set, waiting-seen hash. ARGV: run id, lock TTL ms, order (epoch
 # ms of the tick), places (0: any number, 1: buffer_one), stale ms.
@@ -91,6 +111,17 @@ class Turn:
     full: bool = False
 
 
+@dataclass(frozen=True)
+class Admission:
+    """What :meth:`OverlapLock.admit` found: the run's cancel request (the lock was then
+    not tried), whether a backfill enqueued its tick too, and the lock's holder (None:
+    taken for this run, or not tried)."""
+
+    cancel: CancelRequest | None
+    backfilled: bool
+    holder: str | None
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -101,6 +132,20 @@ class OverlapLock:
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(RELEASE_LOCK_LUA)
         self._take_turn = client.register_script(_TAKE_TURN)
+        self._admit = client.register_script(_ADMIT)
+
+    async def admit(self, job_key: str, run_id: str, ttl_s: float) -> Admission:
+        """:meth:`CancelRequests.before_start` and, when the run is not cancelled,
+        :meth:`acquire`, in one round trip (most runs pay only this one before running)."""
+        request, backfilled, holder = await self._admit(
+            keys=[Keys.cancel(run_id), Keys.backfilled(run_id), Keys.lock(job_key)],
+            args=[run_id, max(1, int(ttl_s * 1000))],
+        )
+        return Admission(
+            CancelRequest.loads(request) if request is not None else None,
+            bool(backfilled),
+            _text(holder) or None,
+        )
 
     async def acquire(self, job_key: str, run_id: str, ttl_s: float) -> str | None:
         """Take the lock for ``run_id``; returns None on success, else the holder's run id."""

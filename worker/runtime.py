@@ -25,6 +25,9 @@ from jobs_core.history_pg import PostgresHistory
 from jobs_core.redis_url import parse_redis_url
 from jobs_core.urls import mask_url
 
+from .cancel import CancelRequests
+from .overlap import OverlapLock
+
 log = logging.getLogger("worker.runtime")
 #: Prefix of the ``application_name`` of the worker's PostgreSQL connections.
 APPLICATION_NAME = "systemprompt-worker"
@@ -77,6 +80,7 @@ class WorkerRuntime:
         self._history_pool: Any = None
         self._history: RunHistory | None = None
         self._redis: Any = None
+        self._gates: tuple[CancelRequests, OverlapLock] | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -86,7 +90,7 @@ class WorkerRuntime:
             if self._loop is None or self._pid != os.getpid():
                 self._pid = os.getpid()
                 self._loop = LoopThread(f"jobs-loop-{self._pid}")
-                self._pool = self._history_pool = self._history = self._redis = None
+                self._pool = self._history_pool = self._history = self._redis = self._gates = None
             return self._loop
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
@@ -101,14 +105,14 @@ class WorkerRuntime:
         with self._lock:
             log.error("event loop blocked by a job that ignores cancellation; starting a new one")
             self._loop = None
-            self._pool = self._history_pool = self._history = self._redis = None
+            self._pool = self._history_pool = self._history = self._redis = self._gates = None
 
     def close(self) -> None:
         with self._lock:
             loop, redis = self._loop, self._redis
             pools = [p for p in (self._pool, self._history_pool) if p is not None]
             self._loop = None
-            self._pool = self._history_pool = self._history = self._redis = None
+            self._pool = self._history_pool = self._history = self._redis = self._gates = None
         if loop is None or self._pid != os.getpid():
             return
 
@@ -186,6 +190,14 @@ class WorkerRuntime:
                 parse_redis_url(self.redis_url), health_check_interval=30, socket_keepalive=True
             )
         return self._redis
+
+    def gates(self) -> tuple[CancelRequests, OverlapLock]:
+        """The cancel requests and the overlap lock on :meth:`redis`, made once (the
+        lock registers its scripts: a digest each, not to be redone every run)."""
+        if self._gates is None:
+            client = self.redis()
+            self._gates = (CancelRequests(client), OverlapLock(client))
+        return self._gates
 
 
 def _pool_class() -> Any:

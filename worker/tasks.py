@@ -57,14 +57,14 @@ def _register(app: Celery, jd: JobDefinition, runtime: WorkerRuntime) -> None:
         # back; Celery's own limit (3 retries) would drop a run that waits or retries more.
         max_retries=None,
     )
-    def job_task(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def job_task(self: Task, *args: Any, **kwargs: Any) -> str:
         with run_context(str(kwargs.get("run_id")), jd.key), metrics.METRICS.attempt(jd.key):
-            return execute_task(self, runtime, jd, kwargs)
+            return execute_task(self, runtime, jd, kwargs).brief()
 
 
 def execute_task(
     task: Task, runtime: WorkerRuntime, jd: JobDefinition, kwargs: dict[str, Any]
-) -> dict[str, Any]:
+) -> Outcome:
     req = TaskRequest.from_kwargs(kwargs)
     delivery = task.request.delivery_info or {}
     if delivery.get("redelivered"):
@@ -108,7 +108,7 @@ def execute_task(
         )
     if outcome.action is Action.REQUEUE:
         raise task.retry(kwargs=req.to_kwargs(), countdown=outcome.retry_in, max_retries=None)
-    return outcome.to_json()
+    return outcome
 
 
 def _abandon_stuck_attempt(

@@ -19,7 +19,8 @@ from jobs_core.status import ACTIVE, RunStatus
 from jobs_core.wire import Keys
 from tests.procs import VENV_BIN, Proc, running, service_env, start_worker, wait_for
 from worker import overlap
-from worker.overlap import OverlapLock, Turn
+from worker.cancel import CancelRequest
+from worker.overlap import Admission, OverlapLock, Turn
 
 from .worker_support import History
 
@@ -56,6 +57,45 @@ def clean(redis_url: str) -> Iterator[Any]:
     yield client
     client.delete(*keys)
     client.close()
+
+
+def _admit(redis_url: str, *run_ids: str) -> list[Admission]:
+    """OverlapLock.admit for each run id, in order, on one client."""
+    import redis.asyncio as aioredis
+
+    async def go() -> list[Admission]:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            lock = OverlapLock(client)
+            return [await lock.admit(JOB, rid, 60) for rid in run_ids]
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+def test_admit_reads_cancel_and_backfill_and_takes_the_lock_in_one_script(
+    redis_url: str, clean: Any
+) -> None:
+    a, b, c = "run-a", "run-b", "run-c"
+    clean.delete(*(Keys.cancel(r) for r in (a, b, c)), *(Keys.backfilled(r) for r in (a, b, c)))
+    clean.set(Keys.backfilled(a), "1")
+    # a takes the free lock (and learns its tick was backfilled); b finds a holding it;
+    # a again (a redelivery) takes it over.
+    assert _admit(redis_url, a, b, a) == [
+        Admission(None, True, None),
+        Admission(None, False, a),
+        Admission(None, True, None),
+    ]
+    assert clean.get(Keys.lock(JOB)) == a.encode() and 0 < clean.pttl(Keys.lock(JOB)) <= 60_000
+    # A cancelled run is told so and never takes the lock, free or not.
+    clean.set(Keys.cancel(c), CancelRequest("ann@box", terminate=True).dumps())
+    assert _admit(redis_url, c) == [Admission(CancelRequest("ann@box", True), False, None)]
+    assert clean.get(Keys.lock(JOB)) == a.encode()
+    clean.delete(Keys.lock(JOB))
+    assert _admit(redis_url, c) == [Admission(CancelRequest("ann@box", True), False, None)]
+    assert clean.get(Keys.lock(JOB)) is None
+    clean.delete(*(Keys.cancel(r) for r in (a, b, c)), Keys.backfilled(a))
 
 
 def test_waiting_ticks_take_the_lock_in_tick_order(redis_url: str, clean: Any) -> None:

@@ -21,7 +21,7 @@ from jobs_core.status import Action, RunStatus, Trigger
 from worker import execution
 from worker.cancel import CancelRequest
 from worker.execution import TaskRequest, attempt
-from worker.overlap import Turn
+from worker.overlap import Admission, Turn
 
 TICK = datetime(2030, 1, 1, 12, tzinfo=UTC)
 
@@ -351,13 +351,28 @@ def test_a_skip_reason_records_a_skipped_run_without_running() -> None:
 
 
 class FakeLock:
-    """The OverlapLock interface over a dict (the Redis lock has integration tests)."""
+    """The OverlapLock interface over a dict (the Redis lock has integration tests).
 
-    def __init__(self, holder: str | None = None) -> None:
+    ``cancels``: the cancel requests :meth:`admit` reads with the lock, as the Redis
+    script reads both in one round trip."""
+
+    def __init__(self, holder: str | None = None, cancels: Any = None) -> None:
         self.holders: dict[str, str] = {}
         self.holder = holder
+        self.cancels = cancels
         self.released: list[str] = []
         self.left: list[str] = []
+        self.admitted: list[str] = []
+        self.backfilled: set[str] = set()
+
+    async def admit(self, job_key: str, run_id: str, ttl_s: float) -> Admission:
+        assert self.cancels is not None, "admit reads the cancel requests: pass cancels="
+        self.admitted.append(run_id)
+        request, _ = await self.cancels.before_start(run_id)
+        backfilled = run_id in self.backfilled
+        if request is not None:
+            return Admission(request, backfilled, None)
+        return Admission(None, backfilled, await self.acquire(job_key, run_id, ttl_s))
 
     async def acquire(self, job_key: str, run_id: str, ttl_s: float) -> str | None:
         if self.holder is not None and self.holder != run_id:
@@ -494,7 +509,8 @@ def test_a_tick_stops_the_active_run_then_waits_for_it(overlap: Overlap) -> None
         jd = definition(succeed, overlap=overlap)
         active = request(trigger=Trigger.MANUAL)
         await history.start_attempt(execution.attempt_start(jd, active, "w2@host"))
-        lock, cancels = FakeLock(holder=active.run_id), FakeCancels()
+        cancels = FakeCancels()
+        lock = FakeLock(holder=active.run_id, cancels=cancels)
         req = request()
         out = await attempt(history, jd, req, "w1@host", lock=lock, cancels=cancels)  # type: ignore[arg-type]
         assert (out.status, out.action) == (None, Action.REQUEUE) and calls(jd) == []
@@ -589,7 +605,8 @@ def test_terminate_other_waits_for_an_active_run_not_yet_recorded() -> None:
     async def body() -> None:
         history = SpyHistory()
         jd, req = definition(succeed, overlap=Overlap.TERMINATE_OTHER), request()
-        lock, cancels = FakeLock(holder="claim-under-way"), FakeCancels()
+        cancels = FakeCancels()
+        lock = FakeLock(holder="claim-under-way", cancels=cancels)
         out = await attempt(history, jd, req, "w1@host", lock=lock, cancels=cancels)  # type: ignore[arg-type]
         assert (out.action, out.terminate) == (Action.REQUEUE, None) and lock.released == []
 

@@ -21,7 +21,15 @@ from worker.cancel import CancelRequest, CancelRequests
 from worker.execution import attempt
 from worker.outcome import Cancelled, decide
 
-from .test_attempt_flow import TICK, SpyHistory, calls, definition, request, succeed
+from .test_attempt_flow import (
+    TICK,
+    FakeLock,
+    SpyHistory,
+    calls,
+    definition,
+    request,
+    succeed,
+)
 
 
 class DictRedis:
@@ -119,6 +127,117 @@ def test_a_job_that_finishes_without_a_request_is_not_cancelled(
         jd = definition(quickish)
         out = await attempt(history, jd, request(), "w1@host", cancels=CancelRequests(DictRedis()))
         assert out.status is RunStatus.SUCCEEDED
+
+    asyncio.run(body())
+
+
+class CountingRedis(DictRedis):
+    """A DictRedis that counts the cancel-request reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets = 0
+
+    async def get(self, key: str) -> str | None:
+        self.gets += 1
+        return await super().get(key)
+
+
+def test_the_cancel_watch_polls_while_the_job_runs_and_stops_with_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cancel_module, "CANCEL_POLL_S", 0.01)
+    redis = CountingRedis()
+
+    async def runs_a_while(ctx: JobContext) -> JobResult:
+        deadline = asyncio.get_running_loop().time() + 10
+        while redis.gets < 3 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.005)
+        return JobResult.success()
+
+    async def quick(ctx: JobContext) -> JobResult:
+        return JobResult.success()
+
+    async def body() -> None:
+        history = MemoryHistory()
+        out = await attempt(
+            history,
+            definition(runs_a_while),
+            request(trigger=Trigger.MANUAL),
+            "w1@host",
+            cancels=CancelRequests(redis),
+        )
+        assert out.status is RunStatus.SUCCEEDED and redis.gets >= 3
+        seen = redis.gets
+        # A quick job ends before the first look: no read, and nothing left scheduled.
+        out = await attempt(
+            history,
+            definition(quick),
+            request(trigger=Trigger.MANUAL),
+            "w1@host",
+            cancels=CancelRequests(redis),
+        )
+        assert out.status is RunStatus.SUCCEEDED
+        await asyncio.sleep(0.1)  # ten poll intervals: a watch left running would read
+        assert redis.gets == seen
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    asyncio.run(body())
+
+
+def test_a_failing_cancel_poll_fails_the_attempt_as_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Redis failing under the watch is an infrastructure error of the attempt (the task
+    re-queues it), not a silently unwatched run."""
+    monkeypatch.setattr(cancel_module, "CANCEL_POLL_S", 0.01)
+
+    class Failing(DictRedis):
+        async def get(self, key: str) -> str | None:
+            raise ConnectionError("redis gone")
+
+    async def slowish(ctx: JobContext) -> JobResult:
+        await asyncio.sleep(0.1)
+        return JobResult.success()
+
+    async def body() -> None:
+        with pytest.raises(ConnectionError):
+            await attempt(
+                MemoryHistory(),
+                definition(slowish),
+                request(trigger=Trigger.MANUAL),
+                "w1@host",
+                cancels=CancelRequests(Failing()),
+            )
+
+    asyncio.run(body())
+
+
+def test_a_locked_job_reads_cancel_backfill_and_lock_in_one_admission() -> None:
+    """overlap skip: one script answers the three gates; a cancelled run never takes the
+    lock (and frees one an earlier delivery of it held), a backfilled tick claims first."""
+
+    async def body() -> None:
+        history = SpyHistory()
+        jd = definition(succeed)
+        cancels = CancelRequests(DictRedis())
+        lock = FakeLock(cancels=cancels)
+        cancelled = request(trigger=Trigger.MANUAL)
+        await cancels.request(cancelled.run_id, CancelRequest("ann@box"))
+        out = await attempt(history, jd, cancelled, "w1@host", lock=lock, cancels=cancels)  # type: ignore[arg-type]
+        assert (out.status, out.action) == (RunStatus.CANCELLED, Action.ACK) and calls(jd) == []
+        assert lock.admitted == [cancelled.run_id] and lock.released == [cancelled.run_id]
+
+        tick = request()
+        lock.backfilled.add(tick.run_id)
+        out = await attempt(history, jd, tick, "w1@host", lock=lock, cancels=cancels)  # type: ignore[arg-type]
+        assert out.status is RunStatus.SUCCEEDED and history.writes[-2:] == ["start", "finish"]
+        assert lock.admitted[-1] == tick.run_id and lock.released[-1] == tick.run_id
+
+        busy = type(tick)(**{**tick.__dict__, "run_id": str(uuid.uuid4())})
+        lock.holder = "other"
+        out = await attempt(history, jd, busy, "w1@host", lock=lock, cancels=cancels)  # type: ignore[arg-type]
+        assert out.status is RunStatus.SKIPPED and calls(jd) == [1]
 
     asyncio.run(body())
 
