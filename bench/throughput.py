@@ -18,6 +18,10 @@ prefetch multiplier 1, task events on) and the same command line (``-P prefork -
   The runs go round-robin over the jobs, so with ``-c 2`` two runs of one job are never
   in flight together (no run is skipped; a skipped run fails the benchmark).
 
+``--bare-wait-ms W`` makes the bare task sleep W ms before it records: an experiment,
+not a comparison of equals, to see what a wait as long as one durable commit (a few ms
+of fsync on a small VM's disk) does to bare Celery's rate and CPU per task.
+
 ``--fast`` is the old fast path, printed in the header: PostgreSQL with fsync,
 synchronous_commit and full_page_writes off, and the jobs on ``overlap: allow`` with one
 attempt (no lock). It is not what production runs.
@@ -135,10 +139,17 @@ if os.environ.get("BENCH_ROLE") == "bare-worker":
     _configure_bare_app()
 
 
+#: ``--bare-wait-ms``: what the bare task waits before recording (0: not at all).
+BARE_WAIT_ENV = "BENCH_BARE_WAIT_MS"
+
+
 @bare_app.task(name=BARE_TASK, acks_late=True, ignore_result=True, typing=False)  # type: ignore[untyped-decorator]
 def bare_noop(*args: Any, **kwargs: Any) -> None:
     """No work; records "ran" with one pipelined round trip (INCR + SET finish time)."""
     global _bare_redis, _bare_pid
+    wait_ms = float(os.environ.get(BARE_WAIT_ENV) or 0)
+    if wait_ms:
+        time.sleep(wait_ms / 1000)
     if _bare_redis is None or _bare_pid != os.getpid():
         import redis
 
@@ -407,6 +418,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--jobs", type=int, default=100, help="distinct jobs the runs go round-robin over"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (worker logs)")
+    parser.add_argument(
+        "--bare-wait-ms",
+        type=float,
+        default=0.0,
+        help="the bare task sleeps this long first (an experiment: what a wait as long "
+        "as a durable commit does to bare Celery); not a comparison of equals",
+    )
     add_fast_flag(parser, f"PostgreSQL {FAST_PG}; {FAST_JOBS}")
     opts = parser.parse_args(argv)
     base = Path(tempfile.mkdtemp(prefix="sp-bench-throughput-"))
@@ -443,7 +461,13 @@ def _bench(opts: argparse.Namespace, base: Path, redis_server: Any, pg_server: A
 
         c = opts.concurrency
         ours_env = worker_env(profile_path, redis_url, database_url)
-        bare_env = worker_env(profile_path, redis_url, database_url, BENCH_ROLE="bare-worker")
+        bare_env = worker_env(
+            profile_path,
+            redis_url,
+            database_url,
+            BENCH_ROLE="bare-worker",
+            **{BARE_WAIT_ENV: str(opts.bare_wait_ms)},
+        )
         procs.append(
             Proc(
                 worker_args("bench.throughput:bare_app", BARE_QUEUE, "bare", c),
@@ -475,6 +499,8 @@ def _bench(opts: argparse.Namespace, base: Path, redis_server: Any, pg_server: A
                 "workers": f"prefork -c {c}, --without-gossip --without-mingle, JSON only, "
                 "acks_late, reject_on_worker_lost, prefetch x1, task events on",
                 "enqueue": "pipelined LPUSH of protocol-2 messages",
+                "bare": "no-op task"
+                + (f" that first sleeps {opts.bare_wait_ms:g} ms" if opts.bare_wait_ms else ""),
                 "ours": f"{opts.jobs} jobs round-robin (bench/scale_ext.py), "
                 + (FAST_JOBS if opts.fast else "default policies (overlap skip, retry 3)"),
                 "servers": f"private redis-server; PostgreSQL {pg_settings(database_url)}",
