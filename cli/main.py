@@ -80,6 +80,25 @@ def _next_run(jd: JobDefinition, now: datetime, remaining: int | None) -> dateti
     return nxt
 
 
+class _NextRuns:
+    """:func:`_next_run` at one ``now``, computed once per shared schedule: jobs without
+    a start/end window and not used up share their schedule's next instant (at 100,000
+    jobs on one expression, one computation instead of 100,000)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self._memo: dict[tuple[CronSchedule | None, int | None], datetime | None] = {}
+
+    def get(self, jd: JobDefinition, left: int | None) -> datetime | None:
+        policy = jd.policy
+        if policy.start_at is not None or policy.end_at is not None:
+            return _next_run(jd, self.now, left)
+        memo = (jd.cron, left if left == 0 else None)
+        if memo not in self._memo:
+            self._memo[memo] = _next_run(jd, self.now, left)
+        return self._memo[memo]
+
+
 def _paused(ctx: CliContext) -> dict[str, Pause]:
     from beat.control import pauses
 
@@ -181,7 +200,7 @@ def _list_table(
     # 100,000 jobs share a few schedules, zones, sources and policies: each text is made
     # once per distinct value (memo dicts), each column is one list, and the table is
     # formatted in one pass (render.columns_table); no per-job objects.
-    next_of: dict[tuple[CronSchedule | None, int | None], datetime | None] = {}
+    next_of = _NextRuns(now)
     shown: dict[tuple[datetime, str], str] = {}
     schedule_text: dict[tuple[str | None, str | None], str] = {}
     zone_text: dict[tuple[str, str], str] = {}
@@ -196,15 +215,7 @@ def _list_table(
     with gc_paused():
         for key, jd in registry.jobs.items():
             left = remaining.get(key)
-            policy = jd.policy
-            if policy.start_at is None and policy.end_at is None:
-                memo = (jd.cron, left if left == 0 else None)
-                if memo in next_of:
-                    nxt = next_of[memo]
-                else:
-                    nxt = next_of[memo] = _next_run(jd, now, left)
-            else:
-                nxt = _next_run(jd, now, left)
+            nxt = next_of.get(jd, left)
             pause = paused.get(key)
             next_text = "-"
             if nxt is not None and jd.enabled and pause is None:
@@ -231,7 +242,7 @@ def _list_table(
                 notes.append(f"  {key}: {_pause_text(pause)}")
             else:
                 state_col.append(_state(jd, paused, left))
-            queue_col.append(policy.queue)
+            queue_col.append(jd.policy.queue)
             next_col.append(next_text)
             description_col.append(jd.description)
     before = [job_col, schedule_col, zone_col, state_col, queue_col, next_col]
@@ -245,19 +256,11 @@ def _list_json(
     last: dict[str, tuple[RunStatus, datetime]],
     now: datetime,
 ) -> list[dict[str, Any]]:
-    next_of: dict[tuple[CronSchedule | None, int | None], datetime | None] = {}
+    next_of = _NextRuns(now)
     items: list[dict[str, Any]] = []
     for jd in registry:
         left = remaining.get(jd.key)
-        policy = jd.policy
-        if policy.start_at is None and policy.end_at is None:
-            memo = (jd.cron, left if left == 0 else None)
-            if memo in next_of:
-                nxt = next_of[memo]
-            else:
-                nxt = next_of[memo] = _next_run(jd, now, left)
-        else:
-            nxt = _next_run(jd, now, left)
+        nxt = next_of.get(jd, left)
         item = _job_json(jd, paused, nxt, left)
         run = last.get(jd.key)
         item["last_status"] = run[0] if run else None

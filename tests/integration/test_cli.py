@@ -293,6 +293,29 @@ def test_pause_note_shown_by_status_and_list_and_cleared_by_enable(env: dict[str
     assert (status["paused_note"], status["paused_by"], status["paused_at"]) == (None, None, None)
 
 
+def test_list_next_run_keeps_each_jobs_window_when_jobs_share_a_schedule(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """`jobs list` computes a next run once per shared schedule; a job with a start_at
+    on the same schedule must still show its own next run, in the table and in --json."""
+    profile = tmp_path / "window.yaml"
+    profile.write_text(
+        CLI_PROFILE
+        + """    - extension: other
+      job: ok
+      schedule: "0 */30 * * * *"
+      start_at: "2098-01-01T00:00:00Z"
+"""
+    )
+    env = {**env, "SYSTEMPROMPT_PROFILE": str(profile)}
+    items = {i["key"]: i for i in json.loads(cli(env, "infra", "jobs", "list", "--json").stdout)}
+    assert items["other/ok"]["next_run_at"].startswith("2098-01-01T00:00:00")
+    assert not items["maintenance/cleanup"]["next_run_at"].startswith("2098")
+    text = cli(env, "infra", "jobs", "list").stdout
+    rows = {line.split()[0]: line for line in text.splitlines() if line.strip()}
+    assert "2098-01-01" in rows["other/ok"] and "2098" not in rows["maintenance/cleanup"]
+
+
 def test_status_shows_zone_bounds_runs_left_and_the_next_dst_change(
     env: dict[str, str], tmp_path: Path
 ) -> None:
