@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import FAST_PG, add_fast_flag, pg_settings, print_header, private_postgres
 from bench.common import private_redis as private_redis_server
-from cli.context import CliContext
+from control.context import Context
 from jobs_core import Extension, Job, JobContext, JobResult
 from jobs_core.profile import Profile
 from jobs_core.registry import build_registry
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace, redis_url: str, database_url: str) -> None:
     profile = Profile.from_dict(
         {"redis_url": redis_url, "database_url": database_url, "scheduler": {"timezone": "UTC"}}
     )
-    ctx = CliContext(_profile=profile, _registry=build_registry(profile, [ManyJobs(args.jobs)]))
+    ctx = Context(_profile=profile, _registry=build_registry(profile, [ManyJobs(args.jobs)]))
     settings = UiSettings((Account(USER, PASSWORD, can_act=True),), None)
     app = create_app(ctx, settings, ping_workers=False)
     middle = f"bench/job-{args.jobs // 2:04d}"

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from beat.limits import LEASE_TTL_RANGE
+from control.context import Context
 from jobs_core.errors import ConfigError, JobsError
 from jobs_core.gcpause import gc_paused
 from jobs_core.history import Run, RunHistory
@@ -24,7 +25,6 @@ from jobs_core.status import RunStatus, Trigger
 from jobs_core.text import cut, quoted
 
 from . import render
-from .context import CliContext
 from .params import Duration, Instant
 
 #: `jobs run --wait --timeout`: a week is already more patience than a terminal has.
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from jobs_core.cron import CronSchedule
     from jobs_core.registry import JobRegistry
 
-pass_ctx = click.make_pass_decorator(CliContext)
+pass_ctx = click.make_pass_decorator(Context)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,7 +49,7 @@ pass_ctx = click.make_pass_decorator(CliContext)
 @click.pass_context
 def cli(click_ctx: click.Context, profile_path: str | None, debug: bool) -> None:
     """Distributed cron jobs for Python extensions: beat, workers and run history."""
-    click_ctx.obj = CliContext(profile_path=profile_path, debug=debug)
+    click_ctx.obj = Context(profile_path=profile_path, debug=debug)
     click_ctx.call_on_close(click_ctx.obj.close)
 
 
@@ -99,13 +99,13 @@ class _NextRuns:
         return self._memo[memo]
 
 
-def _paused(ctx: CliContext) -> dict[str, Pause]:
+def _paused(ctx: Context) -> dict[str, Pause]:
     from beat.control import pauses
 
     return pauses(ctx.redis())
 
 
-def _remaining(ctx: CliContext, jobs: list[JobDefinition]) -> dict[str, int]:
+def _remaining(ctx: Context, jobs: list[JobDefinition]) -> dict[str, int]:
     """Scheduled runs left of the jobs with ``max_runs``."""
     from beat.control import scheduled_runs
 
@@ -147,7 +147,7 @@ def _pause_text(pause: Pause) -> str:
 @jobs.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @pass_ctx
-def list_jobs(ctx: CliContext, as_json: bool) -> None:
+def list_jobs(ctx: Context, as_json: bool) -> None:
     """Every job with its effective schedule, state, queue, next and last run."""
     registry = ctx.registry
     with ThreadPoolExecutor(max_workers=1) as background:
@@ -283,7 +283,7 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _select(
-    ctx: CliContext, names: tuple[str, ...], run_all: bool, tag: str | None
+    ctx: Context, names: tuple[str, ...], run_all: bool, tag: str | None
 ) -> list[JobDefinition]:
     chosen = sum(bool(x) for x in (names, run_all, tag))
     if chosen != 1:
@@ -331,7 +331,7 @@ def _describe_change(run: Run) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
 @pass_ctx
 def run_jobs(
-    ctx: CliContext,
+    ctx: Context,
     names: tuple[str, ...],
     run_all: bool,
     tag: str | None,
@@ -343,9 +343,9 @@ def run_jobs(
     as_json: bool,
 ) -> None:
     """Run jobs now (trigger: manual). NAME is extension/job or a unique job name."""
+    from control.actions import operator
     from jobs_core.wire import MAX_REASON
 
-    from .control import operator
     from .runs import enqueue, run_inline
 
     if reason is not None and len(reason) > MAX_REASON:
@@ -390,7 +390,7 @@ def run_jobs(
 
 
 def _follow_and_exit(
-    ctx: CliContext,
+    ctx: Context,
     run_ids: list[str],
     progress: Any,
     timeout: float | None,
@@ -425,14 +425,14 @@ def _follow_and_exit(
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @pass_ctx
 def backfill_cmd(
-    ctx: CliContext, name: str, start: datetime, end: datetime, most: int, as_json: bool
+    ctx: Context, name: str, start: datetime, end: datetime, most: int, as_json: bool
 ) -> None:
     """Enqueue one run per tick of NAME's schedule in [--from, --to) (trigger: backfill).
 
     A tick that already has a run (scheduled, caught up or backfilled) is not enqueued
     again, so running the same backfill twice adds nothing.
     """
-    from .control import backfill, ticks_between
+    from control.actions import backfill, ticks_between
 
     jd = ctx.job(name)
     result = backfill(ctx, jd, ticks_between(jd, start, end, most))
@@ -453,12 +453,12 @@ def backfill_cmd(
     help="Kill the worker process running it if the job does not stop when cancelled.",
 )
 @pass_ctx
-def cancel_cmd(ctx: CliContext, run_id: str, terminate: bool) -> None:
+def cancel_cmd(ctx: Context, run_id: str, terminate: bool) -> None:
     """Cancel a run: queued, it never starts; running, its coroutine is cancelled.
 
     Exit 0 cancelled, 1 already finished, 2 no such run.
     """
-    from .control import cancel
+    from control.actions import cancel
 
     report = cancel(ctx, run_id.strip().lower(), terminate=terminate)
     click.echo(report.text, err=report.exit_code == 2)
@@ -471,9 +471,10 @@ def cancel_cmd(ctx: CliContext, run_id: str, terminate: bool) -> None:
 @click.option("--wait", is_flag=True, help="Follow the new run; exit 1 when it fails.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new run as JSON.")
 @pass_ctx
-def rerun_cmd(ctx: CliContext, run_id: str, reason: str | None, wait: bool, as_json: bool) -> None:
+def rerun_cmd(ctx: Context, run_id: str, reason: str | None, wait: bool, as_json: bool) -> None:
     """Run a run again with the same parameters (trigger: rerun; history links the two)."""
-    from .control import operator, rerun_source
+    from control.actions import operator, rerun_source
+
     from .runs import enqueue
 
     found = rerun_source(ctx, run_id.strip().lower())
@@ -548,7 +549,7 @@ def _policy_lines(jd: JobDefinition, remaining: int | None) -> list[tuple[str, s
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def status(ctx: CliContext, name: str, as_json: bool) -> None:
+def status(ctx: Context, name: str, as_json: bool) -> None:
     """A job's definition, next fire times, beat leader and recent runs."""
     from beat.control import leader_status
     from jobs_core.dst import preview
@@ -665,7 +666,7 @@ jobs.add_command(status, "show")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def history(
-    ctx: CliContext,
+    ctx: Context,
     name: str | None,
     every_job: bool,
     status: str | None,
@@ -736,7 +737,7 @@ def history(
 @jobs.command("health")
 @click.option("--json", "as_json", is_flag=True, help="Print the active alerts as a JSON list.")
 @pass_ctx
-def health(ctx: CliContext, as_json: bool) -> None:
+def health(ctx: Context, as_json: bool) -> None:
     """Every active alert (late, failing, too_long, skipped); exit 1 while any is active.
 
     The leading beat evaluates the alerts of every job (scheduler.defaults.alerts and
@@ -763,7 +764,7 @@ def health(ctx: CliContext, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--note", metavar="TEXT", help="Why: shown by status, list and the dashboard.")
 @pass_ctx
-def disable(ctx: CliContext, name: str, note: str | None) -> None:
+def disable(ctx: Context, name: str, note: str | None) -> None:
     """Pause a job: the beat stops sending its ticks from the next tick on."""
     from beat.control import disable as pause
 
@@ -779,7 +780,7 @@ def disable(ctx: CliContext, name: str, note: str | None) -> None:
 @jobs.command("enable")
 @click.argument("name")
 @pass_ctx
-def enable(ctx: CliContext, name: str) -> None:
+def enable(ctx: Context, name: str) -> None:
     """Resume a paused job from its next tick on."""
     from beat.control import enable as resume
 
@@ -793,7 +794,7 @@ def enable(ctx: CliContext, name: str) -> None:
 @click.option("--purge", is_flag=True, help="Empty the list; print how many entries it held.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full entries as JSON.")
 @pass_ctx
-def dead_letters(ctx: CliContext, purge: bool, as_json: bool) -> None:
+def dead_letters(ctx: Context, purge: bool, as_json: bool) -> None:
     """Messages the workers refused (not JSON, unknown task, invalid run message...),
     newest first. They were never run."""
     from worker.dead_letter import entries
@@ -847,7 +848,7 @@ METRICS_PORT_HELP = (
 @click.option("--metrics-port", type=click.IntRange(1, 65535), help=METRICS_PORT_HELP)
 @pass_ctx
 def beat_cmd(
-    ctx: CliContext,
+    ctx: Context,
     beat_id: str | None,
     lease_ttl: float,
     log_level: str,
@@ -878,7 +879,7 @@ def beat_cmd(
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @pass_ctx
 def worker_cmd(
-    ctx: CliContext,
+    ctx: Context,
     log_format: str | None,
     metrics_port: int | None,
     celery_args: tuple[str, ...],
@@ -917,7 +918,7 @@ def worker_cmd(
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8585, show_default=True, type=click.IntRange(1, 65535))
 @pass_ctx
-def ui_cmd(ctx: CliContext, host: str, port: int) -> None:
+def ui_cmd(ctx: Context, host: str, port: int) -> None:
     """Serve the web dashboard: jobs, next runs, history and run control.
 
     Needs SYSTEMPROMPT_UI_USER and SYSTEMPROMPT_UI_PASSWORD (or the profile's ui:
@@ -935,7 +936,7 @@ def db() -> None:
 
 @db.command("migrate")
 @pass_ctx
-def migrate_cmd(ctx: CliContext) -> None:
+def migrate_cmd(ctx: Context) -> None:
     """Create or upgrade the run-history tables and the extensions' tables (idempotent)."""
     from jobs_core.schema import migrate
     from jobs_core.urls import mask_url
@@ -962,7 +963,7 @@ def migrate_cmd(ctx: CliContext) -> None:
     help="Worker processes.",
 )
 @pass_ctx
-def up(ctx: CliContext, no_flower: bool, no_ui: bool, concurrency: int) -> None:
+def up(ctx: Context, no_flower: bool, no_ui: bool, concurrency: int) -> None:
     """Run everything locally: private Redis and PostgreSQL (unless configured),
     migrations, one beat, one worker, Flower and the web dashboard. Ctrl-C stops it all.
 

@@ -12,17 +12,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from control.actions import enqueue as enqueue
+from control.context import Context
 from jobs_core.history import Run, RunHistory
 from jobs_core.registry import JobDefinition
 from jobs_core.status import Action, RunStatus, Trigger
-
-from .context import CliContext
 
 POLL_INTERVAL = 0.2
 
 
 def follow(
-    ctx: CliContext,
+    ctx: Context,
     run_ids: list[str],
     on_change: Callable[[Run], None],
     timeout: float | None = None,
@@ -57,7 +56,7 @@ def follow(
 
 
 def run_inline(
-    ctx: CliContext,
+    ctx: Context,
     jd: JobDefinition,
     overrides: dict[str, Any],
     on_change: Callable[[str], None],

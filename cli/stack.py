@@ -23,11 +23,11 @@ from typing import IO
 
 import click
 
+from control.context import STACK_FILE, STATE_DIR, Context, embedded_stack_urls
 from jobs_core.errors import ConfigError
 from jobs_core.schema import migrate
 from jobs_core.urls import mask_secrets_in, mask_url
 
-from .context import STACK_FILE, STATE_DIR, CliContext, embedded_stack_urls
 from .embedded import PostgresServer, RedisServer, free_port, postgres_account
 from .local_servers import reachable, shared_data_dir
 
@@ -143,7 +143,7 @@ def _postgres_data_dir() -> tuple[Path, str]:
     return data_dir, note
 
 
-def _ui_credentials(ctx: CliContext) -> tuple[dict[str, str], str | None]:
+def _ui_credentials(ctx: Context) -> tuple[dict[str, str], str | None]:
     """Environment for the dashboard child, and the generated password to print (None
     when the profile or the environment already name an account)."""
     from ui.settings import PASSWORD_ENV, USER_ENV, load_settings
@@ -166,7 +166,7 @@ def _ui_credentials(ctx: CliContext) -> tuple[dict[str, str], str | None]:
     return {USER_ENV: "admin", PASSWORD_ENV: password}, password
 
 
-def run_stack(ctx: CliContext, *, flower: bool, concurrency: int, ui: bool = True) -> int:
+def run_stack(ctx: Context, *, flower: bool, concurrency: int, ui: bool = True) -> int:
     began = time.monotonic()
     running = embedded_stack_urls()
     if running:
