@@ -152,9 +152,7 @@ class OverlapLock:
         holder = await self._acquire(
             keys=[Keys.lock(job_key)], args=[run_id, max(1, int(ttl_s * 1000))]
         )
-        if isinstance(holder, bytes):
-            holder = holder.decode()
-        return holder or None
+        return _text(holder) or None
 
     async def take_turn(
         self, job_key: str, run_id: str, ttl_s: float, *, order_ms: int, places: int
