@@ -139,6 +139,25 @@ def pg_server() -> Iterator[PostgresServer]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.fixture
+def own_pg() -> Iterator[PostgresServer]:
+    """A PostgreSQL of this test alone, migrated (its ``url``), which the test may stop
+    and restart (same port and data)."""
+    from jobs_core.registry import discover_extensions
+    from jobs_core.schema import migrate
+
+    base = _tmpdir("sp-test-own-pg-")
+    server = PostgresServer(base / "data")
+    base.chmod(0o755)
+    try:
+        server.start()
+        migrate(server.url, discover_extensions(None))
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def migrated_template(pg_server: PostgresServer) -> str:
     """A database with every migration applied, cloned for each test."""

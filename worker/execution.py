@@ -60,9 +60,17 @@ def lock_ttl(jd: JobDefinition) -> float:
 
 
 async def run_attempt(
-    runtime: WorkerRuntime, jd: JobDefinition, req: TaskRequest, hostname: str
+    runtime: WorkerRuntime,
+    jd: JobDefinition,
+    req: TaskRequest,
+    hostname: str,
+    *,
+    requeued_on_error: bool = False,
 ) -> Outcome:
-    """One attempt with the process's resources: its history, Redis lock and DB pool."""
+    """One attempt with the process's resources: its history, Redis lock and DB pool.
+
+    ``requeued_on_error``: see :func:`attempt`.
+    """
     lock = None
     cancels = None
     # Without Redis (an inline run with no redis_url) there is no one to overlap with,
@@ -79,6 +87,7 @@ async def run_attempt(
         lock=lock,
         cancels=cancels,
         db_pool_factory=runtime.db_pool if runtime.database_url else None,
+        requeued_on_error=requeued_on_error,
     )
 
 
@@ -91,8 +100,15 @@ async def attempt(
     lock: OverlapLock | None = None,
     cancels: CancelRequests | None = None,
     db_pool_factory: Callable[[], Any] | None = None,
+    requeued_on_error: bool = False,
 ) -> Outcome:
-    """Run one attempt of ``req``: gates (skip, cancel, overlap), claim, execute, record."""
+    """Run one attempt of ``req``: gates (skip, cancel, overlap), claim, execute, record.
+
+    ``requeued_on_error``: the caller puts this same run back on the queue when the
+    attempt raises (history could not record its claim or its end: an infrastructure
+    error). The overlap lock then stays with the run, to its TTL, so no other run of the
+    job starts before it comes back and takes its own lock again.
+    """
     key = jd.key
     if req.skip_reason is not None:
         out = outcome.skipped(req.run_id, key, req.attempt, req.skip_reason)
@@ -125,12 +141,25 @@ async def attempt(
         if busy is not None:
             return busy
 
+    keep_lock = False
     try:
         return await _claimed_attempt(
             history, jd, req, hostname, db_pool_factory, cancels, backfilled=backfilled
         )
+    except Exception:
+        # The job may have run (or be recorded running) with its end unknown to history:
+        # until the re-queued run settles it, the job counts as active.
+        keep_lock = lock is not None and requeued_on_error
+        if keep_lock:
+            log.warning(
+                "run %s %s: not recorded (infrastructure error); the job's overlap lock "
+                "stays with this run until it comes back",
+                req.run_id,
+                key,
+            )
+        raise
     finally:
-        if lock is not None:
+        if lock is not None and not keep_lock:
             await release_after_run(lock, key, req.run_id)
 
 

@@ -70,9 +70,10 @@ def execute_task(
     if delivery.get("redelivered"):
         req = dataclasses.replace(req, redelivered=True)
     hostname = task.request.hostname or socket.gethostname()
-    future = runtime.loop.submit(
-        in_run_context(run_attempt(runtime, jd, req, hostname), req.run_id, jd.key)
-    )
+    # The last infrastructure retry gives up instead of re-queueing: its lock is freed.
+    requeued = (task.request.retries or 0) < MAX_INFRA_RETRIES
+    coro = run_attempt(runtime, jd, req, hostname, requeued_on_error=requeued)
+    future = runtime.loop.submit(in_run_context(coro, req.run_id, jd.key))
     try:
         # The job's own timeout fires inside; this outer wait only trips when the job
         # ignores cancellation (or blocks the loop with synchronous work).

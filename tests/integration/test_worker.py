@@ -454,3 +454,64 @@ def test_a_job_ignoring_cancellation_gets_its_attempts_and_no_more(
             after = history.run(rid)
             assert after is not None and after.status == RunStatus.TIMED_OUT
             assert [a.status for a in after.attempts] == ["failed", "timed_out"]
+
+
+COUNTED = "{extension: testjobs, job: counted, timeout: 60s, retry: {max_attempts: 1}}"
+
+
+def test_a_run_whose_end_is_not_recorded_keeps_the_overlap_lock(
+    tmp_path: Path, redis_url: str, own_pg: Any
+) -> None:
+    """PostgreSQL goes down while a run is active: its end cannot be recorded and the
+    task re-queues it. Until it comes back and is recorded, the job counts as active:
+    its lock stays with it and a manual run waits instead of running alongside."""
+    import redis
+
+    from jobs_core.wire import Keys
+
+    # The timeout outlasts the history pool's 30 s wait for a connection, so a re-queued
+    # run waiting for PostgreSQL is not taken for a stuck job.
+    profile = WORKER_PROFILE + f"    - {COUNTED}\n"
+    with _stack(tmp_path, redis_url, own_pg.url, profile) as stack:
+        history, app = stack["history"], stack["app"]
+        log = tmp_path / "counted.log"
+        worker = start_worker(tmp_path, stack["env"], concurrency=2)
+        client = redis.Redis.from_url(redis_url)
+        try:
+            with running([worker]):
+                base = datetime.now(UTC).replace(microsecond=0)
+                first = _push_tick(
+                    redis_url,
+                    "testjobs/counted",
+                    base,
+                    parameters={"log": str(log), "seconds": 2},
+                )
+                wait_for(lambda: log.exists() and first in log.read_text(), 30, 0.1, "a start")
+                own_pg.stop()
+                worker.wait_output(f"run {first} testjobs/counted: infrastructure error", 60)
+                assert client.get(Keys.lock("testjobs/counted")) == first.encode()
+
+                manual = send(app, "testjobs/counted", parameters={"log": str(log)})
+                waits = f"jobs.testjobs.counted[{manual}] retry: Retry in"
+                runs = f"run {manual} testjobs/counted attempt 1/1 started"
+                wait_for(
+                    lambda: waits in (out := worker.output()) or runs in out,
+                    60,
+                    0.1,
+                    "the manual run to wait or run",
+                )
+                assert runs not in worker.output(), "ran while the first run was not recorded"
+
+                own_pg.start()
+                wait_for(lambda: _finished(history, [first, manual]), 120, 0.2, "both runs")
+                one, two = history.run(first), history.run(manual)
+                assert one is not None and one.status == RunStatus.SUCCEEDED
+                assert two is not None and two.status == RunStatus.SUCCEEDED
+                assert one.finished_at is not None and two.started_at is not None
+                assert one.finished_at <= two.started_at
+                # The first run ran once per delivery; the manual run only after its last.
+                lines = [line.split()[1] for line in log.read_text().splitlines()]
+                assert lines[-1] == manual and set(lines[:-1]) == {first}, lines
+                assert client.get(Keys.lock("testjobs/counted")) is None
+        finally:
+            client.close()

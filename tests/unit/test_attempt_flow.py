@@ -621,3 +621,67 @@ def test_under_terminate_other_a_first_attempt_is_recorded_before_it_runs() -> N
         assert out.status is RunStatus.SUCCEEDED and history.writes == ["start", "finish"]
 
     asyncio.run(body())
+
+
+class DownHistory(SpyHistory):
+    """A history whose ``broken`` write raises, as PostgreSQL being down makes it."""
+
+    def __init__(self, broken: str) -> None:
+        super().__init__()
+        self.broken = broken
+
+    async def start_attempt(self, start: AttemptStart) -> Claim:
+        if self.broken == "start":
+            raise ConnectionError("history is down")
+        return await super().start_attempt(start)
+
+    async def finish_attempt(self, run_id: str, attempt: int, end: AttemptEnd) -> bool:
+        if self.broken == "finish":
+            raise ConnectionError("history is down")
+        return await super().finish_attempt(run_id, attempt, end)
+
+    async def settle_attempt(
+        self, start: AttemptStart, started_at: datetime, end: AttemptEnd
+    ) -> bool:
+        if self.broken == "settle":
+            raise ConnectionError("history is down")
+        return await super().settle_attempt(start, started_at, end)
+
+
+@pytest.mark.parametrize(
+    ("broken", "attempt_no", "ran"),
+    [("settle", 1, [1]), ("finish", 2, [2]), ("start", 2, [])],
+)
+def test_a_run_history_could_not_record_keeps_the_lock_for_its_requeue(
+    broken: str, attempt_no: int, ran: list[int]
+) -> None:
+    """The task re-queues the same run: until it comes back no other run of the job may
+    start, so the lock stays; the re-queued run takes its own lock again and finishes."""
+
+    async def body() -> None:
+        history = DownHistory(broken)
+        jd, req = definition(succeed), request(attempt=attempt_no)
+        lock = FakeLock()
+        with pytest.raises(ConnectionError):
+            await attempt(history, jd, req, "w1@host", lock=lock, requeued_on_error=True)  # type: ignore[arg-type]
+        assert lock.released == [] and calls(jd) == ran
+        lock.holder = req.run_id  # what the Redis lock holds: the same run takes it back
+
+        history.broken = ""
+        out = await attempt(history, jd, req, "w1@host", lock=lock, requeued_on_error=True)  # type: ignore[arg-type]
+        assert out.status is RunStatus.SUCCEEDED and lock.released == [req.run_id]
+
+    asyncio.run(body())
+
+
+def test_a_caller_that_does_not_requeue_frees_the_lock_when_history_fails() -> None:
+    """``jobs run --inline`` gives up on an error: its lock must not block the job."""
+
+    async def body() -> None:
+        jd, req = definition(succeed), request()
+        lock = FakeLock()
+        with pytest.raises(ConnectionError):
+            await attempt(DownHistory("settle"), jd, req, "w1@host", lock=lock)  # type: ignore[arg-type]
+        assert lock.released == [req.run_id]
+
+    asyncio.run(body())
