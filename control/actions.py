@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jobs_core.errors import ConfigError, ServiceUnavailable
-from jobs_core.history import Run, RunHistory
+from jobs_core.history import QueuedRun, Run, RunHistory
 from jobs_core.registry import JobDefinition
 from jobs_core.status import RunStatus, Trigger
 from jobs_core.text import cut
@@ -167,19 +167,20 @@ def enqueue(
     runs = [(jd, str(uuid.uuid4())) for jd in jobs]
     recorded: list[str] = []
     if ctx.profile.database_url:
+        # One statement: a failure leaves no run recorded without its message.
+        queued = [
+            QueuedRun(run_id, jd.key, jd.policy.retry.max_attempts, {**jd.parameters, **overrides})
+            for jd, run_id in runs
+        ]
 
-        async def record(history: RunHistory) -> None:
-            for jd, run_id in runs:
-                await history.create_run(
-                    run_id=run_id,
-                    job_key=jd.key,
-                    trigger=trigger,
-                    max_attempts=jd.policy.retry.max_attempts,
-                    parameters={**jd.parameters, **overrides},
-                    triggered_by=triggered_by,
-                    reason=reason,
-                    rerun_of=rerun_of,
-                )
+        async def record(history: RunHistory) -> list[str]:
+            return await history.create_queued_runs(
+                queued,
+                trigger=trigger,
+                triggered_by=triggered_by,
+                reason=reason,
+                rerun_of=rerun_of,
+            )
 
         ctx.with_history("jobs run", record)
         recorded = [run_id for _, run_id in runs]

@@ -113,6 +113,16 @@ class Run:
 
 
 @dataclass(frozen=True)
+class QueuedRun:
+    """One run of :meth:`RunHistory.create_queued_runs` (a manual run, a rerun)."""
+
+    run_id: str
+    job_key: str
+    max_attempts: int
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class AttemptStart:
     """Who runs which attempt of which run: what a claim writes."""
 
@@ -248,6 +258,20 @@ class RunHistory(Protocol):
         """Record a queued run per ``(run_id, scheduled_for)`` in one atomic step and
         return the ids recorded now: a tick that already has a run (any trigger that
         carries a tick) or an id already taken is left as it is."""
+        ...
+
+    async def create_queued_runs(
+        self,
+        runs: Sequence[QueuedRun],
+        *,
+        trigger: Trigger,
+        triggered_by: str | None = None,
+        reason: str | None = None,
+        rerun_of: str | None = None,
+    ) -> list[str]:
+        """Record ``runs`` queued, without a tick, all in one atomic step (all or none);
+        returns the ids recorded now (an id already taken is left as it is). A malformed
+        run id is a ValueError, and nothing is recorded."""
         ...
 
     async def cancel_run(self, run_id: str, *, by: str, message: str) -> Cancelled:

@@ -21,6 +21,7 @@ from .history import (
     Cancelled,
     Claim,
     Cursor,
+    QueuedRun,
     Run,
     RunFilter,
 )
@@ -122,6 +123,33 @@ class MemoryHistory:
                 run_id=rid,
                 triggered_by=triggered_by,
                 reason=reason,
+            )
+            created.append(rid)
+        return created
+
+    async def create_queued_runs(
+        self,
+        runs: Sequence[QueuedRun],
+        *,
+        trigger: Trigger,
+        triggered_by: str | None = None,
+        reason: str | None = None,
+        rerun_of: str | None = None,
+    ) -> list[str]:
+        ids = [_canonical(r.run_id) for r in runs]  # a malformed id refuses them all
+        created: list[str] = []
+        for rid, queued in zip(ids, runs, strict=True):
+            if rid in self._rows:
+                continue
+            await self.create_run(
+                job_key=queued.job_key,
+                trigger=trigger,
+                max_attempts=queued.max_attempts,
+                parameters=queued.parameters,
+                run_id=rid,
+                triggered_by=triggered_by,
+                reason=reason,
+                rerun_of=rerun_of,
             )
             created.append(rid)
         return created

@@ -20,6 +20,7 @@ from .history import (
     Cancelled,
     Claim,
     Cursor,
+    QueuedRun,
     Run,
     RunFilter,
 )
@@ -177,6 +178,34 @@ class PostgresHistory:
         }
         async with self.pool.connection() as conn:
             cur = await conn.execute(q.CREATE_TICK_RUNS, params)
+            return [r[0] for r in await cur.fetchall()]
+
+    async def create_queued_runs(
+        self,
+        runs: Sequence[QueuedRun],
+        *,
+        trigger: Trigger,
+        triggered_by: str | None = None,
+        reason: str | None = None,
+        rerun_of: str | None = None,
+    ) -> list[str]:
+        malformed = [r.run_id for r in runs if not _is_uuid(r.run_id)]
+        if malformed:
+            raise ValueError(f"not a run id: {malformed[0]!r}")
+        if not runs:
+            return []
+        params = {
+            "trigger": trigger.value,
+            "triggered_by": triggered_by,
+            "reason": reason,
+            "rerun_of": rerun_of,
+            "ids": [r.run_id for r in runs],
+            "job_keys": [r.job_key for r in runs],
+            "max_attempts": [r.max_attempts for r in runs],
+            "parameters": [_json(r.parameters) for r in runs],
+        }
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q.CREATE_QUEUED_RUNS, params)
             return [r[0] for r in await cur.fetchall()]
 
     async def cancel_run(self, run_id: str, *, by: str, message: str) -> Cancelled:

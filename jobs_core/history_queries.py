@@ -59,6 +59,19 @@ ON CONFLICT DO NOTHING
 RETURNING id::text
 """
 
+#: Queued runs without a tick (manual runs, reruns), one row per element of the arrays,
+#: in one statement: all are recorded or none.
+CREATE_QUEUED_RUNS = """
+INSERT INTO job_runs (id, job_key, trigger, status, max_attempts, parameters,
+                      triggered_by, reason, rerun_of)
+SELECT r.id, r.job_key, %(trigger)s, 'queued', r.max_attempts, r.parameters,
+       %(triggered_by)s, %(reason)s, %(rerun_of)s
+FROM unnest(%(ids)s::uuid[], %(job_keys)s::text[], %(max_attempts)s::integer[],
+            %(parameters)s::jsonb[]) AS r(id, job_key, max_attempts, parameters)
+ON CONFLICT DO NOTHING
+RETURNING id::text
+"""
+
 _CANCELLED = f"'{RunStatus.CANCELLED.value}'"
 
 #: Cancels the run if it has not finished; returns its status afterwards, and whether

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from jobs_core.errors import DuplicateTick
-from jobs_core.history import AttemptEnd, AttemptStart, RunFilter, RunHistory
+from jobs_core.history import AttemptEnd, AttemptStart, QueuedRun, RunFilter, RunHistory
 from jobs_core.status import RunStatus, Trigger
 
 from .conftest import InHistory
@@ -509,6 +509,50 @@ def test_create_tick_runs_records_each_tick_once(in_history: InHistory[None]) ->
             )
             == []
         )
+
+    in_history(body)
+
+
+def test_create_queued_runs_records_them_all_in_one_step(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        taken = await h.create_run(job_key=JOB, trigger=Trigger.MANUAL, max_attempts=1)
+        runs = [
+            QueuedRun(new_id(), JOB, 2, {"who": "ann"}),
+            QueuedRun(taken, JOB, 5, {}),
+            QueuedRun(new_id(), "ext/other", 1),
+        ]
+        source = new_id()
+        created = await h.create_queued_runs(
+            runs, trigger=Trigger.RERUN, triggered_by="ann@box", reason="why", rerun_of=source
+        )
+        assert sorted(created) == sorted([runs[0].run_id, runs[2].run_id])
+        first = await h.get_run(runs[0].run_id)
+        assert first is not None
+        assert (first.job_key, first.trigger, first.status, first.max_attempts) == (
+            JOB,
+            Trigger.RERUN,
+            RunStatus.QUEUED,
+            2,
+        )
+        assert first.parameters == {"who": "ann"} and first.scheduled_for is None
+        assert (first.triggered_by, first.reason, first.rerun_of) == ("ann@box", "why", source)
+        other = await h.get_run(runs[2].run_id)
+        assert other is not None and other.job_key == "ext/other" and other.parameters == {}
+        kept = await h.get_run(taken)
+        assert kept is not None and kept.max_attempts == 1 and kept.trigger is Trigger.MANUAL
+        assert await h.create_queued_runs([], trigger=Trigger.MANUAL) == []
+
+    in_history(body)
+
+
+def test_create_queued_runs_is_all_or_none(in_history: InHistory[None]) -> None:
+    async def body(h: RunHistory) -> None:
+        good = QueuedRun(new_id(), JOB, 1)
+        with pytest.raises(ValueError):
+            await h.create_queued_runs(
+                [good, QueuedRun("not-a-uuid", JOB, 1)], trigger=Trigger.MANUAL
+            )
+        assert await h.get_run(good.run_id) is None
 
     in_history(body)
 

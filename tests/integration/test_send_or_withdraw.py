@@ -141,6 +141,42 @@ def test_jobs_run_refused_by_redis_withdraws_its_runs_and_exits_2(
     assert _queued(server) == 1 and len(history.runs(JOB)) == 1
 
 
+def test_jobs_run_all_that_postgresql_fails_halfway_records_and_sends_nothing(
+    env: dict[str, str], server: RedisServer, database_url: str
+) -> None:
+    """PostgreSQL refuses the row of one job (a trigger raising, as a failing statement
+    does) after the rows of the jobs before it: none of them stays queued without its
+    message, nothing is sent; without the failure the same command enqueues them all."""
+    import psycopg
+
+    def execute(statement: str) -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(statement)  # type: ignore[arg-type]
+
+    history = History(database_url)
+    refuse = "testjobs/counted"  # the extension's last job: the others come before it
+    execute(
+        "CREATE FUNCTION refuse_a_job() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        f" IF NEW.job_key = '{refuse}' THEN RAISE EXCEPTION 'refused by the test'; END IF;"
+        " RETURN NEW; END $$"
+    )
+    execute(
+        "CREATE TRIGGER refuse_a_job BEFORE INSERT ON job_runs"
+        " FOR EACH ROW EXECUTE FUNCTION refuse_a_job()"
+    )
+    res = cli(env, "infra", "jobs", "run", "--all")
+    assert res.returncode != 0 and "refused by the test" in res.stderr, res.stderr
+    assert history.runs() == []
+    assert _queued(server) == 0
+
+    execute("DROP TRIGGER refuse_a_job ON job_runs")
+    ok = cli(env, "infra", "jobs", "run", "--all", "--json")
+    assert ok.returncode == 0, ok.stderr
+    runs = history.runs()
+    assert len(runs) > 2 and refuse in {r.job_key for r in runs}
+    assert _queued(server) == len(runs)
+
+
 class _RedisDiesAfterRecording(Context):
     """A context whose Redis is stopped right after the first history step (the one
     that records the runs), before the messages are sent."""
