@@ -5,6 +5,11 @@ that first check the token (fencing), so a beat that lost the lease while paused
 neither extend nor delete the new leader's lease. The same scripts write the leader
 heartbeat hash read by :func:`beat.control.leader_status`.
 
+A renewal that finds the lease expired with no one holding it (the leader was paused,
+or its renewal came late on a busy machine) takes it again in the same script, as an
+election would: the leader keeps its schedule instead of stepping down and rebuilding
+it. It steps down only when another beat holds the lease.
+
 The lease only decides *who* sends; duplicates are prevented independently by the
 per-tick claims in :mod:`beat.ticks`, so a lapse or a split brain costs no correctness.
 """
@@ -12,6 +17,7 @@ per-tick claims in :mod:`beat.ticks`, so a lapse or a split brain costs no corre
 from __future__ import annotations
 
 import secrets
+from enum import StrEnum
 from typing import Any
 
 import redis
@@ -20,20 +26,23 @@ from jobs_core.wire import Keys
 
 from .limits import LEASE_TTL_RANGE as LEASE_TTL_RANGE
 
+# Returns 1: extended (it was ours), 2: taken (it was free), 0: another beat holds it.
 _ACQUIRE_OR_RENEW = """
 local cur = redis.call('GET', KEYS[1])
+local got = 1
 if cur == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-elseif (not cur) and ARGV[3] == '1' then
+elseif not cur then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  got = 2
 else
   return 0
 end
-if #ARGV > 4 then
-  redis.call('HSET', KEYS[2], unpack(ARGV, 5))
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+if #ARGV > 3 then
+  redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
-return 1
+return got
 """
 
 _RELEASE = """
@@ -46,6 +55,18 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+
+class Renewal(StrEnum):
+    """What :meth:`Lease.renew` found."""
+
+    EXTENDED = "extended"  # the lease was this beat's: extended
+    RETAKEN = "retaken"  # it had expired and no one held it: this beat holds it again
+    LOST = "lost"  # another beat holds it
+
+    @property
+    def held(self) -> bool:
+        return self is not Renewal.LOST
 
 
 class Lease:
@@ -65,23 +86,29 @@ class Lease:
     def ttl_ms(self) -> int:
         return max(1, int(self.ttl * 1000))
 
-    def _call(self, may_acquire: bool, heartbeat: dict[str, Any] | None) -> bool:
-        args: list[Any] = [self.token, self.ttl_ms, "1" if may_acquire else "0", self.ttl_ms * 3]
+    def _call(self, heartbeat: dict[str, Any] | None) -> int:
+        args: list[Any] = [self.token, self.ttl_ms, self.ttl_ms * 3]
         if heartbeat:
             # The tail of the token tells release() whether the heartbeat hash is ours
             # without publishing the whole fencing token.
             fields = {**heartbeat, "token_tail": self.token[-8:]}
             for name, value in fields.items():
                 args += [name, str(value)]
-        return bool(self._acquire(keys=[self.key, Keys.LEADER], args=args))
+        return int(self._acquire(keys=[self.key, Keys.LEADER], args=args))
 
     def acquire(self, heartbeat: dict[str, Any] | None = None) -> bool:
         """Take the lease if free (or extend it if already ours)."""
-        return self._call(True, heartbeat)
+        return self._call(heartbeat) != 0
 
-    def renew(self, heartbeat: dict[str, Any] | None = None) -> bool:
-        """Extend the lease; False when another beat holds it (or it lapsed)."""
-        return self._call(False, heartbeat)
+    def renew(self, heartbeat: dict[str, Any] | None = None) -> Renewal:
+        """Extend the lease, or take it again if it expired and no one else took it;
+        :attr:`Renewal.LOST` when another beat holds it.
+
+        Taking a lapsed lease again is safe: every tick is claimed in Redis
+        (:mod:`beat.ticks`), so ticks another beat sent while it held the lease in
+        between are not sent again, and each send is fenced by the lease token.
+        """
+        return {0: Renewal.LOST, 1: Renewal.EXTENDED, 2: Renewal.RETAKEN}[self._call(heartbeat)]
 
     def release(self) -> bool:
         """Give the lease up so a follower takes over at once (only if still ours)."""

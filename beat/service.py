@@ -41,7 +41,7 @@ from .build import TickBuilder, bootstrap_message, record_out, tick_shape
 from .collector import IdleCollector
 from .control import scheduled_runs
 from .core import DROP_COUNT_CAP, Entry, Failure, Kind, Plan, Scheduler, Send, entries
-from .lease import Lease
+from .lease import Lease, Renewal
 from .logs import event
 from .observe import NULL_OBSERVER, BeatObserver
 from .redis_client import connect
@@ -436,13 +436,27 @@ class Beat:
 
     def _renew(self) -> None:
         assert self._lease is not None
-        started = time.time()
-        if self.assume_leader or self._lease.renew(self._heartbeat()):
-            self._next_renew = started + self.renew_every
-            self.observer.renewed(True)
+        if self.assume_leader or self._renewed():
             return
-        self.observer.renewed(False)
         self._lose_leadership("lease lost to another beat")
+
+    def _renewed(self) -> bool:
+        """Renew the lease (taking it again if it lapsed with no one else holding it);
+        False when another beat holds it."""
+        assert self._lease is not None
+        started = time.time()
+        renewal = self._lease.renew(self._heartbeat())
+        self.observer.renewed(renewal.held)
+        if not renewal.held:
+            return False
+        self._next_renew = started + self.renew_every
+        if renewal is Renewal.RETAKEN:
+            event(
+                logging.WARNING,
+                "lease had expired with no other leader: taken again",
+                beat_id=self.beat_id,
+            )
+        return True
 
     def _keep_lease(self) -> None:
         """Renew the lease if due, from inside a long piece of work (a send of 100,000
@@ -451,10 +465,7 @@ class Beat:
         would pull the table from under the work."""
         if self.assume_leader or self._lease is None or time.time() < self._next_renew:
             return
-        started = time.time()
-        if self._lease.renew(self._heartbeat()):
-            self._next_renew = started + self.renew_every
-            self.observer.renewed(True)
+        self._renewed()
 
     def _lose_leadership(self, reason: str) -> None:
         self._leader = False
@@ -696,7 +707,14 @@ class Beat:
         interval = sys.getswitchinterval()
         sys.setswitchinterval(SEND_SWITCH_INTERVAL_S)
         try:
-            return self._sender.send_prepared(batch, self._token(), self._keep_lease)
+            try:
+                return self._sender.send_prepared(batch, self._token(), self._keep_lease)
+            except NotLeader:
+                # The lease expired under the send (a pause): when no other beat took
+                # it, take it again and send again (claimed ticks come back duplicate).
+                if self._lease is None or not self._renewed():
+                    raise
+                return self._sender.send_prepared(batch, self._token(), self._keep_lease)
         except NotLeader:
             self._lose_leadership("lease lost (fencing check refused the send)")
             return None

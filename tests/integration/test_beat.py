@@ -20,6 +20,7 @@ import redis
 
 from beat import control
 from cli.embedded import RedisServer
+from jobs_core.wire import Keys
 from tests.beat_fixtures import (
     EXT,
     JOB,
@@ -166,6 +167,51 @@ def test_kill9_of_the_leader_follower_takes_over_within_the_ttl(
         assert after[:3] == [cu + 1000, cu + 2000, cu + 3000]  # then the normal rhythm
     boots = [m for m in msgs if m.trigger == "bootstrap"]
     assert [m.job for m in boots] == [f"{EXT}/boot"], "bootstrap once per deployment start"
+
+
+def test_a_paused_leader_takes_its_lapsed_lease_again_unless_another_beat_took_it(
+    redis_url: str, workdir: Path, procs: BeatProcs
+) -> None:
+    """The leader pauses past its lease (SIGSTOP) while the follower is paused too: on
+    waking it takes the free lease again and stays leader, the follower still stands by.
+    Paused again while the follower runs, it finds the lease taken and steps down. Every
+    tick goes out once throughout."""
+    profile = write_profile(workdir / "profile.yaml", beat_profile())
+    client = redis.Redis.from_url(redis_url)
+
+    def leader() -> str | None:
+        return (control.leader_status(client) or {}).get("beat_id")
+
+    procs.start("a", profile, redis_url, lease_ttl=TTL)
+    wait_for(lambda: leader() == "a", 60, what="a leads")
+    procs.start("b", profile, redis_url, lease_ttl=TTL)
+    wait_for(lambda: "standing by" in procs.log("b"), 60, what="b to be a live follower")
+    wait_for(lambda: count_after(client, JOB, now_ms() - 10_000, 3), 10, what="a few ticks")
+    retaken, lost = "lease had expired with no other leader", "leadership lost"
+    try:
+        procs.signal("b", signal.SIGSTOP)
+        procs.signal("a", signal.SIGSTOP)
+        wait_for(lambda: not client.exists(Keys.LEASE), 30, what="a's lease to expire")
+        procs.signal("a", signal.SIGCONT)
+        wait_for(lambda: retaken in procs.log("a") or lost in procs.log("a"), 30, what="a to wake")
+        assert lost not in procs.log("a"), procs.log("a")
+        procs.signal("b", signal.SIGCONT)
+        resumed = now_ms()
+        wait_for(lambda: count_after(client, JOB, resumed, 3), 15, what="ticks after the pause")
+        assert leader() == "a" and procs.log("a").count("became leader") == 1
+        assert "became leader" not in procs.log("b")
+
+        procs.signal("a", signal.SIGSTOP)
+        wait_for(lambda: leader() == "b", 30, what="b to take over from the paused a")
+        procs.signal("a", signal.SIGCONT)
+        wait_for(lambda: lost in procs.log("a"), 30, what="a to step down")
+        resumed = now_ms()
+        wait_for(lambda: count_after(client, JOB, resumed, 3), 15, what="ticks under b")
+        assert leader() == "b"
+    finally:
+        for name in "ab":
+            procs.signal(name, signal.SIGCONT)
+    assert_each_tick_once(messages(client))
 
 
 def test_beat_down_longer_than_grace_records_skips_then_catches_up(

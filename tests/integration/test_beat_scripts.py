@@ -17,7 +17,7 @@ import redis
 
 from beat import control, service
 from beat.build import TickBuilder
-from beat.lease import Lease
+from beat.lease import Lease, Renewal
 from beat.schedule import from_ms
 from beat.service import Beat
 from beat.ticks import DISABLED, DUPLICATE, SENT, NotLeader, OutTick, TickSender
@@ -46,13 +46,29 @@ def test_lease_is_exclusive_renewable_and_fenced(client: redis.Redis) -> None:
     a, b = Lease(client, 2.0), Lease(client, 2.0)
     assert a.acquire({"beat_id": "a"})
     assert not b.acquire({"beat_id": "b"})
-    assert a.renew({"beat_id": "a"}) and not b.renew()
+    assert a.renew({"beat_id": "a"}) is Renewal.EXTENDED and b.renew() is Renewal.LOST
     assert a.acquire()  # re-acquiring one's own lease extends it
     assert 1000 < client.pttl(Keys.LEASE) <= 2000
     assert not b.release()  # fencing: b cannot drop a's lease
     assert client.get(Keys.LEASE) == a.token
     assert a.release()
-    assert b.acquire() and not a.renew()
+    assert b.acquire() and a.renew() is Renewal.LOST
+
+
+def test_a_renewal_takes_a_lapsed_lease_again_unless_another_beat_holds_it(
+    client: redis.Redis,
+) -> None:
+    a, b = Lease(client, 0.3), Lease(client, 0.3)
+    assert a.acquire({"beat_id": "a"})
+    wait_for(lambda: not client.exists(Keys.LEASE), 10, what="the lease to expire")
+    assert a.renew({"beat_id": "a", "round": 2}) is Renewal.RETAKEN  # no one held it
+    assert client.get(Keys.LEASE) == a.token and 0 < client.pttl(Keys.LEASE) <= 300
+    assert client.hget(Keys.LEADER, "round") == "2"  # the heartbeat written with it
+    assert not b.acquire() and b.renew() is Renewal.LOST  # a holds it again, fenced
+    assert a.renew() is Renewal.EXTENDED
+    wait_for(lambda: not client.exists(Keys.LEASE), 10, what="the lease to expire again")
+    assert b.acquire()  # another beat was first this time: a steps down
+    assert a.renew() is Renewal.LOST and client.get(Keys.LEASE) == b.token
 
 
 def test_leader_status_reads_the_heartbeat(client: redis.Redis) -> None:
@@ -164,7 +180,7 @@ def test_large_batches_are_chunked_and_all_sent(client: redis.Redis) -> None:
     lease = Lease(client, 2.0)
     assert lease.acquire()
     statuses = sender.send_prepared(
-        sender.prepare(batch), lease.token, lambda: calls.append(int(lease.renew()))
+        sender.prepare(batch), lease.token, lambda: calls.append(int(lease.renew().held))
     )
     assert statuses == [SENT] * 1234 and calls == [1, 1, 1]
     assert lease.release()
@@ -203,6 +219,50 @@ def test_one_broken_schedule_does_not_stop_the_others(redis_url: str) -> None:
         thread.join(10)
         client.close()
     assert not thread.is_alive()
+
+
+def test_a_leader_whose_lease_lapsed_takes_it_again_and_keeps_its_schedule(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The lease expired under the leader (a pause) and no other beat took it: its next
+    renewal, or a send the fencing refused, takes it again; the leader stays leader with
+    the schedule it had. Only a lease another beat holds makes it step down."""
+    workdir = Path(tempfile.mkdtemp(prefix="sp-beat-"))
+    path = write_profile(workdir / "profile.yaml", _two_job_profile("* * * * * *"))
+    beat = Beat(str(path), redis_url=redis_url, beat_id="inproc", lease_ttl=30.0)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    caplog.set_level(logging.INFO, logger="beat")
+
+    def retaken() -> int:
+        return len([r for r in caplog.records if r.getMessage().startswith("lease had expired")])
+
+    try:
+        beat._connect()
+        beat._try_acquire()
+        assert beat.is_leader and beat._lease is not None
+        token, head = beat._lease.token, beat._core.head()
+        assert head is not None
+
+        client.delete(Keys.LEASE)  # expired: no one holds it
+        beat._renew()
+        assert beat.is_leader and client.get(Keys.LEASE) == token and retaken() == 1
+        assert beat._core.head() == head  # the schedule was kept, not rebuilt
+
+        # Lapsed again before a send: the fencing refuses it, the lease is taken again
+        # and the instant goes out once.
+        client.delete(Keys.LEASE)
+        wait_for(lambda: time.time() * 1000 >= head[0], 3, what="the instant")
+        beat._send_due()
+        assert beat.is_leader and client.get(Keys.LEASE) == token and retaken() == 2
+        sent = [m for m in messages(client) if m.scheduled_ms == head[0]]
+        assert sorted(m.job for m in sent) == sorted(head[1])
+
+        client.set(Keys.LEASE, "another-beat")  # another beat leads now: step down
+        beat._renew()
+        assert not beat.is_leader and client.get(Keys.LEASE) == "another-beat"
+    finally:
+        beat._shutdown()
+        client.close()
 
 
 def test_a_tick_without_template_is_stamped_with_its_send_time(client: redis.Redis) -> None:
