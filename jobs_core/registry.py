@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from importlib.metadata import entry_points
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
@@ -63,8 +64,11 @@ class JobDefinition:
     tags: tuple[str, ...]
     sources: Mapping[str, Source] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def key(self) -> str:
+        """``extension/job``. Built on first use and kept: the beat reads it per tick, in
+        batches of up to 100,000. (A frozen dataclass without slots has an instance dict,
+        where cached_property stores it; ``replace`` makes a new instance, so a new key.)"""
         return f"{self.extension}/{self.name}"
 
     @property

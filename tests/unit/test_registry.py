@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import gc
 import re
 from datetime import UTC, datetime
@@ -59,6 +61,21 @@ def test_seed_cleanup_job_registers_with_defaults() -> None:
     assert jd.policy.retry.max_attempts == 3 and jd.policy.timeout == 900
     assert jd.policy.overlap is Overlap.SKIP and jd.policy.queue == "jobs"
     assert jd.sources["timeout"] == "built-in"
+
+
+def test_a_jobs_key_is_built_once_and_follows_a_replaced_name() -> None:
+    """The beat reads ``key`` per tick (batches of 100,000): one string, not a new one
+    per access; the definition stays a frozen value (equality, ``replace``, copies)."""
+    jd = build_registry(None, [ext("my-extension", CleanupJob())]).resolve("cleanup")
+    assert jd.key == "my-extension/cleanup" and jd.key is jd.key
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        jd.name = "other"  # type: ignore[misc]
+    renamed = dataclasses.replace(jd, name="renamed")
+    assert renamed.key == "my-extension/renamed" and jd.key == "my-extension/cleanup"
+    twin = dataclasses.replace(jd)
+    assert twin == jd and twin.key == jd.key
+    assert "key" not in {f.name for f in dataclasses.fields(jd)}
+    assert copy.copy(jd).key == jd.key
 
 
 def test_code_policies_then_profile_overrides_with_sources() -> None:
