@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jobs_core.context import JobContext, RunInfo
+from jobs_core.errors import DuplicateTick
 from jobs_core.history import AttemptEnd, AttemptStart, Claim, RunHistory
 from jobs_core.policy import Overlap
 from jobs_core.registry import JobDefinition
@@ -146,10 +147,11 @@ async def attempt(
         return await _claimed_attempt(
             history, jd, req, hostname, db_pool_factory, cancels, backfilled=backfilled
         )
-    except Exception:
+    except Exception as exc:
         # The job may have run (or be recorded running) with its end unknown to history:
-        # until the re-queued run settles it, the job counts as active.
-        keep_lock = lock is not None and requeued_on_error
+        # until the re-queued run settles it, the job counts as active. A duplicate tick
+        # is a conflict, not an outage: it fails alike every time, holding nothing back.
+        keep_lock = lock is not None and requeued_on_error and not isinstance(exc, DuplicateTick)
         if keep_lock:
             log.warning(
                 "run %s %s: not recorded (infrastructure error); the job's overlap lock "

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from jobs_core import Job, JobContext, JobResult
+from jobs_core.errors import DuplicateTick
 from jobs_core.history import AttemptEnd, AttemptStart, Claim, RunHistory
 from jobs_core.history_memory import MemoryHistory
 from jobs_core.policy import JobPolicy, Overlap, RetryPolicy
@@ -683,5 +684,23 @@ def test_a_caller_that_does_not_requeue_frees_the_lock_when_history_fails() -> N
         with pytest.raises(ConnectionError):
             await attempt(DownHistory("settle"), jd, req, "w1@host", lock=lock)  # type: ignore[arg-type]
         assert lock.released == [req.run_id]
+
+    asyncio.run(body())
+
+
+def test_a_duplicate_tick_frees_the_lock_though_the_run_is_requeued() -> None:
+    """History refusing a second run for a tick fails the same way at every re-queue:
+    holding the lock meanwhile would only hold the job's other ticks back."""
+
+    class Conflicting(SpyHistory):
+        async def start_attempt(self, start: AttemptStart) -> Claim:
+            raise DuplicateTick.of(start.job_key, start.scheduled_for)
+
+    async def body() -> None:
+        jd, req = definition(succeed), request(attempt=2)
+        lock = FakeLock()
+        with pytest.raises(DuplicateTick):
+            await attempt(Conflicting(), jd, req, "w1@host", lock=lock, requeued_on_error=True)  # type: ignore[arg-type]
+        assert lock.released == [req.run_id] and calls(jd) == []
 
     asyncio.run(body())
