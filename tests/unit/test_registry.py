@@ -8,11 +8,13 @@ import gc
 import re
 from datetime import UTC, datetime
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import jobs_core.registry as registry_module
 from jobs_core import Extension, Job, JobContext, JobResult
 from jobs_core.errors import AmbiguousJob, ProfileError, RegistryError, UnknownJob
 from jobs_core.policy import JobPolicy, Overlap, RetryPolicy
@@ -657,3 +659,147 @@ def test_the_collector_is_paused_while_building_and_restored_after() -> None:
     with pytest.raises(RegistryError):
         build_registry(None, [Watching(), ext("w")])
     assert gc.isenabled()
+
+
+# ---- building one job checks every job, and fails exactly as the full build would
+
+
+class _Plain(Job):
+    async def execute(self, ctx: JobContext) -> JobResult:
+        return JobResult.success()
+
+
+class _Zoned(_Plain):
+    timezone = "Europe/Paris"
+
+
+class _BadWindow(_Plain):
+    start_at = "2026-06-01T00:00:00Z"
+    end_at = "2026-05-01T00:00:00Z"
+
+
+class _BadTimeout(_Plain):
+    timeout = "soon"
+
+
+class _NotAJob:
+    name = "j3"
+    schedule = None
+    description = ""
+    tags = ()
+
+    def __repr__(self) -> str:  # the error quotes it: the same for every instance
+        return "<not a job>"
+
+
+_KINDS: dict[str, type] = {
+    "plain": _Plain,
+    "zoned": _Zoned,
+    "bad-window": _BadWindow,
+    "bad-timeout": _BadTimeout,
+    "not-a-job": _NotAJob,
+}
+_JOB_SPEC = st.tuples(
+    st.sampled_from(["plain", "plain", "plain", "zoned", "bad-window", "bad-timeout", "not-a-job"]),
+    st.sampled_from(["j0", "j1", "j2", "j3", "j4", "j5", "Bad Name", ""]),
+    st.sampled_from(["0 0 * * * *", "0 0 * * * *", "0 */5 * * * *", None, "0 0 25 * * *"]),
+    st.sampled_from([None, None, None, "5m", "soon"]),  # a timeout set on the instance
+)
+#: j1's entry ends the window _BadWindow's attributes open wrongly: j1 is fine, another
+#: _BadWindow job is not.
+_ENTRIES = """
+scheduler:
+  jobs:
+    - {extension: a, job: j1, end_at: "2026-07-01T00:00:00Z"}
+    - {extension: a, job: j4, timeout: 1m}
+"""
+
+
+def _spec_job(kind: str, name: str, schedule: str | None, timeout: str | None) -> Any:
+    job = _KINDS[kind]()
+    job.name = name
+    job.schedule = schedule
+    if timeout is not None:
+        job.timeout = timeout
+    return job
+
+
+def _outcome(build: Any) -> Any:
+    try:
+        registry = build()
+    except (RegistryError, ProfileError) as exc:
+        return (type(exc).__name__, str(exc))
+    return registry
+
+
+@pytest.mark.parametrize("few_keys", [32, 0])  # each (class, schedule) found by scan or map
+@settings(max_examples=examples(300), deadline=None)
+@given(
+    specs=st.lists(_JOB_SPEC, min_size=1, max_size=12, unique_by=lambda s: s[1]),
+    entries=st.booleans(),
+    target=st.sampled_from(["a/j0", "j1", "a/j4", "b/only", "a/nothing"]),
+)
+def test_only_fails_where_and_as_the_full_build_does(
+    few_keys: int,
+    specs: list[tuple[str, str, str | None, str | None]],
+    entries: bool,
+    target: str,
+) -> None:
+    profile = parse_profile(_ENTRIES if entries else "", path="p.yaml", env={})
+    names = {spec[1] for spec in specs}
+    if entries and not {"j1", "j4"} <= names:
+        profile = parse_profile("", path="p.yaml", env={})  # no entry for a missing job
+
+    def extensions() -> list[Extension]:
+        return [ext("a", *[_spec_job(*spec) for spec in specs]), ext("b", with_name("only"))]
+
+    full = _outcome(lambda: build_registry(profile, extensions()))
+    with patch.object(registry_module, "_FEW_KEYS", few_keys):
+        one = _outcome(lambda: build_registry(profile, extensions(), only=target))
+    if isinstance(full, tuple):
+        assert one == full
+        return
+    assert not isinstance(one, tuple), one
+    for key, jd in one.jobs.items():
+        other = full.jobs[key]
+        assert (jd.schedule, jd.cron, jd.policy, dict(jd.sources), dict(jd.parameters)) == (
+            other.schedule,
+            other.cron,
+            other.policy,
+            dict(other.sources),
+            dict(other.parameters),
+        )
+    if "/" in target and target in full.jobs:
+        assert list(one.jobs) == [target]
+
+
+def test_only_with_many_jobs_still_finds_a_late_broken_one() -> None:
+    """The bulk check's own paths: a duplicate, a bad name, an own policy attribute
+    and a bad schedule at the end of 5,000 good jobs of one class."""
+    good = [_spec_job("plain", f"j{i}", "0 0 * * * *", None) for i in range(5000)]
+    for last, message in [
+        (_spec_job("plain", "j7", "0 0 * * * *", None), "duplicate job key a/j7"),
+        (_spec_job("plain", "Bad", "0 0 * * * *", None), "invalid job name 'Bad'"),
+        (_spec_job("plain", "late", "0 0 * * * *", "soon"), "job a/late: class attribute"),
+        (_spec_job("plain", "late", "0 0 25 * * *", None), "job a/late: invalid schedule"),
+        (_spec_job("bad-window", "late", None, None), "job a/late: end_at"),
+    ]:
+        with pytest.raises(RegistryError, match=message):
+            build_registry(None, [ext("a", *good, last)], only="a/j1")
+    one = build_registry(None, [ext("a", *good)], only="j4999")
+    assert list(one.jobs) == ["a/j4999"]
+
+
+def test_only_a_job_with_an_entry_does_not_stand_for_its_class() -> None:
+    """j1's entry mends the window its class opens wrongly; j2, of the same class and
+    schedule without an entry, is still refused when only j0 is built."""
+    profile = parse_profile(_ENTRIES.replace("j4", "j0"), path="p.yaml", env={})
+    jobs = [
+        _spec_job("bad-window", "j1", "0 0 * * * *", None),
+        _spec_job("bad-window", "j2", "0 0 * * * *", None),
+        _spec_job("plain", "j0", "0 0 * * * *", None),
+    ]
+    with pytest.raises(RegistryError, match="job a/j2: end_at"):
+        build_registry(profile, [ext("a", *jobs)])
+    with pytest.raises(RegistryError, match="job a/j2: end_at"):
+        build_registry(profile, [ext("a", *jobs)], only="a/j0")
