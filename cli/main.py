@@ -14,7 +14,6 @@ gc.disable()
 
 # ruff: noqa: E402 - the imports below come after the collector is off, on purpose
 import functools
-import getpass
 import os
 import socket
 import sys
@@ -796,6 +795,8 @@ def health(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def disable(ctx: Context, name: str, note: str | None) -> None:
     """Pause a job: the beat stops sending its ticks from the next tick on."""
+    import getpass
+
     from beat.control import disable as pause
 
     jd = ctx.job(name)

@@ -11,10 +11,11 @@ import asyncio
 import gc
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobs_core.errors import ServiceUnavailable, UnknownJob
 from jobs_core.history import RunHistory
@@ -22,6 +23,9 @@ from jobs_core.profile import Profile, load_profile
 from jobs_core.redis_url import parse_redis_url
 from jobs_core.registry import JobDefinition, JobRegistry, build_registry
 from jobs_core.urls import check_database_url, check_redis_url, mask_url
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
 
 T = TypeVar("T")
 STATE_DIR = Path(".systemprompt")
@@ -57,6 +61,30 @@ def _keep_out_of_collections() -> None:
     among them dropped later would not be.
     """
     gc.freeze()
+
+
+class _OneConnection:
+    """One open connection lent as ``psycopg_pool`` lends its connections (the
+    :class:`~jobs_core.history_pg.Connections` of :class:`PostgresHistory`): to one
+    block at a time, its transaction committed at the end of the block, rolled back
+    when the block raises."""
+
+    def __init__(self, conn: AsyncConnection[Any]) -> None:
+        self._conn = conn
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        # Not `async with conn`: that would also close it (a connection of no pool).
+        async with self._lock:
+            try:
+                yield self._conn
+            except BaseException:
+                # As psycopg does: the block's error is the one to report.
+                with suppress(Exception):
+                    await self._conn.rollback()
+                raise
+            await self._conn.commit()
 
 
 @dataclass
@@ -164,33 +192,35 @@ class Context:
         return url
 
     def with_history(self, why: str, fn: Callable[[RunHistory], Awaitable[T]]) -> T:
-        """Run ``fn(history)`` on a short-lived pool; connection errors name the URL."""
+        """Run ``fn(history)`` on one short-lived connection; connection errors name the
+        URL.
+
+        One connection, not a pool: a command's queries run one after another, and a
+        second connection (a PostgreSQL backend started and authenticated) is a good part
+        of what a quick command like ``jobs status`` costs.
+        """
         url = self.require_database(why)
 
         async def go() -> T:
             import psycopg
-            from psycopg_pool import AsyncConnectionPool
 
             from jobs_core.history_pg import PostgresHistory
 
             try:
                 conn = await psycopg.AsyncConnection.connect(url, connect_timeout=5)
-                await conn.close()
             except psycopg.OperationalError as exc:
                 raise ServiceUnavailable.at(
                     "PostgreSQL", url, exc, "set database_url in the profile or DATABASE_URL"
                 ) from None
-            pool = AsyncConnectionPool(url, min_size=1, max_size=2, open=False)
-            await pool.open(wait=True, timeout=10)
             try:
-                return await fn(PostgresHistory(pool))
+                return await fn(PostgresHistory(_OneConnection(conn)))
             except psycopg.errors.UndefinedTable:
                 raise ServiceUnavailable(
                     f"the database at {mask_url(url)} has no job history tables: run "
                     "`systemprompt infra db migrate` first"
                 ) from None
             finally:
-                await pool.close()
+                await conn.close()
 
         return asyncio.run(go())
 

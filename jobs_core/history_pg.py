@@ -1,4 +1,5 @@
-"""Run history in PostgreSQL, on a ``psycopg_pool.AsyncConnectionPool``.
+"""Run history in PostgreSQL, on a ``psycopg_pool.AsyncConnectionPool`` (or anything
+else that lends connections the same way: :class:`Connections`).
 
 The statements live in :mod:`jobs_core.history_queries`; this module binds their
 parameters and turns rows into :class:`~jobs_core.history.Run` records.
@@ -8,8 +9,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import history_queries as q
 from .errors import DuplicateTick, UnknownJob
@@ -27,7 +29,7 @@ from .history import (
 from .status import RunStatus, Trigger
 
 if TYPE_CHECKING:
-    from psycopg_pool import AsyncConnectionPool
+    from psycopg import AsyncConnection
 
 #: Where a prune's first batch starts: before every run.
 _BEFORE_ALL = datetime(1, 1, 2, tzinfo=UTC)
@@ -113,10 +115,17 @@ def settle_attempt_sync(
             raise DuplicateTick.of(start.job_key, start.scheduled_for) from exc
 
 
+class Connections(Protocol):
+    """What :class:`PostgresHistory` needs of its pool: a connection lent for a block,
+    its transaction committed at the end of the block (rolled back on an error)."""
+
+    def connection(self) -> AbstractAsyncContextManager[AsyncConnection[Any]]: ...
+
+
 class PostgresHistory:
     """:class:`jobs_core.history.RunHistory` in PostgreSQL (see the core migrations)."""
 
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+    def __init__(self, pool: Connections) -> None:
         self.pool = pool
 
     async def create_run(

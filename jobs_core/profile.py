@@ -8,7 +8,6 @@ case-insensitively, names (extensions, jobs, queues) are not, in code as in the 
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import types
@@ -729,6 +728,8 @@ def _describe(err: ErrorDetails, root: type[BaseModel]) -> tuple[KeyPath, str]:
         key = str(loc[-1])
         model = _model_at(root, loc[:-1])
         allowed = list(model.model_fields) if model else []
+        import difflib  # here: only an error needs it
+
         close = difflib.get_close_matches(key, allowed, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return loc, f"unknown key {key!r}{hint}; allowed keys: {', '.join(allowed)}"

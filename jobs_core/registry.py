@@ -8,7 +8,6 @@ model. Where each value came from is kept, so ``jobs status`` can tell the opera
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 import re
@@ -116,6 +115,8 @@ class JobDefinition:
 
 
 def _closest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
+    import difflib  # here: only an error needs it
+
     pool = sorted(set(candidates))
     close = difflib.get_close_matches(name, pool, n=n, cutoff=0.0)
     return close or pool[:n]
@@ -165,6 +166,8 @@ class JobRegistry:
                 raise AmbiguousJob(f"job name {shown} is ambiguous: use one of {keys}")
         if not self.jobs:
             raise UnknownJob(f"unknown job {quoted(name, NAME_LIMIT)}: no jobs are registered")
+        import difflib  # here: only an error needs it
+
         probe = name[: 2 * LIMIT]  # a pasted 100 KB "name" must not make this quadratic
 
         def likeness(jd: JobDefinition) -> float:
