@@ -416,3 +416,32 @@ def test_commands_about_one_job_still_refuse_a_broken_job_elsewhere(
     result = cli(env, "infra", "jobs", "status", "brokenext/broken")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("brokenext/broken:")
+
+
+#: What a quick look such as `jobs status` must not import: Celery (and what it brings),
+#: the beat's own machinery, the dashboard, the connection pool (one connection does).
+NOT_FOR_STATUS = ("celery", "kombu", "billiard", "worker", "ui", "psycopg_pool", "uvicorn")
+BEAT_MACHINERY = ("beat.service", "beat.core", "beat.ticks", "beat.lease", "beat.schedule")
+
+
+def test_status_imports_neither_celery_nor_the_beat_machinery(env: dict[str, str]) -> None:
+    args = ["-X", "importtime", "-m", "cli.main", "infra", "jobs", "status", "maintenance/cleanup"]
+    done = subprocess.run(
+        [str(VENV_BIN / "python"), *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = {
+        line.rpartition("|")[2].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert {"beat.control", "jobs_core.history_pg", "psycopg", "redis"} <= imported  # seen
+    unwanted = sorted(
+        m for m in imported if m.split(".")[0] in NOT_FOR_STATUS or m.startswith(BEAT_MACHINERY)
+    )
+    assert unwanted == []
