@@ -21,15 +21,9 @@ import redis
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from jobs_core.alerts import (
-    AlertKind,
-    Incident,
-    JobHealth,
-    JobWatch,
-    Notification,
-    evaluate,
-)
-from jobs_core.job_health import fetch_job_health
+from jobs_core.alert_rounds import RoundEvaluator
+from jobs_core.alerts import AlertKind, Incident, JobHealth, JobWatch, Notification
+from jobs_core.job_health import HealthReader
 from jobs_core.profile import Profile
 from jobs_core.registry import JobRegistry
 from jobs_core.urls import mask_url
@@ -93,36 +87,66 @@ class _JobCollector(Collector):
         yield from (success, failure, failures, alerts)
 
 
-def _watches(registry: JobRegistry, paused: set[str], since: dict[str, datetime]) -> list[JobWatch]:
-    return [
-        JobWatch(
-            job=jd.key,
-            alerts=jd.policy.alerts,
-            cron=jd.cron,
-            active=_active(registry, jd.key, paused),
-            watched_since=since.get(jd.key, datetime.now(UTC)),
-        )
-        for jd in registry
-    ]
+def active_jobs(registry: JobRegistry, paused: set[str]) -> set[str]:
+    """The jobs expected to run: scheduled, enabled in the profile and not paused."""
+    if not registry.scheduler_enabled:
+        return set()
+    return {k for k, jd in registry.jobs.items() if jd.enabled and jd.cron is not None} - paused
 
 
-def _active(registry: JobRegistry, key: str, paused: set[str]) -> bool:
-    jd = registry.jobs[key]
-    return registry.scheduler_enabled and jd.enabled and jd.cron is not None and key not in paused
+class _Watches:
+    """Each job's :class:`JobWatch`, the same object from round to round while nothing
+    of it changed (what :class:`jobs_core.alert_rounds.RoundEvaluator` tests first)."""
+
+    def __init__(self) -> None:
+        self._registry: JobRegistry | None = None
+        self._last: dict[str, JobWatch] = {}
+
+    def build(
+        self,
+        registry: JobRegistry,
+        active: set[str],
+        since: dict[str, datetime],
+        now: datetime,
+    ) -> dict[str, JobWatch]:
+        last = self._last if registry is self._registry else {}
+        out: dict[str, JobWatch] = {}
+        for key, jd in registry.jobs.items():
+            on = key in active
+            w = last.get(key)
+            # An inactive job cannot be late: since when it is watched does not matter.
+            if w is None or w.active != on or (on and w.watched_since != since.get(key, now)):
+                w = JobWatch(
+                    job=key,
+                    alerts=jd.policy.alerts,
+                    cron=jd.cron,
+                    active=on,
+                    watched_since=since.get(key, now),
+                )
+            out[key] = w
+        self._registry, self._last = registry, out
+        return out
 
 
 def watched_since(
-    client: redis.Redis, registry: JobRegistry, paused: set[str], now: datetime
+    client: redis.Redis,
+    registry: JobRegistry,
+    paused: set[str],
+    now: datetime,
+    active: set[str] | None = None,
 ) -> dict[str, datetime]:
     """Since when each active job is expected to run; inactive jobs start afresh.
+    ``active``: :func:`active_jobs` when the caller has it already.
 
     Reads the hash first and writes only what changed: at 100,000 jobs, a write per
     job every round was most of the monitor's CPU (and Redis's between instants).
     """
+    if active is None:
+        active = active_jobs(registry, paused)
     stored = cast("dict[str, str]", client.hgetall(Keys.ALERT_WATCH))
     now_ms = str(int(now.timestamp() * 1000))
-    start = [k for k in registry.jobs if k not in stored and _active(registry, k, paused)]
-    stop = [k for k in stored if k in registry.jobs and not _active(registry, k, paused)]
+    start = [k for k in active if k not in stored]
+    stop = [k for k in stored if k in registry.jobs and k not in active]
     if stop:
         client.hdel(Keys.ALERT_WATCH, *stop)
         for key in stop:
@@ -135,11 +159,16 @@ def watched_since(
         pipe.hmget(Keys.ALERT_WATCH, start)
         fresh: list[str | None] = pipe.execute()[-1]
         stored.update((k, v) for k, v in zip(start, fresh, strict=True) if v is not None)
-    return {
-        key: datetime.fromtimestamp(int(ms) / 1000, UTC)
-        for key, ms in stored.items()
-        if key in registry.jobs
-    }
+    # Jobs first watched in one round share an instant: each is converted once.
+    instants: dict[str, datetime] = {}
+    out: dict[str, datetime] = {}
+    for key, ms in stored.items():
+        if key in registry.jobs:
+            at = instants.get(ms)
+            if at is None:
+                at = instants[ms] = datetime.fromtimestamp(int(ms) / 1000, UTC)
+            out[key] = at
+    return out
 
 
 class Monitor(Chore):
@@ -155,6 +184,13 @@ class Monitor(Chore):
         if metrics is not None:
             metrics.registry.register(self.jobs)
         self._db: Any = None
+        # Kept from round to round so that a round re-evaluates only the jobs whose
+        # history, watch or time calls for it (jobs_core.alert_rounds).
+        self._evaluator = RoundEvaluator()
+        self._health = HealthReader()
+        self._watches = _Watches()
+        #: The job table and the leadership the kept state was built under.
+        self._under: tuple[JobRegistry, float] | None = None
         self._sender: WebhookSender | None = None
         self._db_warned = False
         self._checks: Any = None
@@ -206,6 +242,15 @@ class Monitor(Chore):
     def _disconnect(self) -> None:
         super()._disconnect()
         self._db = None
+        # A failed round may have stored part of what it found: start afresh.
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop what was kept from the last rounds: the next one evaluates every job."""
+        self._evaluator.reset()
+        self._health.reset()
+        self._watches = _Watches()
+        self._under = None
 
     def _senders(self, profile: Profile) -> WebhookSender | None:
         hooks = profile.scheduler.alerting.webhooks
@@ -231,7 +276,14 @@ class Monitor(Chore):
             self._count_states(registry, paused)
         if not self.beat.is_leader:
             self.jobs.clear()
+            self.forget()
             return
+        under = (registry, self.beat.leader_since)
+        if self._under is None or under[0] is not self._under[0] or under[1] != self._under[1]:
+            # A reloaded job table, or leadership lost and won again since the last
+            # round (another leader may have changed the incidents meanwhile).
+            self.forget()
+            self._under = under
         url = profile.database_url
         if not url:
             if not self._db_warned:
@@ -239,14 +291,24 @@ class Monitor(Chore):
                 self._db_warned = True
             return
         try:
-            health = fetch_job_health(self._database(url), list(registry.jobs))
+            health = self._health.read(self._database(url), list(registry.jobs))
         except Exception as exc:
             raise RuntimeError(f"history query at {mask_url(url)} failed: {exc}") from None
         now = datetime.now(UTC)
-        since = watched_since(client, registry, paused, now)
+        on = active_jobs(registry, paused)
+        since = watched_since(client, registry, paused, now, on)
         active = active_incidents(client)
-        result = evaluate(_watches(registry, paused, since), health, active, now)
+        watches = self._watches.build(registry, on, since, now)
+        result = self._evaluator.evaluate(watches, health, active, now)
+        log.debug(
+            "alert round: %d of %d jobs evaluated (%s), %d health rows changed",
+            self._evaluator.evaluated,
+            len(watches),
+            "full" if self._evaluator.was_full else "incremental",
+            self._health.changed,
+        )
         if not self.beat.is_leader:  # lost the lease meanwhile: the new leader decides
+            self.forget()
             return
         store_incidents(client, result.active, active.keys())
         self.jobs.health, self.jobs.active = health, result.active

@@ -244,6 +244,11 @@ class Beat:
         return self._leader
 
     @property
+    def leader_since(self) -> float:
+        """When this beat last became leader (epoch seconds; 0 before the first time)."""
+        return self._leader_since
+
+    @property
     def reloading(self) -> bool:
         """A reloaded profile is being built in the background."""
         return self._loading is not None

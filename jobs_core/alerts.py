@@ -134,17 +134,44 @@ class Evaluation:
     notifications: list[Notification] = field(default_factory=list)
 
 
-def _late(watch: JobWatch, health: JobHealth | None, now: datetime) -> Incident | None:
+#: Next cron instants already computed in a round, by (schedule, reference): jobs on one
+#: schedule that succeeded for the same tick share it (most of a round's CPU otherwise).
+NextAfterMemo = dict[tuple[CronSchedule, datetime], datetime]
+
+
+def late_deadline(
+    watch: JobWatch, health: JobHealth | None, memo: NextAfterMemo | None = None
+) -> tuple[datetime, datetime] | None:
+    """``(expected, deadline)``: the next success is expected for ``expected``, and the
+    job is late from just after ``deadline``; None: it cannot be late."""
     late_after = watch.alerts.late_after
     if late_after is None or watch.cron is None or not watch.active:
         return None
     reference = watch.watched_since
     if health is not None and health.last_success_at is not None:
         reference = max(reference, health.last_success_at)
-    expected = watch.cron.next_after(reference)
-    deadline = expected + timedelta(seconds=late_after)
+    if memo is None:
+        expected = watch.cron.next_after(reference)
+    else:
+        # next_after depends on the instant only, not on the zone it is written in.
+        key = (watch.cron, reference)
+        known = memo.get(key)
+        expected = (
+            known if known is not None else memo.setdefault(key, watch.cron.next_after(reference))
+        )
+    return expected, expected + timedelta(seconds=late_after)
+
+
+def _late(
+    watch: JobWatch, health: JobHealth | None, now: datetime, memo: NextAfterMemo | None = None
+) -> Incident | None:
+    found = late_deadline(watch, health, memo)
+    if found is None:
+        return None
+    expected, deadline = found
     if now <= deadline:
         return None
+    late_after = watch.alerts.late_after
     last = (
         f"last success for {health.last_success_at.isoformat()}"
         if health is not None and health.last_success_at is not None
@@ -216,12 +243,17 @@ def _skipped(watch: JobWatch, health: JobHealth | None, now: datetime) -> Incide
     )
 
 
-_RULES = (_late, _failing, _too_long, _skipped)
-
-
-def conditions(watch: JobWatch, health: JobHealth | None, now: datetime) -> list[Incident]:
-    """The incidents whose condition holds for ``watch`` at ``now``."""
-    found = (rule(watch, health, now) for rule in _RULES)
+def conditions(
+    watch: JobWatch, health: JobHealth | None, now: datetime, memo: NextAfterMemo | None = None
+) -> list[Incident]:
+    """The incidents whose condition holds for ``watch`` at ``now`` (``memo``: see
+    :data:`NextAfterMemo`, one per round)."""
+    found = (
+        _late(watch, health, now, memo),
+        _failing(watch, health, now),
+        _too_long(watch, health, now),
+        _skipped(watch, health, now),
+    )
     return [incident for incident in found if incident is not None]
 
 
@@ -238,9 +270,18 @@ def evaluate(
     job table, resolves.
     """
     current: dict[str, Incident] = {}
+    memo: NextAfterMemo = {}
     for watch in watches:
-        for incident in conditions(watch, health.get(watch.job), now):
+        for incident in conditions(watch, health.get(watch.job), now, memo):
             current[incident.key] = incident
+    return settle(current, active, now)
+
+
+def settle(
+    current: Mapping[str, Incident], active: Mapping[str, Incident], now: datetime
+) -> Evaluation:
+    """The incidents whose conditions hold (``current``, by key) against those active
+    before: what :func:`evaluate` returns (also :mod:`jobs_core.alert_rounds`)."""
     out: dict[str, Incident] = {}
     notes: list[Notification] = []
     for key, incident in current.items():
