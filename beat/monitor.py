@@ -13,7 +13,7 @@ tick. Without a database there is no history, hence no alert and no per-job metr
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -100,6 +100,8 @@ class _Watches:
 
     def __init__(self) -> None:
         self._registry: JobRegistry | None = None
+        self._active: set[str] = set()
+        self._since: dict[str, datetime] = {}
         self._last: dict[str, JobWatch] = {}
 
     def build(
@@ -109,22 +111,28 @@ class _Watches:
         since: dict[str, datetime],
         now: datetime,
     ) -> dict[str, JobWatch]:
-        last = self._last if registry is self._registry else {}
-        out: dict[str, JobWatch] = {}
-        for key, jd in registry.jobs.items():
-            on = key in active
-            w = last.get(key)
+        if registry is not self._registry:
+            changed: Iterable[str] = registry.jobs
+            out: dict[str, JobWatch] = {}
+        else:
+            # Set operations (C loops): a round that paused, resumed or first watched a
+            # few jobs builds a few watches, not 100,000.
+            moved = {k for k, _ in since.items() ^ self._since.items()}
+            changed = (active ^ self._active) | moved
+            out = self._last.copy()
+        for key in changed:
+            jd = registry.jobs.get(key)
+            if jd is None:
+                continue
             # An inactive job cannot be late: since when it is watched does not matter.
-            if w is None or w.active != on or (on and w.watched_since != since.get(key, now)):
-                w = JobWatch(
-                    job=key,
-                    alerts=jd.policy.alerts,
-                    cron=jd.cron,
-                    active=on,
-                    watched_since=since.get(key, now),
-                )
-            out[key] = w
-        self._registry, self._last = registry, out
+            out[key] = JobWatch(
+                job=key,
+                alerts=jd.policy.alerts,
+                cron=jd.cron,
+                active=key in active,
+                watched_since=since.get(key, now),
+            )
+        self._registry, self._active, self._since, self._last = registry, active, since, out
         return out
 
 
@@ -145,8 +153,8 @@ def watched_since(
         active = active_jobs(registry, paused)
     stored = cast("dict[str, str]", client.hgetall(Keys.ALERT_WATCH))
     now_ms = str(int(now.timestamp() * 1000))
-    start = [k for k in active if k not in stored]
-    stop = [k for k in stored if k in registry.jobs and k not in active]
+    start = list(active - stored.keys())
+    stop = list((stored.keys() & registry.jobs.keys()) - active)
     if stop:
         client.hdel(Keys.ALERT_WATCH, *stop)
         for key in stop:
