@@ -168,15 +168,9 @@ def watched_since(
         fresh: list[str | None] = pipe.execute()[-1]
         stored.update((k, v) for k, v in zip(start, fresh, strict=True) if v is not None)
     # Jobs first watched in one round share an instant: each is converted once.
-    instants: dict[str, datetime] = {}
-    out: dict[str, datetime] = {}
-    for key, ms in stored.items():
-        if key in registry.jobs:
-            at = instants.get(ms)
-            if at is None:
-                at = instants[ms] = datetime.fromtimestamp(int(ms) / 1000, UTC)
-            out[key] = at
-    return out
+    instants = {ms: datetime.fromtimestamp(int(ms) / 1000, UTC) for ms in set(stored.values())}
+    jobs = registry.jobs
+    return {key: instants[ms] for key, ms in stored.items() if key in jobs}
 
 
 class Monitor(Chore):

@@ -148,8 +148,9 @@ class RoundEvaluator:
                 last = _Seen(watch, h, found, next_change(watch, h, now, memo))
                 evaluated += 1
             seen[job] = last
-            for incident in last.found:
-                current[incident.key] = incident
+            if last.found:
+                for incident in last.found:
+                    current[incident.key] = incident
         self._seen, self._current = seen, current
         self._last_now = now
         if full:

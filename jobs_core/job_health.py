@@ -64,6 +64,7 @@ class HealthReader:
     def read(self, conn: Any, keys: Sequence[str]) -> dict[str, JobHealth]:
         last = self._last
         kept: dict[str, tuple[tuple[Any, ...], JobHealth]] = {}
+        out: dict[str, JobHealth] = {}
         changed = 0
         listed = list(keys)
         if listed != self._keys[0]:
@@ -73,13 +74,15 @@ class HealthReader:
             self._keys = (listed, array_literal(listed))
         for row in _health_rows(conn, listed, self._keys[1]):
             row = tuple(row)
-            before = last.get(row[0])
+            job = row[0]
+            before = last.get(job)
             if before is None or before[0] != row:
                 before = (row, health_from_row(row))
                 changed += 1
-            kept[row[0]] = before
+            kept[job] = before
+            out[job] = before[1]
         self._last, self.changed = kept, changed
-        return {job: health for job, (_, health) in kept.items()}
+        return out
 
 
 def array_literal(values: Sequence[str]) -> str:
