@@ -68,6 +68,17 @@ def test_disabled_manual_and_switched_off_jobs_are_never_late() -> None:
     assert kinds(watch(late_after=None), None, later) == set()
 
 
+def test_jobs_on_one_schedule_each_count_from_their_own_success() -> None:
+    """One round computes a schedule's next instant once per reference (a memo): a job
+    that succeeded later is not late because another on its schedule is."""
+    jobs = {"ext/a": T0, "ext/b": T0 + timedelta(hours=1), "ext/c": T0}
+    watches = [JobWatch(j, AlertPolicy(late_after=600), HOURLY, True, T0) for j in jobs]
+    health = {j: JobHealth(j, last_success_at=at) for j, at in jobs.items()}
+    result = evaluate(watches, health, {}, T0 + timedelta(hours=1, minutes=11))
+    assert sorted(i.job for i in result.active.values()) == ["ext/a", "ext/c"]
+    assert {i.since for i in result.active.values()} == {T0 + timedelta(hours=1, minutes=10)}
+
+
 def test_failing_from_the_threshold_with_the_failed_run_ids() -> None:
     w = watch(consecutive_failures=3, late_after=None)
     two = JobHealth("ext/job", consecutive_failures=2, failing_run_ids=("b", "a"))
