@@ -14,7 +14,7 @@ import pytest
 from jobs_core.alerts import MAX_RUN_IDS, AlertKind, JobHealth, JobWatch, conditions
 from jobs_core.history import AttemptStart
 from jobs_core.history_pg import PostgresHistory
-from jobs_core.job_health import HEALTH_RECENT_RUNS, fetch_job_health
+from jobs_core.job_health import HEALTH_RECENT_RUNS, HealthReader, fetch_job_health
 from jobs_core.policy import AlertPolicy
 from jobs_core.status import RunStatus, Trigger
 
@@ -185,3 +185,40 @@ def test_the_latest_finished_run_behind_many_unfinished_ones(database_url: str) 
     h = health(database_url, "a/backlog")["a/backlog"]
     assert h.last_finished == (runs.ids[1], "skipped")
     assert h.running == () and h.last_success_at == Runs.at(0)
+
+
+def test_the_reader_keeps_the_health_of_jobs_whose_history_did_not_change(
+    database_url: str,
+) -> None:
+    """Round after round, a job with no new run keeps the very object it had (what the
+    monitor's incremental rounds test first); a new run gives a new one; the answer is
+    fetch_job_health's, whatever characters the keys hold (one array literal)."""
+    odd = ['a/"quoted"', "a/back\\slash", "a/{brace},comma", "a/ space", "a/NULL", "a/é"]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        quiet = Runs(conn, "a/quiet").add("succeeded")
+        busy = Runs(conn, "a/busy").add("succeeded", "failed")
+        for key in odd:
+            Runs(conn, key).add("failed")
+        keys = ["a/quiet", "a/busy", "a/never", *odd]
+        reader = HealthReader()
+        first = reader.read(conn, keys)
+        assert first == fetch_job_health(conn, keys)
+        assert set(first) == set(keys) and reader.changed == len(keys)
+        assert first["a/busy"].consecutive_failures == 1
+        assert all(first[k].consecutive_failures == 1 for k in odd)
+
+        busy.add("failed")
+        second = reader.read(conn, keys)
+        assert second == fetch_job_health(conn, keys)
+        assert reader.changed == 1 and second["a/busy"].consecutive_failures == 2
+        assert all(second[k] is first[k] for k in keys if k != "a/busy")
+
+        quiet.add("running")  # a run starting is a change too
+        third = reader.read(conn, keys)
+        assert reader.changed == 1 and third["a/quiet"].running != ()
+        assert third["a/busy"] is second["a/busy"]
+
+        reader.reset()
+        assert reader.read(conn, keys) == third and reader.changed == len(keys)
+        # Another job table (a reload): the keys sent are its own.
+        assert set(reader.read(conn, ["a/quiet", "a/new"])) == {"a/quiet", "a/new"}
