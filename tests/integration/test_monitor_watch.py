@@ -1,16 +1,23 @@
 """Since when the beat's monitor expects each job to run (beat.monitor.watched_since),
 on a real Redis: the stored instant survives rounds, pausing a job forgets it, and a
-round with nothing to change writes nothing."""
+round with nothing to change writes nothing. And the monitor's rounds on a real Redis
+and PostgreSQL: only what changed is evaluated again, and everything again after a
+reload or a new leadership."""
 
 from __future__ import annotations
 
 import tempfile
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
+import pytest
 import redis
 
-from beat.monitor import watched_since
+from beat.incidents import active_incidents
+from beat.monitor import Monitor, watched_since
+from beat.service import Beat
 from jobs_core.profile import load_profile
 from jobs_core.registry import build_registry
 from jobs_core.wire import Keys
@@ -67,4 +74,76 @@ def test_watched_since_keeps_first_sight_forgets_paused_jobs_and_writes_only_cha
         assert watched_since(client, registry, set(), again)[A] == theirs
     finally:
         client.delete(Keys.ALERT_WATCH)
+        client.close()
+
+
+@pytest.mark.integration
+def test_monitor_rounds_evaluate_what_changed_and_everything_after_reload_or_election(
+    redis_url: str, database_url: str
+) -> None:
+    path = write_profile(
+        Path(tempfile.mkdtemp(prefix="sp-rounds-")) / "profile.yaml",
+        PROFILE.replace(
+            "schedule: '* * * * * *'}",
+            "schedule: '* * * * * *', alerts: {late_after: 1d, consecutive_failures: 1}}",
+        )
+        + f"database_url: {database_url}\n",
+    )
+    beat = Beat(str(path), redis_url=redis_url, beat_id="rounds", assume_leader=True)
+    beat._connect()
+    beat._try_acquire()
+    monitor = Monitor(beat, None)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    ev = monitor._evaluator
+    jobs = len(beat.registry.jobs)
+    try:
+        monitor.check(beat.profile)
+        assert (ev.was_full, ev.evaluated) == (True, jobs)
+        monitor.check(beat.profile)
+        assert (ev.was_full, ev.evaluated) == (False, 0)
+
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO job_runs (id, job_key, trigger, status, finished_at)"
+                " VALUES (%s, %s, 'manual', 'failed', now())",
+                (str(uuid.uuid4()), A),
+            )
+        monitor.check(beat.profile)
+        assert (ev.was_full, ev.evaluated) == (False, 1)
+        assert set(active_incidents(client)) == {f"{A}|failing"}
+
+        # Lost from Redis (another process, a round not stored): found and stored again.
+        client.delete(Keys.ALERTS)
+        monitor.check(beat.profile)
+        assert ev.evaluated == 1 and set(active_incidents(client)) == {f"{A}|failing"}
+
+        # Paused: a new watch for that job only.
+        client.sadd(Keys.DISABLED, B)
+        monitor.check(beat.profile)
+        assert (ev.was_full, ev.evaluated) == (False, 1)
+        # Watched afresh (its first sight lost from Redis): late counts from now on.
+        client.hdel(Keys.ALERT_WATCH, A)
+        monitor.check(beat.profile)
+        assert (ev.was_full, ev.evaluated) == (False, 1)
+
+        beat.registry = build_registry(load_profile(str(path)))  # what a reload swaps in
+        monitor.check(beat.profile)
+        assert (ev.was_full, ev.evaluated) == (True, jobs)
+
+        beat._leader_since += 1  # leadership lost and won again between two rounds
+        monitor.check(beat.profile)
+        assert ev.was_full
+        monitor.check(beat.profile)
+        assert not ev.was_full
+
+        beat._leader = False
+        monitor.check(beat.profile)
+        beat._leader = True
+        monitor.check(beat.profile)
+        assert ev.was_full
+        assert set(active_incidents(client)) == {f"{A}|failing"}
+    finally:
+        monitor._disconnect()
+        beat.stop()
+        beat._shutdown()
         client.close()
