@@ -14,16 +14,19 @@ a run started 40 minutes ago (``too_long``), a run started 29 minutes ago (cross
 Then ``--rounds`` full rounds (the monitor's incremental state dropped before each) and
 ``--rounds`` incremental ones, with ``--changes`` jobs getting a new finished run
 before each round (the history that changed since the last round). Printed per kind:
-CPU seconds of this process (``time.process_time``) and wall time per round, median and
-max, and the alerts active after the last round of each (the same, or the incremental
-round missed something). ``--cprofile`` prints the functions with the most cumulative
-time of one full and one incremental round.
+CPU seconds of this process (``time.process_time``; of which the garbage collector's)
+and wall time per round, median and max, the jobs evaluated, and the alerts active
+after the last round of each; then whether a full round right after the incremental
+ones finds the same alerts (else the incremental rounds missed something).
+``--cprofile`` prints the functions with the most own CPU time of one full and one
+incremental round.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import logging
 import os
@@ -83,14 +86,33 @@ FROM generate_series(1, %(n)s)
 """
 
 
+class GcClock:
+    """CPU time the cyclic garbage collector takes (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._on)
+
+    def _on(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.total += time.process_time() - self._started
+
+
+GC = GcClock()
+
+
 def rounds(
     monitor: Any, profile: Any, url: str, opts: argparse.Namespace, full: bool
-) -> tuple[list[float], list[float], list[int]]:
+) -> tuple[list[float], list[float], list[int], list[float]]:
     import psycopg
 
     cpu: list[float] = []
     wall: list[float] = []
     evaluated: list[int] = []
+    gcs: list[float] = []
     with psycopg.connect(url, autocommit=True) as conn:
         for _ in range(opts.rounds):
             if opts.changes:
@@ -99,14 +121,15 @@ def rounds(
                 forget = getattr(monitor, "forget", None)
                 if forget is not None:
                     forget()
-            c0, w0 = time.process_time(), time.perf_counter()
+            c0, w0, g0 = time.process_time(), time.perf_counter(), GC.total
             monitor.check(profile)
             cpu.append(time.process_time() - c0)
+            gcs.append(GC.total - g0)
             wall.append(time.perf_counter() - w0)
             evaluator = getattr(monitor, "_evaluator", None)
             if evaluator is not None:
                 evaluated.append(evaluator.evaluated)
-    return cpu, wall, evaluated
+    return cpu, wall, evaluated, gcs
 
 
 def profiled(monitor: Any, profile: Any, full: bool, top: int) -> None:
@@ -121,10 +144,13 @@ def profiled(monitor: Any, profile: Any, full: bool, top: int) -> None:
     print(body[body.index("   ncalls") :].rstrip())
 
 
-def line(kind: str, cpu: list[float], wall: list[float], evaluated: list[int]) -> str:
+def line(
+    kind: str, cpu: list[float], wall: list[float], evaluated: list[int], gcs: list[float]
+) -> str:
     jobs = f"   jobs evaluated {min(evaluated):,}..{max(evaluated):,}" if evaluated else ""
     return (
         f"{kind:<12} CPU median {statistics.median(cpu):6.3f} s  max {max(cpu):6.3f} s"
+        f" (GC median {statistics.median(gcs):5.3f} s)"
         f"   wall median {statistics.median(wall):6.3f} s  max {max(wall):6.3f} s{jobs}"
     )
 
