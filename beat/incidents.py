@@ -32,13 +32,20 @@ def active_incidents(client: redis.Redis) -> dict[str, Incident]:
 
 
 def store_incidents(
-    client: redis.Redis, active: Mapping[str, Incident], resolved: Iterable[str]
+    client: redis.Redis,
+    active: Mapping[str, Incident],
+    resolved: Iterable[str],
+    stored: Mapping[str, Incident] | None = None,
 ) -> None:
-    """Write ``active`` and drop ``resolved`` in one transaction."""
+    """Write ``active`` and drop ``resolved`` in one transaction. ``stored``: what the
+    hash holds already (as :func:`active_incidents` read it); those incidents are not
+    written again (thousands of unchanged ones every round otherwise)."""
     pipe = client.pipeline(transaction=True)
     gone = [key for key in resolved if key not in active]
     if gone:
         pipe.hdel(Keys.ALERTS, *gone)
+    if stored is not None:
+        active = {k: i for k, i in active.items() if stored.get(k) != i}
     if active:
         pipe.hset(
             Keys.ALERTS,

@@ -312,7 +312,7 @@ class Monitor(Chore):
         if not self.beat.is_leader:  # lost the lease meanwhile: the new leader decides
             self.forget()
             return
-        store_incidents(client, result.active, active.keys())
+        store_incidents(client, result.active, active.keys(), active)
         self.jobs.health, self.jobs.active = health, result.active
         self.jobs.jobs = list(registry.jobs)
         if self._checks is not None:

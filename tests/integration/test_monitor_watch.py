@@ -39,7 +39,11 @@ def _ours(since: dict[str, datetime]) -> dict[str, datetime]:
 
 
 def _writes(client: redis.Redis) -> int:
-    return int(client.info("commandstats").get("cmdstat_hsetnx", {}).get("calls", 0))
+    return _calls(client, "hsetnx")
+
+
+def _calls(client: redis.Redis, command: str) -> int:
+    return int(client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
 def test_watched_since_keeps_first_sight_forgets_paused_jobs_and_writes_only_changes(
@@ -111,6 +115,9 @@ def test_monitor_rounds_evaluate_what_changed_and_everything_after_reload_or_ele
         monitor.check(beat.profile)
         assert (ev.was_full, ev.evaluated) == (False, 1)
         assert set(active_incidents(client)) == {f"{A}|failing"}
+        hsets = _calls(client, "hset")
+        monitor.check(beat.profile)
+        assert _calls(client, "hset") == hsets  # an unchanged incident is not written again
 
         # Lost from Redis (another process, a round not stored): found and stored again.
         client.delete(Keys.ALERTS)
