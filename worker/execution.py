@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 import logging
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from . import outcome
 from .cancel import CancelRequest, CancelRequests
 from .outcome import Busy, Cancelled, Execution, Outcome, Raised, Returned, TimedOut, format_error
 from .overlap import Admission, OverlapLock, release_after_run
-from .runtime import WorkerRuntime
+from .runtime import HISTORY_WAIT, WorkerRuntime
 
 log = logging.getLogger("worker.runs")
 
@@ -38,6 +39,11 @@ CANCEL_GRACE = 5.0
 LAZY_START_S = 0.25
 #: The task waits this long past timeout + CANCEL_GRACE before declaring the job stuck.
 STUCK_MARGIN = 2.0
+#: What the task grants an attempt before its job starts (history pool opening, overlap
+#: lock, claim) and after it ends (lazy "running" record, end): each history write fails
+#: within HISTORY_WAIT when PostgreSQL is away, so these only trip when a write hangs.
+SETUP_WAIT = 3 * HISTORY_WAIT
+FINISH_WAIT = 2 * HISTORY_WAIT + STUCK_MARGIN
 
 
 #: The worker's name for a validated run message (the wire contract owns its parsing).
@@ -51,9 +57,46 @@ def stuck_after(timeout: float) -> float:
 
 def hard_time_limit(timeout: float) -> float:
     """Celery's hard limit: the last resort that kills a process whose job neither
-    finished nor let the worker record the timeout. It must come after
-    :func:`stuck_after` plus the time to record the outcome."""
-    return stuck_after(timeout) + min(30.0, max(5.0, timeout / 2))
+    finished nor let the worker record the timeout. It must come after everything the
+    task waits for (:func:`attempt_deadline` at its latest) plus the time to record the
+    outcome: Celery acknowledges a message whose task hit this limit."""
+    return SETUP_WAIT + stuck_after(timeout) + FINISH_WAIT + min(30.0, max(5.0, timeout / 2))
+
+
+class Phase(enum.Enum):
+    """Where an attempt is, as the task waiting for it sees it."""
+
+    SETUP = "setup"  # gates and claim: history and Redis
+    JOB = "job"  # the job's own coroutine
+    FINISH = "finish"  # the end write
+
+
+def attempt_deadline(
+    timeout: float, submitted: float, job_started: float | None, job_ended: float | None
+) -> tuple[Phase, float]:
+    """The phase an attempt is in and the monotonic instant the task stops waiting for it.
+
+    Only the job's own execution is held to its timeout (+ grace): time spent waiting
+    for PostgreSQL or Redis before or after it is an infrastructure wait, bounded apart.
+    """
+    if job_started is None:
+        return Phase.SETUP, submitted + SETUP_WAIT
+    if job_ended is None:
+        return Phase.JOB, job_started + stuck_after(timeout)
+    return Phase.FINISH, job_ended + FINISH_WAIT
+
+
+@dataclasses.dataclass
+class JobClock:
+    """When the job of one attempt started and ended (monotonic), set on the event loop
+    and read by the task's thread (plain float stores: atomic under the GIL)."""
+
+    submitted: float = dataclasses.field(default_factory=time.monotonic)
+    job_started: float | None = None
+    job_ended: float | None = None
+
+    def deadline(self, timeout: float) -> tuple[Phase, float]:
+        return attempt_deadline(timeout, self.submitted, self.job_started, self.job_ended)
 
 
 def lock_ttl(jd: JobDefinition) -> float:
@@ -67,10 +110,11 @@ async def run_attempt(
     hostname: str,
     *,
     requeued_on_error: bool = False,
+    clock: JobClock | None = None,
 ) -> Outcome:
     """One attempt with the process's resources: its history, Redis lock and DB pool.
 
-    ``requeued_on_error``: see :func:`attempt`.
+    ``requeued_on_error``, ``clock``: see :func:`attempt`.
     """
     lock = None
     cancels = None
@@ -89,6 +133,7 @@ async def run_attempt(
         cancels=cancels,
         db_pool_factory=runtime.db_pool if runtime.database_url else None,
         requeued_on_error=requeued_on_error,
+        clock=clock,
     )
 
 
@@ -102,8 +147,11 @@ async def attempt(
     cancels: CancelRequests | None = None,
     db_pool_factory: Callable[[], Any] | None = None,
     requeued_on_error: bool = False,
+    clock: JobClock | None = None,
 ) -> Outcome:
     """Run one attempt of ``req``: gates (skip, cancel, overlap), claim, execute, record.
+
+    ``clock``: told when the job starts and ends, for the task's stuck deadline.
 
     ``requeued_on_error``: the caller puts this same run back on the queue when the
     attempt raises (history could not record its claim or its end: an infrastructure
@@ -145,7 +193,7 @@ async def attempt(
     keep_lock = False
     try:
         return await _claimed_attempt(
-            history, jd, req, hostname, db_pool_factory, cancels, backfilled=backfilled
+            history, jd, req, hostname, db_pool_factory, cancels, backfilled=backfilled, clock=clock
         )
     except Exception as exc:
         # The job may have run (or be recorded running) with its end unknown to history:
@@ -324,6 +372,7 @@ async def _claimed_attempt(
     cancels: CancelRequests | None = None,
     *,
     backfilled: bool = False,
+    clock: JobClock | None = None,
 ) -> Outcome:
     key = jd.key
     retry = jd.policy.retry
@@ -369,7 +418,7 @@ async def _claimed_attempt(
         logger=logging.getLogger(f"jobs.{key}"),
     )
     log.info("run %s %s attempt %d/%d started", req.run_id, key, req.attempt, retry.max_attempts)
-    execution, elapsed_ms = await _execute(jd, ctx, cancels)
+    execution, elapsed_ms = await _execute(jd, ctx, cancels, clock)
     out, end = outcome.decide(
         execution,
         run_id=req.run_id,
@@ -391,11 +440,16 @@ async def _claimed_attempt(
 
 
 async def _execute(
-    jd: JobDefinition, ctx: JobContext, cancels: CancelRequests | None = None
+    jd: JobDefinition,
+    ctx: JobContext,
+    cancels: CancelRequests | None = None,
+    clock: JobClock | None = None,
 ) -> tuple[Execution, int]:
     """Run the job under its timeout, watching for a cancel request; returns what
     happened and the elapsed ms."""
     started = time.monotonic()
+    if clock is not None:
+        clock.job_started = started
     execution: Execution
     job = asyncio.ensure_future(jd.job.execute(ctx))
     watch = cancels.watch(ctx.run.run_id, job) if cancels is not None else None
@@ -417,6 +471,8 @@ async def _execute(
     finally:
         if watch is not None:
             watch.stop()
+        if clock is not None:
+            clock.job_ended = time.monotonic()
     asked = watch.outcome() if watch is not None else None
     if asked is not None:
         # Asked to cancel: whatever the job did once cancelled, the run is cancelled.

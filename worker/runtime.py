@@ -31,6 +31,12 @@ from .overlap import OverlapLock
 log = logging.getLogger("worker.runtime")
 #: Prefix of the ``application_name`` of the worker's PostgreSQL connections.
 APPLICATION_NAME = "systemprompt-worker"
+#: Seconds a history write waits for a PostgreSQL connection before it fails (an
+#: infrastructure error: the task re-queues the run). Far below what the task waits for
+#: an attempt's history writes, so an outage is never taken for a stuck job.
+HISTORY_WAIT = 10.0
+#: Seconds a job waits for a connection of the jobs' pool (``ctx.db_pool``).
+JOBS_POOL_WAIT = 30.0
 T = TypeVar("T")
 
 
@@ -141,7 +147,7 @@ class WorkerRuntime:
                 "no database is configured: set database_url in profile.yaml or DATABASE_URL"
             )
         if self._pool is None:
-            self._pool = self._new_pool("jobs", lazy=True)
+            self._pool = self._new_pool("jobs", JOBS_POOL_WAIT, lazy=True)
         return self._pool
 
     async def history(self) -> RunHistory:
@@ -156,13 +162,15 @@ class WorkerRuntime:
             if self.database_url is None:
                 self._history = MemoryHistory()
             else:
-                pool = self._new_pool("history", autocommit=True)
-                await pool.open(wait=True, timeout=30)
+                pool = self._new_pool("history", HISTORY_WAIT, autocommit=True)
+                await pool.open(wait=True, timeout=HISTORY_WAIT)
                 self._history_pool = pool
                 self._history = PostgresHistory(pool)
         return self._history
 
-    def _new_pool(self, name: str, *, lazy: bool = False, **connect_kwargs: Any) -> Any:
+    def _new_pool(
+        self, name: str, wait: float, *, lazy: bool = False, **connect_kwargs: Any
+    ) -> Any:
         from psycopg.conninfo import conninfo_to_dict
 
         url = self.database_url or ""
@@ -175,7 +183,7 @@ class WorkerRuntime:
             max_size=self.pool_max_size,
             open=False,
             name=f"{APPLICATION_NAME} {name}",
-            timeout=30,
+            timeout=wait,
             reconnect_timeout=60,
             kwargs=connect_kwargs,
         )

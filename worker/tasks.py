@@ -6,11 +6,13 @@ import concurrent.futures
 import dataclasses
 import logging
 import socket
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import Celery, Task
 
+from jobs_core.errors import JobsError
 from jobs_core.history_pg import settle_attempt_sync
 from jobs_core.logjson import in_run_context, run_context
 from jobs_core.redis_url import parse_redis_url
@@ -21,6 +23,8 @@ from jobs_core.wire import Keys, task_name
 from . import metrics
 from .execution import (
     CANCEL_GRACE,
+    JobClock,
+    Phase,
     TaskRequest,
     attempt_start,
     hard_time_limit,
@@ -36,6 +40,39 @@ log = logging.getLogger("worker.tasks")
 #: at most, so an outage delays runs instead of losing them.
 MAX_INFRA_RETRIES = 100
 INFRA_RETRY_DELAY = 5.0
+
+
+class AttemptStalled(JobsError):
+    """An attempt's history or Redis calls, before or after its job, outlasted what the
+    task grants them: an infrastructure error, not a stuck job."""
+
+
+class StuckJob(JobsError):
+    """The job outlasted its timeout and the grace to unwind after its cancellation."""
+
+
+def wait_for_attempt(
+    future: concurrent.futures.Future[Outcome], clock: JobClock, timeout: float
+) -> Outcome:
+    """The attempt's outcome, waiting for its job no longer than its timeout + grace
+    from the job's own start, and for its infrastructure calls within their own bounds.
+
+    Raises :class:`StuckJob` or :class:`AttemptStalled` (the attempt is then cancelled).
+    """
+    while True:
+        phase, deadline = clock.deadline(timeout)
+        try:
+            return future.result(max(0.0, deadline - time.monotonic()))
+        except concurrent.futures.TimeoutError:
+            if clock.deadline(timeout) != (phase, deadline):
+                continue  # the attempt moved on to its next phase meanwhile
+        if phase is Phase.JOB:
+            raise StuckJob(f"the job ran past {stuck_after(timeout):g}s")
+        future.cancel()
+        since = clock.submitted if phase is Phase.SETUP else (clock.job_ended or deadline)
+        raise AttemptStalled(
+            f"no outcome {deadline - since:g}s into its {phase.value} (history or Redis calls)"
+        )
 
 
 def register_job_tasks(app: Celery, registry: JobRegistry, runtime: WorkerRuntime) -> None:
@@ -72,14 +109,17 @@ def execute_task(
     hostname = task.request.hostname or socket.gethostname()
     # The last infrastructure retry gives up instead of re-queueing: its lock is freed.
     requeued = (task.request.retries or 0) < MAX_INFRA_RETRIES
-    coro = run_attempt(runtime, jd, req, hostname, requeued_on_error=requeued)
+    clock = JobClock()
+    coro = run_attempt(runtime, jd, req, hostname, requeued_on_error=requeued, clock=clock)
     future = runtime.loop.submit(in_run_context(coro, req.run_id, jd.key))
     try:
         # The job's own timeout fires inside; this outer wait only trips when the job
-        # ignores cancellation (or blocks the loop with synchronous work).
-        outcome = future.result(stuck_after(jd.policy.timeout))
-    except concurrent.futures.TimeoutError:
-        outcome = _abandon_stuck_attempt(runtime, jd, req, hostname)
+        # ignores cancellation (or blocks the loop with synchronous work), or when a
+        # history or Redis call hangs (an infrastructure error, below).
+        try:
+            outcome = wait_for_attempt(future, clock, jd.policy.timeout)
+        except StuckJob:
+            outcome = _abandon_stuck_attempt(runtime, jd, req, hostname)
     except Exception as exc:
         metrics.METRICS.infra_error(jd.key)
         retries = task.request.retries or 0
@@ -138,7 +178,13 @@ def _abandon_stuck_attempt(
             start = attempt_start(jd, req, hostname)
             settle_attempt_sync(runtime.database_url, start, started_at, end)
         except Exception:
+            # Acknowledged or retried with nothing recorded, the run would be lost to
+            # history: it is re-queued as an infrastructure error instead, keeping its
+            # overlap lock (the abandoned job may still be running).
             log.exception("run %s %s: could not record the timeout", req.run_id, jd.key)
+            if not runtime.loop.responsive():
+                runtime.abandon_loop()
+            raise
     try:
         from .redis_client import connect
 

@@ -704,3 +704,61 @@ def test_a_duplicate_tick_frees_the_lock_though_the_run_is_requeued() -> None:
         assert lock.released == [req.run_id] and calls(jd) == []
 
     asyncio.run(body())
+
+
+class SlowClaimHistory(MemoryHistory):
+    """A history whose writes each take a while, as while PostgreSQL is slow to answer."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def start_attempt(self, start: AttemptStart) -> Claim:
+        await asyncio.sleep(self.delay)
+        return await super().start_attempt(start)
+
+    async def finish_attempt(self, run_id: str, attempt: int, end: AttemptEnd) -> bool:
+        await asyncio.sleep(self.delay)
+        return await super().finish_attempt(run_id, attempt, end)
+
+
+def test_the_clock_times_the_job_alone_not_its_history_writes() -> None:
+    """The task's stuck deadline is counted from the job's start: the claim and the end
+    write, however slow, are outside the span the clock marks."""
+
+    async def body() -> None:
+        history = SlowClaimHistory(0.3)
+        inside: list[float] = []
+
+        async def job(ctx: JobContext) -> JobResult:
+            inside.append(time.monotonic())
+            await asyncio.sleep(0.05)
+            inside.append(time.monotonic())
+            return JobResult.success()
+
+        clock = execution.JobClock()
+        out = await attempt(history, definition(job), request(redelivered=True), "w", clock=clock)
+        assert out.status is RunStatus.SUCCEEDED
+        assert clock.job_started is not None and clock.job_ended is not None
+        assert clock.job_started - clock.submitted >= 0.3  # after the slow claim
+        assert clock.job_started <= inside[0] and inside[1] <= clock.job_ended
+        assert time.monotonic() - clock.job_ended >= 0.3  # before the slow end write
+
+    asyncio.run(body())
+
+
+def test_the_clock_marks_the_end_of_a_job_that_timed_out() -> None:
+    async def body() -> None:
+        async def hang(ctx: JobContext) -> JobResult:
+            await asyncio.sleep(60)
+            return JobResult.success()
+
+        clock = execution.JobClock()
+        out = await attempt(
+            MemoryHistory(), definition(hang, timeout=0.05), request(), "w", clock=clock
+        )
+        assert out.status is RunStatus.RETRYING or out.status is RunStatus.TIMED_OUT
+        assert clock.job_started is not None and clock.job_ended is not None
+        assert clock.job_ended - clock.job_started >= 0.05
+
+    asyncio.run(body())

@@ -1,0 +1,126 @@
+"""How long the task waits for an attempt: the job's own time, apart from history waits."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from worker.execution import (
+    FINISH_WAIT,
+    SETUP_WAIT,
+    JobClock,
+    Phase,
+    attempt_deadline,
+    hard_time_limit,
+    stuck_after,
+)
+from worker.outcome import Outcome
+from worker.runtime import HISTORY_WAIT
+from worker.tasks import AttemptStalled, StuckJob, wait_for_attempt
+
+times = st.floats(min_value=0, max_value=1e6, allow_nan=False)
+timeouts = st.floats(min_value=0.001, max_value=86_400, allow_nan=False)
+
+
+def test_before_the_job_starts_the_task_waits_for_setup_only() -> None:
+    assert attempt_deadline(3.0, 100.0, None, None) == (Phase.SETUP, 100.0 + SETUP_WAIT)
+
+
+def test_the_stuck_deadline_counts_from_the_job_start() -> None:
+    # 25 s of waiting for PostgreSQL before the job started do not count against it.
+    assert attempt_deadline(3.0, 100.0, 125.0, None) == (Phase.JOB, 125.0 + stuck_after(3.0))
+
+
+def test_after_the_job_ends_the_task_waits_for_the_end_write() -> None:
+    assert attempt_deadline(3.0, 100.0, 101.0, 102.0) == (Phase.FINISH, 102.0 + FINISH_WAIT)
+
+
+def test_history_writes_fail_before_the_task_stops_waiting_for_them() -> None:
+    # Setup: the pool's opening, then a claim (or a skip or cancel record), plus Redis.
+    assert SETUP_WAIT > 2 * HISTORY_WAIT
+    # Finish: the lazy "running" record, then the end.
+    assert FINISH_WAIT > 2 * HISTORY_WAIT
+
+
+@given(timeouts)
+def test_celerys_hard_limit_comes_after_everything_the_task_waits_for(timeout: float) -> None:
+    # Celery acknowledges a message whose task hit the hard limit: it must never cut
+    # short a wait that would have re-queued the run.
+    assert hard_time_limit(timeout) > SETUP_WAIT + stuck_after(timeout) + FINISH_WAIT
+
+
+@given(timeouts, times, times, times)
+def test_the_deadline_never_precedes_the_phase_start(
+    timeout: float, submitted: float, job_after: float, end_after: float
+) -> None:
+    started, ended = submitted + job_after, submitted + job_after + end_after
+    for job_started, job_ended, since in (
+        (None, None, submitted),
+        (started, None, started),
+        (started, ended, ended),
+    ):
+        _, deadline = attempt_deadline(timeout, submitted, job_started, job_ended)
+        assert deadline > since
+
+
+def _done(value: Outcome | None = None) -> concurrent.futures.Future[Outcome]:
+    future: concurrent.futures.Future[Outcome] = concurrent.futures.Future()
+    if value is not None:
+        future.set_result(value)
+    return future
+
+
+def test_a_job_past_its_timeout_and_grace_is_stuck() -> None:
+    clock = JobClock(submitted=time.monotonic() - 60, job_started=time.monotonic() - 10)
+    future = _done()
+    with pytest.raises(StuckJob):
+        wait_for_attempt(future, clock, 1.0)
+    # A stuck job's thread is abandoned by the caller, not cancelled here.
+    assert not future.cancelled()
+
+
+@pytest.mark.parametrize("ended", [False, True])
+def test_a_hung_history_or_redis_call_is_an_infrastructure_error(ended: bool) -> None:
+    now = time.monotonic()
+    if ended:
+        clock = JobClock(submitted=now - 90, job_started=now - 80, job_ended=now - FINISH_WAIT)
+    else:
+        clock = JobClock(submitted=now - SETUP_WAIT)
+    future = _done()
+    with pytest.raises(AttemptStalled):
+        wait_for_attempt(future, clock, 1.0)
+    assert future.cancelled()
+
+
+class _StartsWhileWaitedFor(concurrent.futures.Future[Outcome]):
+    """An attempt whose job starts just as the task's setup wait runs out, then ends."""
+
+    def __init__(self, clock: JobClock, outcome: Outcome) -> None:
+        super().__init__()
+        self.clock, self.outcome = clock, outcome
+        self.waits: list[float] = []
+
+    def result(self, timeout: float | None = None) -> Outcome:
+        assert timeout is not None
+        self.waits.append(timeout)
+        if self.clock.job_started is None:
+            self.clock.job_started = time.monotonic()
+            raise concurrent.futures.TimeoutError
+        return self.outcome
+
+
+def test_a_job_starting_late_gets_its_whole_timeout() -> None:
+    """The attempt spent its setup wait on history, then its job started: the task now
+    waits for the job's own timeout from its start, not from the submission."""
+    from worker.outcome import skipped
+
+    out = skipped("r", "k", 1, "done")
+    clock = JobClock(submitted=time.monotonic() - SETUP_WAIT)
+    future = _StartsWhileWaitedFor(clock, out)
+    assert wait_for_attempt(future, clock, 3.0) is out
+    assert future.waits[0] == 0.0
+    assert stuck_after(3.0) - 1 < future.waits[1] <= stuck_after(3.0)
