@@ -515,3 +515,66 @@ def test_a_run_whose_end_is_not_recorded_keeps_the_overlap_lock(
                 assert client.get(Keys.lock("testjobs/counted")) is None
         finally:
             client.close()
+
+
+QUICK_COUNTED = "{extension: testjobs, job: counted, timeout: 3s, retry: {max_attempts: 1}}"
+
+
+def test_a_postgresql_outage_is_not_taken_for_a_stuck_job(
+    tmp_path: Path, redis_url: str, own_pg: Any
+) -> None:
+    """A job with a 3 s timeout runs while PostgreSQL is down for longer than its
+    timeout + grace: the waits for history are infrastructure errors, not a stuck job.
+    The run is re-queued (keeping its lock) until PostgreSQL is back, then recorded once,
+    succeeded; it is never recorded timed out nor acknowledged with nothing recorded."""
+    import time
+
+    import redis
+
+    from jobs_core.wire import Keys
+    from worker.execution import stuck_after
+
+    key = "testjobs/counted"
+    profile = WORKER_PROFILE + f"    - {QUICK_COUNTED}\n"
+    with _stack(tmp_path, redis_url, own_pg.url, profile) as stack:
+        history = stack["history"]
+        log = tmp_path / "counted.log"
+        worker = start_worker(tmp_path, stack["env"], concurrency=1)
+        client = redis.Redis.from_url(redis_url)
+        try:
+            with running([worker]):
+                # A first run opens the worker's history pool while PostgreSQL is up.
+                base = datetime.now(UTC).replace(microsecond=0)
+                warm = _push_tick(redis_url, key, base, parameters={"log": str(log)})
+                wait_for(lambda: _finished(history, [warm]), 60, 0.1, "the first run")
+
+                own_pg.stop()
+                down_at = time.monotonic()
+                rid = _push_tick(
+                    redis_url,
+                    key,
+                    base + timedelta(minutes=1),
+                    parameters={"log": str(log), "seconds": 0.2},
+                )
+                wait_for(lambda: log.exists() and rid in log.read_text(), 60, 0.1, "a start")
+                worker.wait_output(f"run {rid} {key}: infrastructure error", 120)
+                assert client.get(Keys.lock(key)) == rid.encode()
+                # Down well past what the old wait held the attempt to (timeout + grace).
+                wait_for(lambda: time.monotonic() - down_at > stuck_after(3.0) + 5, 60, 0.2, "time")
+                assert "ignored cancellation" not in worker.output()
+                own_pg.start()
+
+                wait_for(lambda: _finished(history, [rid]), 120, 0.2, "the run recorded")
+                run = history.run(rid)
+                assert run is not None and run.status == RunStatus.SUCCEEDED, run
+                attempts = history.sql(
+                    "SELECT attempt, status FROM job_run_attempts WHERE run_id = %s", rid
+                )
+                assert attempts == [(1, "succeeded")], attempts
+                assert "ignored cancellation" not in worker.output()
+                assert "timed out" not in worker.output()
+                wait_for(lambda: client.get(Keys.lock(key)) is None, 30, 0.1, "the lock freed")
+                # Re-queued, not acknowledged: every delivery of the run ran the job.
+                assert rid in log.read_text()
+        finally:
+            client.close()

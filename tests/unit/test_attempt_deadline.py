@@ -124,3 +124,26 @@ def test_a_job_starting_late_gets_its_whole_timeout() -> None:
     assert wait_for_attempt(future, clock, 3.0) is out
     assert future.waits[0] == 0.0
     assert stuck_after(3.0) - 1 < future.waits[1] <= stuck_after(3.0)
+
+
+def test_a_stuck_job_whose_timeout_cannot_be_recorded_is_not_acknowledged() -> None:
+    """PostgreSQL refuses the timeout record: the task must not acknowledge (or retry)
+    a run that history knows nothing of; the error goes to the re-queue path."""
+    import psycopg
+
+    from jobs_core.registry import JobDefinition
+    from tests.procs import free_port_for_tests
+    from tests.unit.test_attempt_flow import definition as flow_definition
+    from tests.unit.test_attempt_flow import request, succeed
+    from worker.runtime import WorkerRuntime
+    from worker.tasks import _abandon_stuck_attempt
+
+    jd: JobDefinition = flow_definition(succeed, max_attempts=1, timeout=1.0)
+    # Nothing listens there: the connection is refused at once.
+    url = f"postgresql://nobody@127.0.0.1:{free_port_for_tests()}/none?connect_timeout=2"
+    runtime = WorkerRuntime(url, None)
+    try:
+        with pytest.raises(psycopg.OperationalError):
+            _abandon_stuck_attempt(runtime, jd, request(), "w1")
+    finally:
+        runtime.close()
