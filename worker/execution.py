@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import enum
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -89,11 +90,20 @@ def attempt_deadline(
 @dataclasses.dataclass
 class JobClock:
     """When the job of one attempt started and ended (monotonic), set on the event loop
-    and read by the task's thread (plain float stores: atomic under the GIL)."""
+    and read by the task's thread, which ``changed`` wakes at each step."""
 
     submitted: float = dataclasses.field(default_factory=time.monotonic)
     job_started: float | None = None
     job_ended: float | None = None
+    changed: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def start(self, at: float | None = None) -> None:
+        self.job_started = time.monotonic() if at is None else at
+        self.changed.set()
+
+    def end(self, at: float | None = None) -> None:
+        self.job_ended = time.monotonic() if at is None else at
+        self.changed.set()
 
     def deadline(self, timeout: float) -> tuple[Phase, float]:
         return attempt_deadline(timeout, self.submitted, self.job_started, self.job_ended)
@@ -449,7 +459,7 @@ async def _execute(
     happened and the elapsed ms."""
     started = time.monotonic()
     if clock is not None:
-        clock.job_started = started
+        clock.start(started)
     execution: Execution
     job = asyncio.ensure_future(jd.job.execute(ctx))
     watch = cancels.watch(ctx.run.run_id, job) if cancels is not None else None
@@ -472,7 +482,7 @@ async def _execute(
         if watch is not None:
             watch.stop()
         if clock is not None:
-            clock.job_ended = time.monotonic()
+            clock.end()
     asked = watch.outcome() if watch is not None else None
     if asked is not None:
         # Asked to cancel: whatever the job did once cancelled, the run is cancelled.

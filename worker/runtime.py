@@ -34,7 +34,7 @@ APPLICATION_NAME = "systemprompt-worker"
 #: Seconds a history write waits for a PostgreSQL connection before it fails (an
 #: infrastructure error: the task re-queues the run). Far below what the task waits for
 #: an attempt's history writes, so an outage is never taken for a stuck job.
-HISTORY_WAIT = 10.0
+HISTORY_WAIT = 5.0
 #: Seconds a job waits for a connection of the jobs' pool (``ctx.db_pool``).
 JOBS_POOL_WAIT = 30.0
 T = TypeVar("T")

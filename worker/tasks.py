@@ -59,20 +59,23 @@ def wait_for_attempt(
 
     Raises :class:`StuckJob` or :class:`AttemptStalled` (the attempt is then cancelled).
     """
+    future.add_done_callback(lambda _: clock.changed.set())
     while True:
+        clock.changed.clear()  # before reading: a step from now on wakes the wait below
+        if future.done():
+            return future.result()
         phase, deadline = clock.deadline(timeout)
-        try:
-            return future.result(max(0.0, deadline - time.monotonic()))
-        except concurrent.futures.TimeoutError:
-            if clock.deadline(timeout) != (phase, deadline):
-                continue  # the attempt moved on to its next phase meanwhile
-        if phase is Phase.JOB:
-            raise StuckJob(f"the job ran past {stuck_after(timeout):g}s")
-        future.cancel()
-        since = clock.submitted if phase is Phase.SETUP else (clock.job_ended or deadline)
-        raise AttemptStalled(
-            f"no outcome {deadline - since:g}s into its {phase.value} (history or Redis calls)"
-        )
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        clock.changed.wait(remaining)
+    if phase is Phase.JOB:
+        raise StuckJob(f"the job ran past {stuck_after(timeout):g}s")
+    future.cancel()
+    since = clock.submitted if phase is Phase.SETUP else (clock.job_ended or deadline)
+    raise AttemptStalled(
+        f"no outcome {deadline - since:g}s into its {phase.value} (history or Redis calls)"
+    )
 
 
 def register_job_tasks(app: Celery, registry: JobRegistry, runtime: WorkerRuntime) -> None:

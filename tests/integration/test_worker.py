@@ -469,8 +469,6 @@ def test_a_run_whose_end_is_not_recorded_keeps_the_overlap_lock(
 
     from jobs_core.wire import Keys
 
-    # The timeout outlasts the history pool's 30 s wait for a connection, so a re-queued
-    # run waiting for PostgreSQL is not taken for a stuck job.
     profile = WORKER_PROFILE + f"    - {COUNTED}\n"
     with _stack(tmp_path, redis_url, own_pg.url, profile) as stack:
         history, app = stack["history"], stack["app"]

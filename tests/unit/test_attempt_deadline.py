@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -96,34 +98,65 @@ def test_a_hung_history_or_redis_call_is_an_infrastructure_error(ended: bool) ->
     assert future.cancelled()
 
 
-class _StartsWhileWaitedFor(concurrent.futures.Future[Outcome]):
-    """An attempt whose job starts just as the task's setup wait runs out, then ends."""
-
-    def __init__(self, clock: JobClock, outcome: Outcome) -> None:
-        super().__init__()
-        self.clock, self.outcome = clock, outcome
-        self.waits: list[float] = []
-
-    def result(self, timeout: float | None = None) -> Outcome:
-        assert timeout is not None
-        self.waits.append(timeout)
-        if self.clock.job_started is None:
-            self.clock.job_started = time.monotonic()
-            raise concurrent.futures.TimeoutError
-        return self.outcome
+def _later(action: Callable[[], None]) -> threading.Thread:
+    thread = threading.Thread(target=action)
+    thread.start()
+    return thread
 
 
-def test_a_job_starting_late_gets_its_whole_timeout() -> None:
-    """The attempt spent its setup wait on history, then its job started: the task now
-    waits for the job's own timeout from its start, not from the submission."""
+def test_a_job_stuck_early_in_the_setup_wait_is_found_at_its_own_deadline() -> None:
+    """The task is waiting out the setup phase (long) when the job starts: it must wake
+    and hold the job to its own deadline, not to the setup's."""
+    clock = JobClock()
+    future = _done()
+
+    # The job "started" long enough ago that its own deadline is 0.2 s away.
+    def start() -> None:
+        # Most likely once the task waits (the test holds either way).
+        time.sleep(0.3)
+        clock.start(time.monotonic() - stuck_after(1.0) + 0.2)
+
+    thread = _later(start)
+    began = time.monotonic()
+    try:
+        with pytest.raises(StuckJob):
+            wait_for_attempt(future, clock, 1.0)
+    finally:
+        thread.join(10)
+    assert time.monotonic() - began < SETUP_WAIT / 2
+
+
+def test_a_job_ending_during_the_wait_is_waited_for_its_end_write() -> None:
     from worker.outcome import skipped
 
     out = skipped("r", "k", 1, "done")
-    clock = JobClock(submitted=time.monotonic() - SETUP_WAIT)
-    future = _StartsWhileWaitedFor(clock, out)
-    assert wait_for_attempt(future, clock, 3.0) is out
-    assert future.waits[0] == 0.0
-    assert stuck_after(3.0) - 1 < future.waits[1] <= stuck_after(3.0)
+    # Setup ran out long ago, but the job started before that: the task is in the job
+    # phase, then the job ends (finish phase), then the end is written.
+    now = time.monotonic()
+    clock = JobClock(submitted=now - SETUP_WAIT - 5, job_started=now - SETUP_WAIT - 1)
+    future = _done()
+
+    def attempt() -> None:
+        clock.end()
+        time.sleep(0.2)  # the end write, within FINISH_WAIT
+        future.set_result(out)
+
+    thread = _later(attempt)
+    try:
+        assert wait_for_attempt(future, clock, 30.0) is out
+    finally:
+        thread.join(10)
+
+
+def test_an_attempt_failing_is_returned_as_its_error() -> None:
+    clock = JobClock()
+    future = _done()
+    thread = _later(lambda: future.set_exception(OSError("history down")))
+    try:
+        with pytest.raises(OSError, match="history down"):
+            wait_for_attempt(future, clock, 1.0)
+    finally:
+        thread.join(10)
 
 
 def test_a_stuck_job_whose_timeout_cannot_be_recorded_is_not_acknowledged() -> None:
