@@ -32,8 +32,9 @@ log = logging.getLogger("worker.runtime")
 #: Prefix of the ``application_name`` of the worker's PostgreSQL connections.
 APPLICATION_NAME = "systemprompt-worker"
 #: Seconds a history write waits for a PostgreSQL connection before it fails (an
-#: infrastructure error: the task re-queues the run). Far below what the task waits for
-#: an attempt's history writes, so an outage is never taken for a stuck job.
+#: infrastructure error: the task re-queues the run). Shorter than what the task grants
+#: an attempt's history writes (SETUP_WAIT, FINISH_WAIT in worker.execution), so an
+#: outage surfaces as an error of the attempt, never as a stuck job.
 HISTORY_WAIT = 5.0
 #: Seconds a job waits for a connection of the jobs' pool (``ctx.db_pool``).
 JOBS_POOL_WAIT = 30.0
