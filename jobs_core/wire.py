@@ -399,6 +399,9 @@ class RunMessage:
     redelivered: bool = False  # from the broker's delivery info (or a re-queued message)
     triggered_by: str | None = None  # user@host, a beat's id, backfill/rerun by user@host
     reason: str | None = None  # the operator's reason (`jobs run --reason`)
+    # Times this run was put back because PostgreSQL or Redis failed it. Celery's own
+    # retry count also counts job retries and overlap waits, so it cannot bound these.
+    infra_errors: int = 0
 
     @classmethod
     def from_kwargs(cls, kwargs: Any) -> RunMessage:
@@ -435,6 +438,9 @@ class RunMessage:
             raise _refuse("redelivered", redelivered, "true or false")
         triggered_by = _text(kwargs, "triggered_by", MAX_TRIGGERED_BY)
         reason = _text(kwargs, "reason", MAX_REASON)
+        infra_errors = kwargs.get("infra_errors", 0)
+        if isinstance(infra_errors, bool) or not isinstance(infra_errors, int) or infra_errors < 0:
+            raise _refuse("infra_errors", infra_errors, "a whole number, 0 or more")
         return cls(
             run_id=run_id,
             trigger=Trigger(trigger),
@@ -446,6 +452,7 @@ class RunMessage:
             redelivered=redelivered,
             triggered_by=triggered_by,
             reason=reason,
+            infra_errors=infra_errors,
         )
 
     @classmethod
@@ -462,6 +469,10 @@ class RunMessage:
 
     def next_attempt_kwargs(self) -> dict[str, Any]:
         return {**self.to_kwargs(), "attempt": self.attempt + 1}
+
+    def after_infra_error_kwargs(self) -> dict[str, Any]:
+        """The same attempt, put back after an infrastructure error, counted."""
+        return {**self.to_kwargs(), "infra_errors": self.infra_errors + 1}
 
     def to_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -482,6 +493,8 @@ class RunMessage:
             # A message put back for a later try (overlap: queue) is a new message to
             # the broker; the flag has to travel with it or the run could run twice.
             kwargs["redelivered"] = True
+        if self.infra_errors:
+            kwargs["infra_errors"] = self.infra_errors
         return kwargs
 
 

@@ -37,7 +37,8 @@ from .runtime import WorkerRuntime
 log = logging.getLogger("worker.tasks")
 
 #: A run whose infrastructure (PostgreSQL, Redis) fails is put back this many times
-#: at most, so an outage delays runs instead of losing them.
+#: at most, so an outage delays runs instead of losing them. Counted in the message
+#: (``infra_errors``), apart from job retries and overlap waits.
 MAX_INFRA_RETRIES = 100
 INFRA_RETRY_DELAY = 5.0
 
@@ -111,7 +112,7 @@ def execute_task(
         req = dataclasses.replace(req, redelivered=True)
     hostname = task.request.hostname or socket.gethostname()
     # The last infrastructure retry gives up instead of re-queueing: its lock is freed.
-    requeued = (task.request.retries or 0) < MAX_INFRA_RETRIES
+    requeued = req.infra_errors < MAX_INFRA_RETRIES
     clock = JobClock()
     coro = run_attempt(runtime, jd, req, hostname, requeued_on_error=requeued, clock=clock)
     future = runtime.loop.submit(in_run_context(coro, req.run_id, jd.key))
@@ -125,10 +126,12 @@ def execute_task(
             outcome = _abandon_stuck_attempt(runtime, jd, req, hostname)
     except Exception as exc:
         metrics.METRICS.infra_error(jd.key)
-        retries = task.request.retries or 0
-        if retries >= MAX_INFRA_RETRIES:
+        if not requeued:
             log.error(
-                "run %s %s: giving up after %d infrastructure errors", req.run_id, jd.key, retries
+                "run %s %s: giving up after %d infrastructure errors",
+                req.run_id,
+                jd.key,
+                req.infra_errors,
             )
             raise
         log.error(
@@ -139,7 +142,10 @@ def execute_task(
             exc,
         )
         raise task.retry(
-            kwargs=req.to_kwargs(), countdown=INFRA_RETRY_DELAY, max_retries=None, exc=exc
+            kwargs=req.after_infra_error_kwargs(),
+            countdown=INFRA_RETRY_DELAY,
+            max_retries=None,
+            exc=exc,
         ) from exc
     metrics.METRICS.outcome(jd.key, outcome.status, outcome.action, outcome.duration_ms)
     if outcome.terminate is not None:

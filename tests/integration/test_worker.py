@@ -584,3 +584,54 @@ def test_a_postgresql_outage_is_not_taken_for_a_stuck_job(
                 assert rid in log.read_text()
         finally:
             client.close()
+
+
+def test_infrastructure_errors_are_counted_apart_from_other_retries(
+    tmp_path: Path, redis_url: str, own_pg: Any
+) -> None:
+    """A run that waited or retried many times (Celery's retry count in the headers) is
+    still put back when PostgreSQL fails it; only the run's own count of infrastructure
+    errors, carried in its message, gives up at MAX_INFRA_RETRIES."""
+    import redis
+
+    from worker.tasks import MAX_INFRA_RETRIES
+
+    key = "testjobs/counted"
+    profile = WORKER_PROFILE + f"    - {COUNTED}\n"
+    with _stack(tmp_path, redis_url, own_pg.url, profile) as stack:
+        history = stack["history"]
+        log = tmp_path / "counted.log"
+        worker = start_worker(tmp_path, stack["env"], concurrency=1)
+        client = redis.Redis.from_url(redis_url)
+        try:
+            with running([worker]):
+                base = datetime.now(UTC).replace(microsecond=0)
+                warm = _push_tick(redis_url, key, base, parameters={"log": str(log)})
+                wait_for(lambda: _finished(history, [warm]), 60, 0.1, "the first run")
+                own_pg.stop()
+
+                # As if it had waited for its overlap lock MAX_INFRA_RETRIES times.
+                waited = tick_run_id(key, base + timedelta(minutes=1))
+                kwargs = job_kwargs(
+                    run_id=waited,
+                    trigger="schedule",
+                    scheduled_for=base + timedelta(minutes=1),
+                    enqueued_at=datetime.now(UTC),
+                    parameters={"log": str(log)},
+                )
+                queue, payload = task_message(task_name(key), kwargs, task_id=waited)
+                envelope = json.loads(payload)
+                envelope["headers"]["retries"] = MAX_INFRA_RETRIES
+                client.lpush(queue, json.dumps(envelope))
+                worker.wait_output(f"run {waited} {key}: infrastructure error, re-queued", 90)
+                assert f"run {waited} {key}: giving up" not in worker.output()
+
+                # Its own count spent (another job: the first keeps its lock): given up.
+                noop = "testjobs/noop"
+                spent = _push_tick(
+                    redis_url, noop, base + timedelta(minutes=2), infra_errors=MAX_INFRA_RETRIES
+                )
+                gives_up = f"giving up after {MAX_INFRA_RETRIES} infrastructure errors"
+                worker.wait_output(f"run {spent} {noop}: {gives_up}", 90)
+        finally:
+            client.close()

@@ -38,6 +38,7 @@ messages = st.builds(
     parameters=st.dictionaries(st.text(max_size=10), json_values, max_size=4),
     skip_reason=st.none() | st.text(max_size=30),
     redelivered=st.booleans(),
+    infra_errors=st.integers(0, 500),
 )
 
 
@@ -49,6 +50,14 @@ def test_valid_messages_round_trip_through_json(message: RunMessage) -> None:
     if message.attempt < MAX_ATTEMPT:
         following = RunMessage.from_kwargs(message.next_attempt_kwargs())
         assert following == replace(message, attempt=message.attempt + 1)
+    put_back = RunMessage.from_kwargs(message.after_infra_error_kwargs())
+    assert put_back == replace(message, infra_errors=message.infra_errors + 1)
+
+
+def test_a_message_without_infra_errors_has_none() -> None:
+    # Messages of older producers carry no count; a run that never failed sends none.
+    assert RunMessage.from_kwargs(_valid()).infra_errors == 0
+    assert "infra_errors" not in RunMessage.from_kwargs(_valid()).to_kwargs()
 
 
 # (field, bad value, fragment of the reason)
@@ -78,6 +87,9 @@ MUTATIONS: list[tuple[str, Any, str]] = [
     ("parameters", "a=1", "parameters: 'a=1' is not a JSON object"),
     ("skip_reason", 5, "skip_reason: 5 is not a string"),
     ("redelivered", "yes", "redelivered: 'yes' is not true or false"),
+    ("infra_errors", -1, "infra_errors: -1 is not a whole number, 0 or more"),
+    ("infra_errors", "3", "infra_errors: '3' is not a whole number"),
+    ("infra_errors", True, "infra_errors: True is not a whole number"),
 ]
 
 
