@@ -1,27 +1,20 @@
-"""``systemprompt``: the operator's command line (and the composition root)."""
+"""``systemprompt``: the operator's command line (and the composition root).
+
+Importing this module has no process-wide effect and stays light (click and the
+project's small modules): each command imports what it needs (the profile's models,
+the job table, redis-py, psycopg) when it runs. :func:`entry`, the console script,
+turns the cyclic collector off before any of that is imported (see there).
+"""
 
 from __future__ import annotations
 
-import gc
-
-# A command such as `jobs status` is a process of a fraction of a second that creates
-# several hundred thousand objects (the modules it imports, the extensions' jobs) and
-# frees almost none: the cyclic collector would run ~130 times meanwhile, ~10% of the
-# command's CPU time, to find nothing. It stays off in the commands that end soon; the
-# ones that may run for long (beat, ui, up, a job run here or waited for) turn it back
-# on first (`_long_running`). Memory is still freed by reference counting.
-gc.disable()
-
-# ruff: noqa: E402 - the imports below come after the collector is off, on purpose
 import atexit
 import functools
+import gc
 import os
-import socket
 import sys
 import threading
-import traceback
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
@@ -33,8 +26,6 @@ from beat.limits import LEASE_TTL_RANGE
 from control.context import Context
 from jobs_core.errors import ConfigError, JobsError
 from jobs_core.gcpause import gc_paused
-from jobs_core.history import Run, RunHistory
-from jobs_core.registry import JobDefinition
 from jobs_core.status import RunStatus, Trigger
 from jobs_core.text import cut, quoted
 
@@ -45,9 +36,12 @@ from .params import Duration, Instant
 MAX_WAIT = 7 * 86400.0
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from beat.control import Pause
     from jobs_core.cron import CronSchedule
-    from jobs_core.registry import JobRegistry
+    from jobs_core.history import Run, RunHistory
+    from jobs_core.registry import JobDefinition, JobRegistry
 
 pass_ctx = click.make_pass_decorator(Context)
 P = ParamSpec("P")
@@ -55,7 +49,8 @@ R = TypeVar("R")
 
 
 def _long_running(fn: Callable[P, R]) -> Callable[P, R]:
-    """A command that may run for long: the cyclic collector back on (see the top)."""
+    """A command that may run for long: the cyclic collector back on (:func:`entry`
+    turned it off)."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -178,6 +173,8 @@ def _pause_text(pause: Pause) -> str:
 @pass_ctx
 def list_jobs(ctx: Context, as_json: bool) -> None:
     """Every job with its effective schedule, state, queue, next and last run."""
+    from concurrent.futures import ThreadPoolExecutor
+
     registry = ctx.registry
     with ThreadPoolExecutor(max_workers=1) as background:
         # The last runs of 100,000 jobs take PostgreSQL about as long as the rest takes
@@ -798,6 +795,7 @@ def health(ctx: Context, as_json: bool) -> None:
 def disable(ctx: Context, name: str, note: str | None) -> None:
     """Pause a job: the beat stops sending its ticks from the next tick on."""
     import getpass
+    import socket
 
     from beat.control import disable as pause
 
@@ -1019,6 +1017,12 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def _print_traceback() -> None:
+    import traceback
+
+    traceback.print_exc()
+
+
 def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
@@ -1029,41 +1033,52 @@ def main(argv: list[str] | None = None) -> None:
         _fail("aborted", 130)
     except click.ClickException as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         # Click quotes the offending argument (`No such command '<100 KB>'`) in full.
         setattr(exc, "message", cut(exc.message))  # noqa: B010 - typed Final, settable
         exc.show()
         sys.exit(2)
     except ConfigError as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         _fail(str(exc), 2)
     except JobsError as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         _fail(str(exc), 1)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except Exception as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
             sys.exit(1)
         _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", 1)
 
 
 def entry() -> NoReturn:
-    """The ``systemprompt`` command: :func:`main`, then out without the interpreter's
-    tear-down.
+    """The ``systemprompt`` command: :func:`main` with the cyclic collector off, then out
+    without the interpreter's tear-down.
 
-    Tearing down frees every object one by one: after ``jobs list`` over 100,000 jobs
-    that took ~0.1 to 0.4 s (and tens of milliseconds after any command) between the
-    last line and the exit, to give back memory the exit gives back anyway. What a normal
-    exit does that matters still happens: the ``atexit`` functions run (logging flushes
-    its handlers there) and the output is flushed; with another thread still running,
-    or when flushing fails (a closed pipe), the exit is the normal one, which joins the
-    thread or reports the error as usual. (:func:`main` itself, run in-process by a
-    benchmark or a test, returns or raises as before.)
+    The collector: a command such as ``jobs status`` is a process of a fraction of a
+    second that creates several hundred thousand objects (the modules it imports, the
+    extensions' jobs) and frees almost none; the collector would run ~130 times meanwhile,
+    ~10% of the command's CPU time, to find nothing. It is turned off here, before the
+    commands import the heavy libraries, and only here: importing this module (a test or
+    a benchmark running :func:`main` in-process, an embedding program) changes nothing
+    for the process. The commands that may run for long (beat, ui, up, a job run here or
+    waited for) turn it back on first (``_long_running``). Memory is still freed by
+    reference counting.
+
+    The exit: tearing down frees every object one by one: after ``jobs list`` over
+    100,000 jobs that took ~0.1 to 0.4 s (and tens of milliseconds after any command)
+    between the last line and the exit, to give back memory the exit gives back anyway.
+    What a normal exit does that matters still happens: the ``atexit`` functions run
+    (logging flushes its handlers there) and the output is flushed; with another thread
+    still running, or when flushing fails (a closed pipe), the exit is the normal one,
+    which joins the thread or reports the error as usual. (:func:`main` itself returns or
+    raises as before.)
     """
+    gc.disable()
     try:
         main()
         code: str | int | None = 0

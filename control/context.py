@@ -7,7 +7,6 @@ as one line with exit code 2.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import json
 import os
@@ -18,14 +17,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobs_core.errors import ServiceUnavailable, UnknownJob
-from jobs_core.history import RunHistory
-from jobs_core.profile import Profile, load_profile
 from jobs_core.redis_url import parse_redis_url
-from jobs_core.registry import JobDefinition, JobRegistry, build_registry
 from jobs_core.urls import check_database_url, check_redis_url, mask_url
 
+# The profile's models (pydantic, PyYAML), the job table, the run history and the
+# clients are imported where they are first needed: the CLI imports this module for
+# every command, `--help` included (see cli.main).
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
+
+    from jobs_core.history import RunHistory
+    from jobs_core.profile import Profile
+    from jobs_core.registry import JobDefinition, JobRegistry
 
 T = TypeVar("T")
 STATE_DIR = Path(".systemprompt")
@@ -70,6 +73,8 @@ class _OneConnection:
     when the block raises."""
 
     def __init__(self, conn: AsyncConnection[Any]) -> None:
+        import asyncio
+
         self._conn = conn
         self._lock = asyncio.Lock()
 
@@ -98,6 +103,8 @@ class Context:
     @property
     def profile(self) -> Profile:
         if self._profile is None:
+            from jobs_core.profile import load_profile
+
             env = dict(os.environ)
             # With nothing configured, talk to the `infra up` stack of this directory.
             for key, url in embedded_stack_urls().items():
@@ -110,6 +117,8 @@ class Context:
     @property
     def registry(self) -> JobRegistry:
         if self._registry is None:
+            from jobs_core.registry import build_registry
+
             self._registry = build_registry(self.profile)
             _keep_out_of_collections()
         return self._registry
@@ -123,6 +132,8 @@ class Context:
         """
         if self._registry is not None:
             return self._registry.resolve(name)
+        from jobs_core.registry import build_registry
+
         try:
             found = build_registry(self.profile, only=name).resolve(name)
         except UnknownJob:
@@ -199,6 +210,8 @@ class Context:
         second connection (a PostgreSQL backend started and authenticated) is a good part
         of what a quick command like ``jobs status`` costs.
         """
+        import asyncio
+
         url = self.require_database(why)
 
         async def go() -> T:
