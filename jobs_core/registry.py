@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from importlib.metadata import entry_points
 from operator import attrgetter
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
@@ -114,11 +114,17 @@ class JobDefinition:
         }
 
 
-def _closest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
-    import difflib  # here: only an error needs it
+def _difflib() -> ModuleType:
+    """:mod:`difflib`, imported on first use: only the errors about an unknown name need
+    it, and a command that succeeds should not pay for importing it."""
+    import difflib
 
+    return difflib
+
+
+def _closest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
     pool = sorted(set(candidates))
-    close = difflib.get_close_matches(name, pool, n=n, cutoff=0.0)
+    close: list[str] = _difflib().get_close_matches(name, pool, n=n, cutoff=0.0)
     return close or pool[:n]
 
 
@@ -166,15 +172,15 @@ class JobRegistry:
                 raise AmbiguousJob(f"job name {shown} is ambiguous: use one of {keys}")
         if not self.jobs:
             raise UnknownJob(f"unknown job {quoted(name, NAME_LIMIT)}: no jobs are registered")
-        import difflib  # here: only an error needs it
-
+        matcher = _difflib().SequenceMatcher
         probe = name[: 2 * LIMIT]  # a pasted 100 KB "name" must not make this quadratic
 
         def likeness(jd: JobDefinition) -> float:
-            return max(
-                difflib.SequenceMatcher(None, probe, jd.key).ratio(),
-                difflib.SequenceMatcher(None, probe, jd.name).ratio(),
+            ratio: float = max(
+                matcher(None, probe, jd.key).ratio(),
+                matcher(None, probe, jd.name).ratio(),
             )
+            return ratio
 
         ranked = sorted(self.jobs.values(), key=lambda jd: (-likeness(jd), jd.key))
         hint = ", ".join(jd.key for jd in ranked[:5])
