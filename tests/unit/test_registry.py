@@ -19,7 +19,7 @@ from jobs_core import Extension, Job, JobContext, JobResult
 from jobs_core.errors import AmbiguousJob, ProfileError, RegistryError, UnknownJob
 from jobs_core.policy import JobPolicy, Overlap, RetryPolicy
 from jobs_core.profile import Profile, parse_profile
-from jobs_core.registry import build_registry
+from jobs_core.registry import JobDefinition, build_registry
 from tests.hypothesis_budget import examples
 
 
@@ -78,6 +78,29 @@ def test_a_jobs_key_is_built_once_and_follows_a_replaced_name() -> None:
     assert twin == jd and twin.key == jd.key
     assert "key" not in {f.name for f in dataclasses.fields(jd)}
     assert copy.copy(jd).key == jd.key
+
+
+def test_built_definitions_are_those_the_dataclass_makes() -> None:
+    """The table is built without ``JobDefinition.__init__`` (100,000 jobs): each
+    definition holds every field itself, its cached key agrees, and it equals the one
+    the dataclass makes of the same values (a field added later with a default must be
+    given by the build too)."""
+    profile = parse_profile(
+        "scheduler:\n  jobs:\n    - {extension: app, job: tuned, enabled: false, "
+        "parameters: {days: 3}}\n",
+        path="p.yaml",
+        env={},
+    )
+    registry = build_registry(profile, [ext("app", CleanupJob(), TunedJob())])
+    assert len(registry) == 2
+    for jd in registry:
+        values = {f.name: getattr(jd, f.name) for f in dataclasses.fields(jd)}
+        assert set(vars(jd)) == {*values, "key"}
+        assert jd.key == f"{jd.extension}/{jd.name}"
+        made = JobDefinition(**values)
+        assert made == jd and repr(made) == repr(jd) and made.key == jd.key
+    assert registry.resolve("app/tuned").parameters == {"days": 3}
+    assert not registry.resolve("app/tuned").enabled
 
 
 def test_code_policies_then_profile_overrides_with_sources() -> None:
