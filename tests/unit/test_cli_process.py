@@ -1,5 +1,5 @@
-"""The CLI process itself: its collector policy and its exit (each in a fresh interpreter,
-as importing cli.main turns the cyclic collector off for the process)."""
+"""The CLI process itself: its collector policy and its exit (each in a fresh interpreter:
+the console-script entry turns the cyclic collector off for the process)."""
 
 from __future__ import annotations
 
@@ -22,13 +22,34 @@ def python(code: str) -> subprocess.CompletedProcess[str]:
 def test_the_collector_is_off_in_short_commands_and_on_in_long_running_ones() -> None:
     done = python(
         """
-        import gc
+        import gc, sys
         import cli.main as m
         print(gc.isenabled())
-        m._long_running(lambda: print(gc.isenabled()))()
+        m.main = lambda: (print(gc.isenabled()), m._long_running(lambda: print(gc.isenabled()))())
+        sys.argv = ["systemprompt", "--help"]
+        m.entry()
         """
     )
-    assert done.stdout.split() == ["False", "True"], done.stderr
+    assert done.returncode == 0, done.stderr
+    # Imported: untouched; in the console script: off, and on again in a long command.
+    assert done.stdout.split() == ["True", "False", "True"], done.stderr
+
+
+#: What the commands import when they run, after entry() turned the collector off.
+HEAVY = ("pydantic", "yaml", "redis", "psycopg", "asyncio", "jobs_core.profile")
+
+
+def test_importing_the_cli_neither_changes_the_collector_nor_imports_the_heavy_libraries() -> None:
+    done = python(
+        f"""
+        import gc, sys
+        import cli.main
+        print(gc.isenabled())
+        print(sorted(m for m in {HEAVY!r} if m in sys.modules))
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["True", "[]"]
 
 
 def test_the_long_running_commands_turn_the_collector_on() -> None:
