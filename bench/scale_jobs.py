@@ -183,7 +183,7 @@ class Probe:
 
 
 #: The project's packages: byte-compiled before the CLI is timed (see byte_compile).
-PROJECT_PACKAGES = ("beat", "bench", "cli", "jobs_core", "ui", "worker")
+PROJECT_PACKAGES = ("beat", "bench", "cli", "control", "extensions", "jobs_core", "ui", "worker")
 
 
 def byte_compile(env: dict[str, str]) -> None:
