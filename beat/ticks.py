@@ -130,11 +130,10 @@ local function group(tp, iso)
   return {queue = tp.queue, c = c, kinds = kinds, fast = concat(kinds, ',') == '@@SHAPE@@'}
 end
 
+-- A tick's message from a group whose layout is not the usual one (the usual one is
+-- spliced inline, in the claim loop).
 local function render(g, task, rid)
   local c = g.c
-  if g.fast then
-    return @@EXPR@@
-  end
   local buf, kinds = {c[1]}, g.kinds
   for k = 1, #kinds do
     if kinds[k] == 1 then buf[2 * k] = task else buf[2 * k] = rid end
@@ -160,7 +159,14 @@ for i = FIRST, #ARGV do
     s = sub(s, p + 1)
     b = byte(s, 1)
   end
-  if b == 1 then
+  if b > 4 then
+    -- An on-time tick of the current group (it starts with its run id): the common
+    -- case, tested first.
+    n = n + 1
+    local p = find(s, '\\t', @@RIDLEN@@ + 2, true)
+    xa[n], jobs[n], xb[n] = sub(s, 1, @@RIDLEN@@), sub(s, @@RIDLEN@@ + 1, p - 1), sub(s, p + 1)
+    msargs[n], mss[n], grps[n] = gmsarg, gms, g
+  elseif b == 1 then
     local p1 = find(s, '\\t', 2, true)
     local p2 = find(s, '\\t', p1 + 1, true)
     local id = sub(s, p1 + 1, p2 - 1)
@@ -181,8 +187,8 @@ for i = FIRST, #ARGV do
     jobs[n], msargs[n] = sub(s, 2, p1 - 1), sub(s, p1 + 1, p2 - 1)
     mss[n], grps[n] = tonumber(msargs[n]), false
     xa[n], xb[n] = sub(s, p2 + 1, p3 - 1), sub(s, p3 + 1)
-  elseif b == 3 then
-    -- A whole message whose enqueued_at goes in at byte offset `at` (the send time).
+  else
+    -- b == 3: a whole message whose enqueued_at goes in at byte offset `at` (the send time).
     n = n + 1
     local p1 = find(s, '\\t', 2, true)
     local p2 = find(s, '\\t', p1 + 1, true)
@@ -192,17 +198,17 @@ for i = FIRST, #ARGV do
     mss[n], grps[n] = tonumber(msargs[n]), false
     local at = p4 + tonumber(sub(s, p3 + 1, p4 - 1))
     xa[n], xb[n] = sub(s, p2 + 1, p3 - 1), sub(s, p4 + 1, at) .. enq .. sub(s, at + 1)
-  else
-    n = n + 1
-    local p = find(s, '\\t', @@RIDLEN@@ + 2, true)
-    xa[n], jobs[n], xb[n] = sub(s, 1, @@RIDLEN@@), sub(s, @@RIDLEN@@ + 1, p - 1), sub(s, p + 1)
-    msargs[n], mss[n], grps[n] = gmsarg, gms, g
   end
 end
 if n == 0 then return '' end
 
 local prevs = redis.call('HMGET', last, unpack(jobs))
-local off = redis.call('SMISMEMBER', disabled, unpack(jobs))
+-- Paused jobs are rare: an empty set (SCARD is O(1)) spares converting the chunk's job
+-- keys once more for SMISMEMBER.
+local off = false
+if redis.call('SCARD', disabled) > 0 then
+  off = redis.call('SMISMEMBER', disabled, unpack(jobs))
+end
 local counts, counted = {}, {}
 if budgeted then
   local names = {}
@@ -210,54 +216,74 @@ if budgeted then
   local got = redis.call('HMGET', runs, unpack(names))
   for k = 1, #names do counts[names[k]] = tonumber(got[k] or '0') or 0 end
 end
-local prev, pushes, order, marks, out = {}, {}, {}, {}, {}
+-- tonumber of each distinct last-handled value once: the jobs of an instant mostly share
+-- it, and converting 13 digits to a number is a strtod each time.
+local nums = {}
+-- fields: the HSET arguments (job, tick), appended in tick order: a job marked twice in
+-- one chunk is marked with its later tick, as HSET applies its pairs in order.
+-- out: one status digit per tick, as strings (a number would be formatted at the end).
+local prev, pushes, sizes, order, fields, nf, out = {}, {}, {}, {}, {}, 0, {}
 for k = 1, n do
   local job, ms = jobs[k], mss[k]
   local p = prev[job]
-  if p == nil then p = tonumber(prevs[k] or '0') or 0 end
-  local status = 0
+  if p == nil then
+    local raw = prevs[k]
+    if raw then
+      p = nums[raw]
+      if p == nil then
+        p = tonumber(raw) or 0
+        nums[raw] = p
+      end
+    else
+      p = 0
+    end
+  end
+  local status = '0'
   local budget = budgeted and budgets[k]
   if ms > p then
-    if off[k] == 1 then
-      status = 2
+    if off and off[k] == 1 then
+      status = '2'
     elseif budget and counts[job] >= budget then
-      status = 3
+      status = '3'
     else
       local gk = grps[k]
       local list, payload
       if gk then
-        list, payload = gk.queue, render(gk, xb[k], xa[k])
+        list = gk.queue
+        if gk.fast then
+          local c, task, rid = gk.c, xb[k], xa[k]
+          payload = @@EXPR@@
+        else
+          payload = render(gk, xb[k], xa[k])
+        end
       else
         list, payload = xa[k], xb[k]
       end
       local q = pushes[list]
       if not q then
         q = {}
-        pushes[list] = q
+        pushes[list], sizes[list] = q, 0
         order[#order + 1] = list
       end
-      q[#q + 1] = payload
-      status = 1
+      local size = sizes[list] + 1
+      q[size], sizes[list] = payload, size
+      status = '1'
       if budget then
         local c = counts[job] + 1
         counts[job], counted[job] = c, c
-        if c >= budget then status = 4 end
+        if c >= budget then status = '4' end
       end
     end
     prev[job] = ms
-    marks[job] = msargs[k]
+    fields[nf + 1], fields[nf + 2] = job, msargs[k]
+    nf = nf + 2
   end
   out[k] = status
 end
 for _, list in ipairs(order) do
   redis.call('LPUSH', list, unpack(pushes[list]))
 end
-local fields = {}
-for job, ms in pairs(marks) do
-  fields[#fields + 1] = job
-  fields[#fields + 1] = ms
-end
-if #fields > 0 then redis.call('HSET', last, unpack(fields)) end
+if nf > 0 then redis.call('HSET', last, unpack(fields)) end
 if budgeted then
   local cs = {}
   for job, c in pairs(counted) do

@@ -107,6 +107,38 @@ def test_claims_send_each_tick_once_and_respect_disable(client: redis.Redis) -> 
     assert set(client.keys("*")) == {"q", Keys.LAST}
 
 
+def test_each_tick_is_compared_with_its_own_jobs_last_handled_tick(client: redis.Redis) -> None:
+    """One chunk of jobs whose last handled ticks differ, some with several ticks: the
+    script converts each distinct last-handled value once and shares it between jobs,
+    and marks a job with its latest sent tick."""
+    sender = TickSender(client)
+    client.hset(Keys.LAST, mapping={"e/a": 1000, "e/b": 3000, "e/c": 1000, "e/e": 999})
+    batch = [tick("e/a", 2000), tick("e/b", 2000), tick("e/c", 2000), tick("e/d", 2000)]
+    batch += [tick("e/a", 2500), tick("e/b", 3500), tick("e/a", 2200), tick("e/e", 1000)]
+    assert sender.send(batch, None) == [SENT, DUPLICATE, SENT, SENT, SENT, SENT, DUPLICATE, SENT]
+    last = {"e/a": "2500", "e/b": "3500", "e/c": "2000", "e/d": "2000", "e/e": "1000"}
+    assert client.hgetall(Keys.LAST) == last
+    sent = ["e/a:2000", "e/c:2000", "e/d:2000", "e/a:2500", "e/b:3500", "e/e:1000"]
+    assert client.lrange("q", 0, -1)[::-1] == [f"p:{s}" for s in sent]
+
+    # On-time ticks of one instant (a template group): a job already past the instant,
+    # one behind it, one never handled; a paused job elsewhere changes nothing.
+    control.disable(client, "e/other")
+    tpl = tick_template("jobs", Trigger.SCHEDULE, "{}")
+    assert tpl is not None
+    ms, iso = 3000, from_ms(3000).isoformat()
+    on_time = [
+        OutTick.templated(job, ms, tpl, task_name(job), tick_run_id(job, from_ms(ms)), iso)
+        for job in ("e/a", "e/b", "e/new")
+    ]
+    assert sender.send(on_time, None) == [SENT, DUPLICATE, SENT]
+    assert [decode(raw)[0]["task"] for raw in client.lrange("jobs", 0, -1)[::-1]] == [
+        task_name("e/a"),
+        task_name("e/new"),
+    ]
+    assert client.hmget(Keys.LAST, ["e/a", "e/b", "e/new"]) == ["3000", "3500", "3000"]
+
+
 def test_two_senders_racing_on_one_batch_send_each_tick_once(redis_url: str) -> None:
     """Two beats that both believe they lead, sending the same ticks at the same time."""
     batches = [[tick(f"e/j{i}", ms) for i in range(800)] for ms in (1000, 2000, 3000)]
