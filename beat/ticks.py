@@ -75,10 +75,10 @@ _SHAPE, _EXPR = _render_expression()
 # registers the templates and replays it. Catch-up ticks, skip records and ticks that
 # cannot use a template carry their whole message. No key per tick: the last-handled
 # hash guards the same thing and lives in the same Redis.
-# Per tick, Lua makes strings (the parts of its argument, its ~770-byte message) and
-# Redis 7.0's Lua hashes every byte of each new string: the message is the largest part
-# of the script's cost (bench/claim_script.py --callgrind counts it); the rest is kept
-# to table look-ups, with no number converted to or from text per on-time tick.
+# Per tick, Lua makes strings (the parts of its argument, its ~770-byte message), and the
+# Lua of Redis 7.0.15 hashes every byte of each new string: the message is the largest
+# part of the script's cost (bench/claim_script.py --callgrind counts it); the rest is
+# kept to table look-ups, with no number converted to or from text per on-time tick.
 
 _SCRIPT = (
     """
