@@ -5,7 +5,8 @@ Run from anywhere: ``python bench/attempt_cost.py [--attempts N] [--rounds R]``.
 It starts a private redis-server and a durable PostgreSQL (``--fast``: fsync off), then
 drives :func:`worker.execution.run_attempt` through a :class:`worker.runtime.
 WorkerRuntime` the way a pool process does (the task thread hands each attempt to the
-process's event loop thread and waits for its outcome): no-op jobs of
+process's event loop thread and waits for its outcome, with the job clock and
+:func:`worker.tasks.wait_for_attempt` of the Celery task): no-op jobs of
 :mod:`bench.scale_ext` on the default policies (overlap ``skip``: the lock is taken and
 released; cancel requests read and watched), lazy start, one history statement per run.
 It prints this process's CPU time (all threads) and wall time per attempt, per round.
@@ -71,8 +72,9 @@ def _bench(opts: argparse.Namespace, base: Path, redis_url: str, database_url: s
     from jobs_core.profile import load_profile
     from jobs_core.registry import build_registry, discover_extensions
     from jobs_core.schema import migrate
-    from worker.execution import TaskRequest, run_attempt
+    from worker.execution import JobClock, TaskRequest, run_attempt
     from worker.runtime import WorkerRuntime
+    from worker.tasks import wait_for_attempt
 
     os.environ["BENCH_SCALE_JOBS"] = str(JOBS)
     profile_path = base / "profile.yaml"
@@ -101,8 +103,10 @@ def _bench(opts: argparse.Namespace, base: Path, redis_url: str, database_url: s
             enqueued_at=datetime.now(UTC),
         )
         req = TaskRequest.from_kwargs(kwargs)
-        out = runtime.loop.submit(run_attempt(runtime, jobs[i % len(jobs)], req, "bench@host"))
-        if out.result(30).status is not RunStatus.SUCCEEDED:
+        jd = jobs[i % len(jobs)]
+        clock = JobClock()
+        future = runtime.loop.submit(run_attempt(runtime, jd, req, "bench@host", clock=clock))
+        if wait_for_attempt(future, clock, jd.policy.timeout).status is not RunStatus.SUCCEEDED:
             raise RuntimeError(f"attempt {i} did not succeed")
 
     try:

@@ -90,23 +90,60 @@ def attempt_deadline(
 @dataclasses.dataclass
 class JobClock:
     """When the job of one attempt started and ended (monotonic), set on the event loop
-    and read by the task's thread, which ``changed`` wakes at each step."""
+    and read by the task's thread.
+
+    The task's thread is not woken at each step (two thread switches per run): a step's
+    instant is taken under the clock's lock, so it is never earlier than a read that did
+    not see it, and no later phase can bring a deadline before the read instant plus the
+    shortest span a later phase grants (:meth:`look`). The task waits for the outcome
+    until then, reads again, and so still stops at each phase's exact deadline.
+    """
 
     submitted: float = dataclasses.field(default_factory=time.monotonic)
     job_started: float | None = None
     job_ended: float | None = None
-    changed: threading.Event = dataclasses.field(default_factory=threading.Event)
+    _lock: threading.Lock = dataclasses.field(
+        default_factory=threading.Lock, repr=False, compare=False
+    )
 
-    def start(self, at: float | None = None) -> None:
-        self.job_started = time.monotonic() if at is None else at
-        self.changed.set()
+    def start(self) -> float:
+        """Mark the job started now; returns that instant."""
+        with self._lock:
+            self.job_started = at = time.monotonic()
+        return at
 
-    def end(self, at: float | None = None) -> None:
-        self.job_ended = time.monotonic() if at is None else at
-        self.changed.set()
+    def end(self) -> float:
+        """Mark the job ended now; returns that instant."""
+        with self._lock:
+            self.job_ended = at = time.monotonic()
+        return at
 
     def deadline(self, timeout: float) -> tuple[Phase, float]:
         return attempt_deadline(timeout, self.submitted, self.job_started, self.job_ended)
+
+    def look(self, timeout: float) -> Look:
+        """The phase now, its deadline, and the instant to read the clock again."""
+        with self._lock:
+            now = time.monotonic()
+            phase, deadline = self.deadline(timeout)
+        if phase is Phase.SETUP:  # the job may start (and end) right after this read
+            again = min(deadline, now + min(stuck_after(timeout), FINISH_WAIT))
+        elif phase is Phase.JOB:  # the job may end right after this read
+            again = min(deadline, now + FINISH_WAIT)
+        else:
+            again = deadline
+        return Look(phase, deadline, now, again)
+
+
+@dataclasses.dataclass(frozen=True)
+class Look:
+    """One read of a :class:`JobClock` (monotonic instants): the ``phase`` at ``now``,
+    its ``deadline``, and ``again``: no later phase's deadline can come before it."""
+
+    phase: Phase
+    deadline: float
+    now: float
+    again: float
 
 
 def lock_ttl(jd: JobDefinition) -> float:
@@ -457,9 +494,7 @@ async def _execute(
 ) -> tuple[Execution, int]:
     """Run the job under its timeout, watching for a cancel request; returns what
     happened and the elapsed ms."""
-    started = time.monotonic()
-    if clock is not None:
-        clock.start(started)
+    started = clock.start() if clock is not None else time.monotonic()
     execution: Execution
     job = asyncio.ensure_future(jd.job.execute(ctx))
     watch = cancels.watch(ctx.run.run_id, job) if cancels is not None else None

@@ -6,7 +6,6 @@ import concurrent.futures
 import dataclasses
 import logging
 import socket
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -60,16 +59,19 @@ def wait_for_attempt(
 
     Raises :class:`StuckJob` or :class:`AttemptStalled` (the attempt is then cancelled).
     """
-    future.add_done_callback(lambda _: clock.changed.set())
     while True:
-        clock.changed.clear()  # before reading: a step from now on wakes the wait below
-        if future.done():
-            return future.result()
-        phase, deadline = clock.deadline(timeout)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        look = clock.look(timeout)
+        if look.now >= look.deadline:
+            if future.done():
+                return future.result()
             break
-        clock.changed.wait(remaining)
+        try:
+            # Woken only by the outcome, or when the clock must be read again.
+            future.exception(look.again - look.now)
+        except concurrent.futures.TimeoutError:
+            continue
+        return future.result()
+    phase, deadline = look.phase, look.deadline
     if phase is Phase.JOB:
         raise StuckJob(f"the job ran past {stuck_after(timeout):g}s")
     future.cancel()

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from worker import execution
 from worker.execution import (
     FINISH_WAIT,
     SETUP_WAIT,
@@ -104,26 +105,64 @@ def _later(action: Callable[[], None]) -> threading.Thread:
     return thread
 
 
-def test_a_job_stuck_early_in_the_setup_wait_is_found_at_its_own_deadline() -> None:
-    """The task is waiting out the setup phase (long) when the job starts: it must wake
-    and hold the job to its own deadline, not to the setup's."""
+@pytest.fixture
+def short_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Phase bounds short enough to be waited out in a test: a job with a 0.2 s timeout
+    is stuck 0.5 s after its start, an end write 0.5 s after the job's end, and setup
+    is long (30 s): a wait that missed a phase change would overrun by seconds."""
+    monkeypatch.setattr(execution, "CANCEL_GRACE", 0.2)
+    monkeypatch.setattr(execution, "STUCK_MARGIN", 0.1)
+    monkeypatch.setattr(execution, "FINISH_WAIT", 0.5)
+    monkeypatch.setattr(execution, "SETUP_WAIT", 30.0)
+
+
+@pytest.mark.usefixtures("short_waits")
+def test_a_job_starting_during_the_setup_wait_is_held_to_its_own_deadline() -> None:
+    """The task is waiting out the setup phase (long) when the job starts: nothing wakes
+    it at the start, yet it must stop at the job's own deadline, not the setup's."""
     clock = JobClock()
     future = _done()
+    started: list[float] = []
 
-    # The job "started" long enough ago that its own deadline is 0.2 s away.
     def start() -> None:
-        # Most likely once the task waits (the test holds either way).
-        time.sleep(0.3)
-        clock.start(time.monotonic() - stuck_after(1.0) + 0.2)
+        time.sleep(0.3)  # most likely once the task waits (the test holds either way)
+        started.append(clock.start())
 
     thread = _later(start)
-    began = time.monotonic()
     try:
         with pytest.raises(StuckJob):
-            wait_for_attempt(future, clock, 1.0)
+            wait_for_attempt(future, clock, 0.2)
     finally:
         thread.join(10)
-    assert time.monotonic() - began < SETUP_WAIT / 2
+    found = time.monotonic()
+    assert started and found >= started[0] + stuck_after(0.2)
+    assert found - started[0] < stuck_after(0.2) + 1.5  # not at the setup's deadline
+
+
+@pytest.mark.usefixtures("short_waits")
+def test_an_end_write_that_hangs_is_found_at_its_own_deadline() -> None:
+    """The job (a long timeout) ends during the wait, then its end write hangs: nothing
+    wakes the task at the end, yet it must stop FINISH_WAIT after the job's end, not at
+    the job's deadline."""
+    clock = JobClock()
+    future = _done()
+    ended: list[float] = []
+    clock.start()  # the task first finds the job running
+
+    def run() -> None:
+        time.sleep(0.3)
+        ended.append(clock.end())
+
+    thread = _later(run)
+    try:
+        with pytest.raises(AttemptStalled, match="finish"):
+            wait_for_attempt(future, clock, 5.0)  # the job's deadline: 5.3 s after its start
+    finally:
+        thread.join(10)
+    found = time.monotonic()
+    assert ended and found >= ended[0] + execution.FINISH_WAIT
+    assert found - ended[0] < execution.FINISH_WAIT + 1.5
+    assert future.cancelled()
 
 
 def test_a_job_ending_during_the_wait_is_waited_for_its_end_write() -> None:
