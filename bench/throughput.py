@@ -6,7 +6,8 @@ It starts a private redis-server and PostgreSQL (never the machine's shared ones
 two Celery workers on that Redis with the *same* settings (``worker.config.
 celery_settings`` of the same profile: JSON only, acks_late, reject on worker lost,
 prefetch multiplier 1, task events on) and the same command line (``-P prefork -c C
---without-gossip --without-mingle``):
+--without-gossip --without-mingle``; ``--pool threads`` runs both on Celery's thread
+pool instead, where the tasks run in the main process):
 
 * **bare**: a minimal Celery app (``bench.throughput:bare_app``) whose task does nothing
   but record that it ran (see :func:`bare_noop`);
@@ -216,7 +217,9 @@ def worker_env(profile: Path, redis_url: str, database_url: str, **extra: str) -
     return env
 
 
-def worker_args(app: str, queue: str, name: str, concurrency: int) -> list[str]:
+def worker_args(
+    app: str, queue: str, name: str, concurrency: int, pool: str = "prefork"
+) -> list[str]:
     return [
         str(VENV_BIN / "celery"),
         "-A",
@@ -227,7 +230,7 @@ def worker_args(app: str, queue: str, name: str, concurrency: int) -> list[str]:
         "-Q",
         queue,
         "-P",
-        "prefork",
+        pool,
         "-c",
         str(concurrency),
         "--without-gossip",
@@ -406,7 +409,14 @@ class OursSide:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=2500, help="runs per timed round")
-    parser.add_argument("--concurrency", type=int, default=2, help="worker -c (prefork)")
+    parser.add_argument("--concurrency", type=int, default=2, help="worker -c")
+    parser.add_argument(
+        "--pool",
+        choices=("prefork", "threads"),
+        default="prefork",
+        help="worker -P of both sides (threads: the tasks run in the main process, whose "
+        "CPU is then reported as the consumer's)",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds per side")
     parser.add_argument("--warmup", type=int, default=300, help="untimed runs per side first")
     parser.add_argument("--poll", type=float, default=0.02, help="completion poll interval")
@@ -470,14 +480,14 @@ def _bench(opts: argparse.Namespace, base: Path, redis_server: Any, pg_server: A
         )
         procs.append(
             Proc(
-                worker_args("bench.throughput:bare_app", BARE_QUEUE, "bare", c),
+                worker_args("bench.throughput:bare_app", BARE_QUEUE, "bare", c, opts.pool),
                 bare_env,
                 base / "worker-bare.log",
             )
         )
         procs.append(
             Proc(
-                worker_args(opts.ours_app, OURS_QUEUE, "ours", c),
+                worker_args(opts.ours_app, OURS_QUEUE, "ours", c, opts.pool),
                 ours_env,
                 base / "worker-ours.log",
             )
@@ -496,7 +506,7 @@ def _bench(opts: argparse.Namespace, base: Path, redis_server: Any, pg_server: A
             {
                 "runs": f"N={opts.runs} per round, {opts.rounds} rounds per side "
                 f"(alternating), warm-up {opts.warmup}",
-                "workers": f"prefork -c {c}, --without-gossip --without-mingle, JSON only, "
+                "workers": f"{opts.pool} -c {c}, --without-gossip --without-mingle, JSON only, "
                 "acks_late, reject_on_worker_lost, prefetch x1, task events on",
                 "enqueue": "pipelined LPUSH of protocol-2 messages",
                 "bare": "no-op task"
