@@ -15,7 +15,8 @@ Then ``--rounds`` full rounds (the monitor's incremental state dropped before ea
 ``--rounds`` incremental ones, with ``--changes`` jobs getting a new finished run
 before each round (the history that changed since the last round). Printed per kind:
 CPU seconds of this process (``time.process_time``; of which the garbage collector's)
-and wall time per round, median and max, the jobs evaluated, and the alerts active
+and wall time per round, median and max (and of it the wall time of the health read,
+PostgreSQL's statements and their rows: ``read``), the jobs evaluated, and the alerts active
 after the last round of each; then whether one more incremental round gives what
 evaluating every job gives on the same input (else it missed something).
 ``--cprofile`` prints the functions with the most own CPU time of one full and one
@@ -104,15 +105,35 @@ class GcClock:
 GC = GcClock()
 
 
+class ReadClock:
+    """Wall time of the monitor's health reads (``HealthReader.read``): the PostgreSQL
+    statements, their round trips and the rows' decoding."""
+
+    def __init__(self, monitor: Any) -> None:
+        self.total = 0.0
+        reader = monitor._health
+        read = reader.read
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return read(*args, **kwargs)
+            finally:
+                self.total += time.perf_counter() - t0
+
+        reader.read = timed
+
+
 def rounds(
-    monitor: Any, profile: Any, url: str, opts: argparse.Namespace, full: bool
-) -> tuple[list[float], list[float], list[int], list[float]]:
+    monitor: Any, profile: Any, url: str, opts: argparse.Namespace, full: bool, clock: ReadClock
+) -> tuple[list[float], list[float], list[int], list[float], list[float]]:
     import psycopg
 
     cpu: list[float] = []
     wall: list[float] = []
     evaluated: list[int] = []
     gcs: list[float] = []
+    reads: list[float] = []
     with psycopg.connect(url, autocommit=True) as conn:
         for _ in range(opts.rounds):
             if opts.changes:
@@ -121,20 +142,22 @@ def rounds(
                 forget = getattr(monitor, "forget", None)
                 if forget is not None:
                     forget()
-            c0, w0, g0 = time.process_time(), time.perf_counter(), GC.total
+            c0, w0, g0, r0 = time.process_time(), time.perf_counter(), GC.total, clock.total
             monitor.check(profile)
             cpu.append(time.process_time() - c0)
             gcs.append(GC.total - g0)
             wall.append(time.perf_counter() - w0)
+            reads.append(clock.total - r0)
             evaluator = getattr(monitor, "_evaluator", None)
             if evaluator is not None:
                 evaluated.append(evaluator.evaluated)
-    return cpu, wall, evaluated, gcs
+    return cpu, wall, evaluated, gcs, reads
 
 
 def verify(monitor: Any, profile: Any) -> str:
     """One more incremental round, checked against :func:`jobs_core.alerts.evaluate` of
-    every job on the very same input (same ``now``)."""
+    every job on the very same input (same ``now``), and its health against reading
+    every job's (:func:`jobs_core.job_health.fetch_job_health`)."""
     evaluator = getattr(monitor, "_evaluator", None)
     if evaluator is None:
         return "n/a (no incremental rounds)"
@@ -155,7 +178,11 @@ def verify(monitor: Any, profile: Any) -> str:
         monitor.check(profile)
     finally:
         del evaluator.evaluate
-    return verdict[0] if verdict else "not evaluated"
+    from jobs_core.job_health import fetch_job_health
+
+    everyone = fetch_job_health(monitor._db, list(monitor.jobs.jobs))
+    read = "the same" if everyone == monitor.jobs.health else "DIFFERENT (a bug)"
+    return f"{verdict[0] if verdict else 'not evaluated'}; health against a full read: {read}"
 
 
 def profiled(monitor: Any, profile: Any, full: bool, top: int) -> None:
@@ -171,13 +198,19 @@ def profiled(monitor: Any, profile: Any, full: bool, top: int) -> None:
 
 
 def line(
-    kind: str, cpu: list[float], wall: list[float], evaluated: list[int], gcs: list[float]
+    kind: str,
+    cpu: list[float],
+    wall: list[float],
+    evaluated: list[int],
+    gcs: list[float],
+    reads: list[float],
 ) -> str:
     jobs = f"   jobs evaluated {min(evaluated):,}..{max(evaluated):,}" if evaluated else ""
     return (
         f"{kind:<12} CPU median {statistics.median(cpu):6.3f} s  max {max(cpu):6.3f} s"
         f" (GC median {statistics.median(gcs):5.3f} s)"
-        f"   wall median {statistics.median(wall):6.3f} s  max {max(wall):6.3f} s{jobs}"
+        f"   wall median {statistics.median(wall):6.3f} s  max {max(wall):6.3f} s"
+        f" (read median {statistics.median(reads):6.3f} s  max {max(reads):6.3f} s){jobs}"
     )
 
 
@@ -231,12 +264,13 @@ def main() -> int:
             beat._connect()
             beat._try_acquire()
             monitor = Monitor(beat, None)
+            clock = ReadClock(monitor)
             profile = beat.profile
             try:
                 monitor.check(profile)  # the first sight of every job: not timed
-                full = rounds(monitor, profile, pg.url, opts, full=True)
+                full = rounds(monitor, profile, pg.url, opts, full=True, clock=clock)
                 after_full = dict(monitor.jobs.active)
-                incremental = rounds(monitor, profile, pg.url, opts, full=False)
+                incremental = rounds(monitor, profile, pg.url, opts, full=False, clock=clock)
                 after_incremental = dict(monitor.jobs.active)
                 same = verify(monitor, profile)
                 print(line("full", *full))
