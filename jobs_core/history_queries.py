@@ -417,6 +417,29 @@ LEFT JOIN LATERAL (
 ) f ON true
 """
 
+#: What an incremental health read starts from, in the snapshot every statement of the
+#: read shares (REPEATABLE READ): the snapshot's xmin (every transaction it could not see
+#: has an id from it on), and the jobs that have an unfinished run (``job_runs_unfinished``,
+#: migration 0004). Every UPDATE and DELETE of a run (history_queries) applies to a run
+#: that has not finished, except a prune's, which only deletes finished runs.
+HEALTH_STATE = """
+SELECT pg_snapshot_xmin(pg_current_snapshot())::text,
+       ARRAY(SELECT DISTINCT job_key FROM job_runs WHERE finished_at IS NULL)
+"""
+
+#: The jobs that have a run inserted by a transaction from ``%(since)s`` on (the xmin of
+#: an earlier read's snapshot), from ``job_runs_inserted`` (migration 0005).
+INSERTED_SINCE = """
+SELECT DISTINCT job_key FROM job_runs WHERE inserted_xid >= %(since)s::xid8
+"""
+
+#: Whether ``job_runs_inserted`` exists and is valid (a CONCURRENTLY build that failed
+#: leaves an invalid one): without it, INSERTED_SINCE would read the whole table.
+INSERTED_INDEX_READY = """
+SELECT coalesce((SELECT indisvalid AND indisready FROM pg_index
+                 WHERE indexrelid = to_regclass('job_runs_inserted')), false)
+"""
+
 # ---------------------------------------------------------------- migrations
 
 #: Held by the session for a whole ``db migrate``: a migration that runs outside a
