@@ -1,7 +1,8 @@
 """The beat's watch over the jobs, in a thread of its own, every ``check_every``:
 
 - every beat: the job-state gauge;
-- the leader only: one history query for all jobs (PostgreSQL), the per-job metrics
+- the leader only: the health of the jobs whose runs changed since the last round (of
+  every job on a full round: :class:`jobs_core.job_health.HealthReader`), the per-job metrics
   (last success / failure, consecutive failures, active alerts), the alert evaluation
   (:mod:`jobs_core.alerts`) against the incidents kept in Redis, and the notifications
   (:mod:`beat.alerting`).
@@ -303,10 +304,12 @@ class Monitor(Chore):
         watches = self._watches.build(registry, on, since, now)
         result = self._evaluator.evaluate(watches, health, active, now)
         log.debug(
-            "alert round: %d of %d jobs evaluated (%s), %d health rows changed",
+            "alert round: %d of %d jobs evaluated (%s), health of %d read (%s), %d changed",
             self._evaluator.evaluated,
             len(watches),
             "full" if self._evaluator.was_full else "incremental",
+            self._health.read_jobs,
+            "full" if self._health.was_full else "incremental",
             self._health.changed,
         )
         if not self.beat.is_leader:  # lost the lease meanwhile: the new leader decides

@@ -428,7 +428,7 @@ SELECT pg_snapshot_xmin(pg_current_snapshot())::text,
 """
 
 #: The jobs that have a run inserted by a transaction from ``%(since)s`` on (the xmin of
-#: an earlier read's snapshot), from ``job_runs_inserted`` (migration 0005).
+#: an earlier read's snapshot), from ``job_runs_inserted`` (migration 0006).
 INSERTED_SINCE = """
 SELECT DISTINCT job_key FROM job_runs WHERE inserted_xid >= %(since)s::xid8
 """

@@ -83,7 +83,7 @@ class HealthReader:
     A full read comes first, then at least every :data:`~jobs_core.alert_rounds.FULL_EVERY`
     (what catches a prune), after :meth:`reset` (the monitor calls it on a reloaded job
     table, a leadership change and a failed round), when the keys change, and always
-    while ``job_runs_inserted`` (migration 0005) is not there to answer.
+    while ``job_runs_inserted`` (migration 0006) is not there to answer.
     """
 
     def __init__(

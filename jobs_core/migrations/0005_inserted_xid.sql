@@ -1,20 +1,15 @@
--- migrate: no-transaction
--- The transaction that inserted each run, indexed: what the alerting cycle's incremental
--- health read asks for, the runs inserted since its last read (jobs_core.job_health).
--- Why not updated_at: an index on a column every update changes makes every update of a
--- run non-HOT (see 0001); the inserting transaction never changes, so updates stay HOT
--- and an insert pays one small index entry. Why a transaction id and not a time: a
--- transaction's now() is its start, so a run committed late carries an instant older
--- than a read made meanwhile; a snapshot says exactly which transactions it could not
--- see (every id from its xmin on may be one of them).
+-- The transaction that inserted each run: what the alerting cycle's incremental health
+-- read asks for, the runs inserted since its last read (jobs_core.job_health), from the
+-- index of migration 0006. Why not updated_at: an index on a column every update
+-- changes makes every update of a run non-HOT (see 0001); the inserting transaction
+-- never changes, so updates stay HOT and an insert pays one small index entry. Why a
+-- transaction id and not a time: a transaction's now() is its start, so a run committed
+-- late carries an instant older than a read made meanwhile; a snapshot says exactly
+-- which transactions it could not see (every id from its xmin on may be one of them).
 --
 -- Adding the column without a default rewrites nothing; the default set afterwards
--- applies to the rows inserted from then on (those before have none and are in no
+-- applies to the rows inserted from then on (the older ones have none, and are in no
 -- incremental read: the first read after a start is a full one). ALTER TABLE waits for
 -- every transaction writing job_runs, so no run is inserted without it once it is done.
--- Built CONCURRENTLY as 0004; a failed build is dropped by the next `db migrate`.
 ALTER TABLE job_runs ADD COLUMN IF NOT EXISTS inserted_xid xid8;
 ALTER TABLE job_runs ALTER COLUMN inserted_xid SET DEFAULT pg_current_xact_id();
-DROP INDEX CONCURRENTLY IF EXISTS job_runs_inserted;
-CREATE INDEX CONCURRENTLY job_runs_inserted ON job_runs (inserted_xid)
-    WHERE inserted_xid IS NOT NULL;

@@ -63,3 +63,17 @@ def test_job_health_reads_running_runs_from_the_unfinished_runs_index(database_u
             ).fetchall()
         )
     assert "Index Scan using job_runs_unfinished" in text, text
+
+
+def test_the_incremental_health_read_walks_small_indexes(database_url: str) -> None:
+    """What an incremental health read asks besides JOB_HEALTH costs what changed: the
+    runs inserted since the last read from ``job_runs_inserted`` (migration 0006), the
+    unfinished ones from ``job_runs_unfinished``; never the whole table."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SET enable_seqscan = off")
+        inserted = "\n".join(
+            r[0] for r in conn.execute("EXPLAIN " + q.INSERTED_SINCE, {"since": "1000"})
+        )
+        state = "\n".join(r[0] for r in conn.execute("EXPLAIN " + q.HEALTH_STATE))
+    assert "job_runs_inserted" in inserted and "Seq Scan" not in inserted, inserted
+    assert "job_runs_unfinished" in state and "Seq Scan" not in state, state
