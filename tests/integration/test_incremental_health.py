@@ -6,6 +6,7 @@ kept between reads."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -373,3 +374,35 @@ def test_time_driven_alerts_fire_from_the_health_kept_between_reads(
         elif after == timedelta(seconds=61):
             assert kinds == {"a/one": AlertKind.TOO_LONG}
     assert kinds == {"a/one": AlertKind.TOO_LONG, "a/two": AlertKind.LATE}
+
+
+def test_a_run_updated_while_unfinished_stays_a_hot_update(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    """The inserting transaction (migration 0005) is never updated, so its index leaves
+    a run's updates that touch no indexed column HOT (a retry: status, attempt,
+    updated_at), as before it."""
+    rid = str(uuid.uuid4())
+    conn.execute(
+        "INSERT INTO job_runs (id, job_key, trigger, status, attempt, worker)"
+        " VALUES (%s, 'a/one', 'manual', 'running', 1, 'celery@w1')",
+        (rid,),
+    )
+
+    async def retry() -> None:
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
+            end = AttemptEnd(RunStatus.RETRYING, 5, next_attempt_at=T0)
+            assert await PostgresHistory(Lent(c)).finish_attempt(rid, 1, end)
+
+    asyncio.run(retry())
+    deadline = time.monotonic() + 60
+    counts: tuple[Any, ...] | None = None
+    while time.monotonic() < deadline:  # the statistics reach the view within a second
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        counts = conn.execute(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'job_runs'"
+        ).fetchone()
+        if counts is not None and counts[0] >= 1:
+            break
+        time.sleep(0.1)
+    assert counts == (1, 1)
