@@ -116,6 +116,10 @@ class JobDefinition:
 
 _new_object = object.__new__
 _set_attribute = object.__setattr__
+#: The attribute dict of a definition made by the dataclass and never handed out: its
+#: copies share its keys (a split table), less than half the size of a plain dict of the
+#: same 13 entries.
+_prototype: list[dict[str, Any]] = []
 
 
 def _definition(fields: dict[str, Any]) -> JobDefinition:
@@ -125,11 +129,20 @@ def _definition(fields: dict[str, Any]) -> JobDefinition:
     A frozen dataclass's ``__init__`` sets each of its 12 fields through
     ``object.__setattr__``, and ``key`` is computed on first use through the
     ``cached_property`` machinery: at 100,000 jobs the two took ~0.2 s of ``jobs list``.
-    Here the instance gets its attribute dict in one step; it is the same object (no
-    ``__post_init__``, every field given; tests/unit/test_registry.py checks the fields).
+    Here the instance gets a copy of a dataclass-made instance's dict with every value
+    replaced: the same object (no ``__post_init__``, every field given;
+    tests/unit/test_registry.py checks the fields and the dict's size), made in half the
+    time. A dict built from ``fields`` directly would not share the keys of the class's
+    other instances: 28 MB more for 100,000 jobs, held by the beat for its lifetime.
     """
+    if not _prototype:
+        made = JobDefinition(**{k: v for k, v in fields.items() if k != "key"})
+        assert made.key == fields["key"]  # now in its dict, after the fields
+        _prototype.append(made.__dict__)
+    own = _prototype[0].copy()
+    own.update(fields)
     jd: JobDefinition = _new_object(JobDefinition)
-    _set_attribute(jd, "__dict__", fields)
+    _set_attribute(jd, "__dict__", own)
     return jd
 
 
