@@ -11,8 +11,8 @@ beats and workers). For each group count it prints:
 - the burst: the ticks due at the busiest instant (midnight, where every job of the
   expression mix below fires at once) on the biggest group;
 - what that group's beat must do, from this repository's measured figures (options,
-  defaults from README's Performance section): start-up time, memory (the peak of a
-  reload, two job tables alive), burst lag;
+  defaults from README's Performance section; each option's help names its figure):
+  start-up time, memory (the peak of a reload, two job tables alive), burst lag;
 - growth: adding one group moves whole logical shards to it; the share of jobs that move,
   and a check that every job is owned by exactly one group before and after;
 - worker fleets: processes per group for ``--runs-per-s`` at the measured rate per process.
@@ -123,11 +123,41 @@ def main() -> int:
     parser.add_argument("--runs-per-s", type=float, default=10_000)
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--jitter-s", type=float, default=30.0)
-    parser.add_argument("--startup-s-per-job", type=float, default=3.0e-5)
-    parser.add_argument("--rss-mib-per-job", type=float, default=3.3e-3)
-    parser.add_argument("--rss-mib-base", type=float, default=60.0)
-    parser.add_argument("--lag-p99-ms-per-tick", type=float, default=1.0e-2)
-    parser.add_argument("--runs-per-s-per-worker", type=float, default=88.0)
+    # Cost defaults from README's Performance section: the beat's from "Scale: 100,000
+    # jobs" (bench/scale_jobs.py --minutes 2 --skip-cli, commit 4e1d4ca, load 0.4), the
+    # worker's from "Worker throughput" (bench/throughput.py --rounds 3, commit e2d263b).
+    parser.add_argument(
+        "--startup-s-per-job",
+        type=float,
+        default=1.03e-5,
+        help="spawn to the full schedule: 1.03 s for 100,000 jobs",
+    )
+    parser.add_argument(
+        "--rss-mib-per-job",
+        type=float,
+        default=4.4e-3,
+        help="RSS at a reload's peak: (498 MiB - the base) / 100,000 jobs",
+    )
+    parser.add_argument(
+        "--rss-mib-base",
+        type=float,
+        default=60.0,
+        help="the beat before its job table: importing its modules alone takes 52 MiB",
+    )
+    parser.add_argument(
+        "--lag-p99-ms-per-tick",
+        type=float,
+        default=4.9e-3,
+        help="burst p99 lag: 489 ms for 100,000 ticks of one instant (after a reload; "
+        "474 ms before it)",
+    )
+    parser.add_argument(
+        "--runs-per-s-per-worker",
+        type=float,
+        default=234.0,
+        help="468 runs/s (the slower round; 515 in the other) of a prefork -c 2 worker on "
+        "a 2-core machine, over its 2 processes",
+    )
     opts = parser.parse_args()
     costs = Costs(
         opts.startup_s_per_job,
