@@ -242,10 +242,12 @@ async def attempt(
         return await _claimed_attempt(
             history, jd, req, hostname, db_pool_factory, cancels, backfilled=backfilled, clock=clock
         )
-    except Exception as exc:
+    except (Exception, asyncio.CancelledError) as exc:
         # The job may have run (or be recorded running) with its end unknown to history:
-        # until the re-queued run settles it, the job counts as active. A duplicate tick
-        # is a conflict, not an outage: it fails alike every time, holding nothing back.
+        # until the re-queued run settles it, the job counts as active. So too when the
+        # task cancels an attempt whose history or Redis calls stalled (it re-queues it
+        # the same way). A duplicate tick is a conflict, not an outage: it fails alike
+        # every time, holding nothing back.
         keep_lock = lock is not None and requeued_on_error and not isinstance(exc, DuplicateTick)
         if keep_lock:
             log.warning(

@@ -635,3 +635,47 @@ def test_infrastructure_errors_are_counted_apart_from_other_retries(
                 worker.wait_output(f"run {spent} {noop}: {gives_up}", 90)
         finally:
             client.close()
+
+
+def test_a_stalled_end_write_keeps_the_overlap_lock(
+    tmp_path: Path, redis_url: str, database_url: str
+) -> None:
+    """The run's end write hangs (its table locked) past FINISH_WAIT: the attempt is
+    cancelled and re-queued as an infrastructure error. The job ran, and history does
+    not know its end: the run keeps the job's overlap lock until it comes back and is
+    recorded, as when the write fails outright."""
+    import psycopg
+    import redis
+
+    from jobs_core.wire import Keys
+
+    key = "testjobs/counted"
+    profile = WORKER_PROFILE + f"    - {COUNTED}\n"
+    with _stack(tmp_path, redis_url, database_url, profile) as stack:
+        history = stack["history"]
+        log = tmp_path / "counted.log"
+        worker = start_worker(tmp_path, stack["env"], concurrency=1)
+        client = redis.Redis.from_url(redis_url)
+        try:
+            with running([worker]):
+                base = datetime.now(UTC).replace(microsecond=0)
+                warm = _push_tick(redis_url, key, base, parameters={"log": str(log)})
+                wait_for(lambda: _finished(history, [warm]), 60, 0.1, "the first run")
+
+                with psycopg.connect(database_url) as blocker:
+                    blocker.execute("LOCK TABLE job_runs IN ACCESS EXCLUSIVE MODE")
+                    rid = _push_tick(
+                        redis_url, key, base + timedelta(minutes=1), parameters={"log": str(log)}
+                    )
+                    wait_for(lambda: log.exists() and rid in log.read_text(), 60, 0.1, "a start")
+                    worker.wait_output(f"run {rid} {key}: infrastructure error", 90)
+                    assert "into its finish" in worker.output()
+                    assert client.get(Keys.lock(key)) == rid.encode()
+                    blocker.rollback()
+
+                wait_for(lambda: _finished(history, [rid]), 120, 0.2, "the run recorded")
+                run = history.run(rid)
+                assert run is not None and run.status == RunStatus.SUCCEEDED, run
+                wait_for(lambda: client.get(Keys.lock(key)) is None, 60, 0.1, "the lock freed")
+        finally:
+            client.close()
